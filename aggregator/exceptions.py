@@ -1,0 +1,66 @@
+"""The exception tree of aggregator. Contains no logic.
+
+    AggregatorError
+    ├── ConfigError(path, line, message)   invalid config file or environment
+    ├── FeedError(url)
+    │   ├── FetchError                      network, HTTP or policy failure
+    │   │   └── BlockedAddressError         URL resolves to a refused address
+    │   └── ParseError                      not a feed, or a refused document
+    ├── StoreError                          database failure
+    └── FeedNotFoundError / FeedExistsError
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AggregatorError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(AggregatorError):
+    """A config file or environment override is invalid.
+
+    The message reads `path:line: problem` so editors and terminals can jump to it.
+    """
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class FeedError(AggregatorError):
+    """A failure that belongs to one feed."""
+
+    def __init__(self, url: str, message: str = "") -> None:
+        self.url = url
+        self.message = message
+        super().__init__(f"{url}: {message}" if message else url)
+
+
+class FetchError(FeedError):
+    """The feed could not be fetched (network, HTTP status, limits, policy)."""
+
+
+class BlockedAddressError(FetchError):
+    """The URL resolves to an address the policy refuses (private, loopback, ...)."""
+
+
+class ParseError(FeedError):
+    """The document is not a feed we can read, or was refused before parsing."""
+
+
+class StoreError(AggregatorError):
+    """The database failed."""
+
+
+class FeedNotFoundError(AggregatorError):
+    """No such feed."""
+
+
+class FeedExistsError(AggregatorError):
+    """The feed is already subscribed."""

@@ -1,0 +1,217 @@
+"""The vocabulary shared by every stage. Frozen dataclasses only; no logic, no imports
+from the rest of the package.
+
+Names say where a value comes from: `SourceConfig` from the config file, `FetchRequest`
+and `FetchResult` around `fetch`, `ParsedFeed`/`EntryData` out of `parse`+`normalise`,
+`FeedState`/`Entry`/`Story` out of `store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One feed as the config file lists it."""
+
+    url: str
+    title: str | None = None
+    tags: tuple[str, ...] = ()
+    interval: int | None = None  # seconds; None means the global default
+    enabled: bool = True
+    allow_private_addresses: bool | None = None  # None means the global setting
+    line: int | None = None  # line of the source in the config file, for messages
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How `fetch` behaves; built from the settings."""
+
+    user_agent: str
+    timeout: float = 30.0  # total deadline per request, seconds
+    max_body_bytes: int = 10 * 1024 * 1024  # cap on decompressed bytes
+    max_redirects: int = 5
+    max_connections: int = 64  # requests in flight at once
+    max_per_host: int = 2  # requests in flight per host
+    allow_private_addresses: bool = False
+    allowed_networks: tuple[str, ...] = ()  # CIDRs allowed even when private
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One conditional GET to make."""
+
+    feed_id: int
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    allow_private_addresses: bool | None = None  # per-source override
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one fetch gave. `status` is 0 when no HTTP response arrived."""
+
+    feed_id: int
+    url: str  # the URL requested
+    final_url: str  # the URL of the last hop
+    permanent_url: str | None  # set only when every redirect hop was 301 or 308
+    status: int
+    fetched_at: datetime
+    body: bytes | None = None
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    retry_after: datetime | None = None  # from Retry-After on 429/503
+    cache_seconds: int | None = None  # from Cache-Control max-age / Expires
+    error: str | None = None  # why it failed, for the operator
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status == 200
+
+    @property
+    def not_modified(self) -> bool:
+        return self.error is None and self.status == 304
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    url: str
+    type: str | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class EntryData:
+    """One normalised entry, ready to store.
+
+    Dates are timezone-aware UTC; `published_at` is None when the source had no usable
+    date (the store then uses the first-seen time). Text fields are plain text except
+    `content_html`, which is sanitised HTML with absolute http(s)/mailto URLs.
+    """
+
+    key: str  # stable id within the feed: guid/id, else link, else a content hash
+    title: str
+    link: str | None
+    published_at: datetime | None
+    updated_at: datetime | None
+    author: str | None = None
+    summary: str = ""
+    content_html: str = ""
+    image_url: str | None = None
+    tags: tuple[str, ...] = ()
+    enclosures: tuple[Enclosure, ...] = ()
+    language: str | None = None
+    content_hash: str = ""  # changes when a reader-visible field changes
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """A parsed and normalised feed document."""
+
+    format: str  # feedparser's version ("rss20", "atom10", ...) or "json11" ...
+    title: str | None
+    link: str | None
+    language: str | None
+    entries: tuple[EntryData, ...]
+    ttl_seconds: int | None = None  # from RSS <ttl> or sy:updatePeriod/updateFrequency
+    warning: str | None = None  # survivable problem (bozo), for the feed's status
+    dropped: int = 0  # entries skipped (no id, link or title at all; over the cap)
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """A feed as the store knows it, with its fetch state."""
+
+    id: int
+    url: str
+    title: str | None  # from the config
+    feed_title: str | None  # from the document
+    site_link: str | None
+    tags: tuple[str, ...]
+    enabled: bool
+    in_config: bool
+    interval: int | None
+    allow_private_addresses: bool | None
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    next_check_at: datetime | None
+    last_fetch_at: datetime | None
+    last_success_at: datetime | None
+    last_status: str | None  # "ok", "not_modified", "unchanged", "error", "gone"
+    http_status: int | None
+    last_error: str | None
+    error_count: int
+    disabled_reason: str | None
+    entry_count: int = 0
+    entries_per_day: float = 0.0
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.feed_title or self.url
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored entry, as the web and the renderers see it."""
+
+    id: int
+    feed_id: int
+    key: str
+    title: str
+    link: str | None
+    published_at: datetime  # never None once stored (falls back to first seen)
+    updated_at: datetime
+    first_seen_at: datetime
+    author: str | None
+    summary: str
+    content_html: str
+    image_url: str | None
+    tags: tuple[str, ...]
+    enclosures: tuple[Enclosure, ...]
+    language: str | None
+    feed_title: str
+    feed_url: str
+    feed_link: str | None
+    story_id: int | None = None
+    also_in: tuple[str, ...] = field(default=())  # other sources carrying the same article
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """The outcome of updating one feed. A per-feed failure is data, not an exception."""
+
+    feed_id: int
+    url: str
+    status: str  # "ok", "not_modified", "unchanged", "error", "gone", "stale"
+    new_entries: int = 0
+    changed_entries: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PollSummary:
+    results: tuple[UpdateResult, ...]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def new_entries(self) -> int:
+        return sum(r.new_entries for r in self.results)
+
+    def line(self) -> str:
+        return (
+            f"{len(self.results)} feeds: {self.count('ok')} ok, "
+            f"{self.count('not_modified') + self.count('unchanged')} not modified, "
+            f"{self.count('error') + self.count('gone')} failed; "
+            f"{self.new_entries} new entries"
+        )
+
+
+ResponseHeaders = Mapping[str, str]
