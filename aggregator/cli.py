@@ -1,0 +1,255 @@
+"""The command line: `aggregator [--config PATH] COMMAND`. An entry point that composes
+config, store, worker and web; it holds no pipeline logic of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aggregator import __version__
+from aggregator.config import Config, load_config, resolve_config_path
+from aggregator.exceptions import AggregatorError, ConfigError, FeedExistsError
+from aggregator.models import FeedState, UpdateResult
+
+log = logging.getLogger("aggregator")
+
+
+class _State:
+    def __init__(self, config_option: str | None) -> None:
+        self.path = resolve_config_path(config_option)
+
+    def config(self) -> Config:
+        try:
+            return load_config(self.path)
+        except ConfigError as e:
+            raise click.ClickException(str(e)) from e
+
+    def store(self, config: Config, upgrade: bool = True) -> Any:
+        from aggregator.store import Store
+
+        store = Store(config.settings.database_url)
+        if upgrade:
+            store.upgrade()
+        return store
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_option",
+    metavar="PATH",
+    help="Config file (default: $AGGREGATOR_CONFIG, else config/aggregator.toml).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.version_option(__version__, prog_name="aggregator")
+@click.pass_context
+def cli(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
+    """Self-hosted news feed aggregator."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = _State(config_option)
+
+
+@cli.command()
+@pass_state
+def check(state: _State) -> None:
+    """Validate the config file; exit non-zero naming file, line and problem."""
+    config = state.config()
+    click.echo(f"{config.path}: ok, {len(config.sources)} sources")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: _State) -> None:
+    """Create or upgrade the database schema (also run at every start)."""
+    config = state.config()
+    state.store(config)
+    click.echo(f"database at the newest schema: {config.settings.database_url}")
+
+
+@cli.command()
+@click.option("--all", "poll_all", is_flag=True, help="Poll every enabled feed, due or not.")
+@pass_state
+def poll(state: _State, poll_all: bool) -> None:
+    """Fetch the due feeds once, store new entries, and print a summary."""
+    from aggregator.scheduler import Worker, poll_options
+    from aggregator.update import poll_due
+
+    config = state.config()
+    store = state.store(config)
+    worker = Worker(config, store)
+    bar: Any = None
+
+    def on_claim(count: int) -> None:
+        nonlocal bar
+        bar = click.progressbar(length=count, label="polling", file=sys.stderr)
+        bar.__enter__()
+
+    def progress(result: UpdateResult) -> None:
+        if result.error:
+            log.warning("%s: %s", result.url, result.error)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        summary = poll_due(
+            store,
+            poll_options(config),
+            owner=f"{worker.name}/poll",
+            force=poll_all,
+            progress=progress,
+            on_claim=on_claim,
+        )
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(summary.line())
+
+
+@cli.command()
+@pass_state
+def worker(state: _State) -> None:
+    """Run the scheduler: poll due feeds on every tick (the Procfile's `worker`)."""
+    from aggregator.scheduler import Worker
+
+    config = state.config()
+    click.echo(f"worker: ticking every {config.settings.tick_interval}s, config {config.path}")
+    Worker(config, state.store(config)).run_forever()
+
+
+def _serve(config: Config) -> None:
+    import waitress
+
+    from aggregator.web import create_app
+
+    settings = config.settings
+    app = create_app({"CONFIG_PATH": str(config.path)})
+    click.echo(f"Serving on http://{settings.host}:{settings.port}/", err=False)
+    sys.stdout.flush()
+    waitress.serve(app, host=settings.host, port=settings.port, threads=8, _quiet=True)
+
+
+@cli.command()
+@pass_state
+def web(state: _State) -> None:
+    """Serve the web app only (production: gunicorn, see the Procfile)."""
+    config = state.config()
+    state.store(config)
+    _serve(config)
+
+
+@cli.command()
+@pass_state
+def run(state: _State) -> None:
+    """Run the worker and the web app in one process (the embedded default)."""
+    from aggregator.scheduler import Worker
+
+    config = state.config()
+    worker = Worker(config, state.store(config))
+    worker.start_background()
+    _serve(config)
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--title", help="Display title (default: the feed's own).")
+@click.option("--tag", "tags", multiple=True, help="Tag; repeat for several.")
+@click.option("--interval", help='Poll interval, e.g. "30m" (default: the global one).')
+@pass_state
+def add(state: _State, url: str, title: str | None, tags: tuple[str, ...], interval: str | None) -> None:
+    """Add a source to the config file (comments and layout are kept)."""
+    from aggregator.sources import add_source
+
+    try:
+        add_source(state.path, url, title=title, tags=tags, interval=interval)
+    except (ConfigError, FeedExistsError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"added {url} to {state.path}")
+
+
+@cli.command("import")
+@click.argument("opml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_state
+def import_(state: _State, opml_file: Path) -> None:
+    """Add the subscriptions of an OPML file to the config file."""
+    from aggregator.sources import import_opml
+
+    try:
+        added, skipped = import_opml(state.path, opml_file.read_bytes())
+    except AggregatorError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"imported {len(added)} sources, skipped {len(skipped)} already present")
+
+
+@cli.command()
+@pass_state
+def export(state: _State) -> None:
+    """Print the sources as OPML 2.0."""
+    from aggregator.sources import export_opml
+
+    click.echo(export_opml(state.config()), nl=False)
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "-"
+    seconds = int((when - now).total_seconds())
+    span = abs(seconds)
+    text = (
+        f"{span}s" if span < 120 else f"{span // 60}m" if span < 7200 else f"{span // 3600}h"
+    )
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def _feed_status(feed: FeedState) -> str:
+    if feed.disabled_reason:
+        return "disabled"
+    if not feed.in_config:
+        return "removed"
+    if not feed.enabled:
+        return "off"
+    return feed.last_status or "new"
+
+
+@cli.command()
+@pass_state
+def feeds(state: _State) -> None:
+    """List the sources with status, last fetch, entry count and next check."""
+    config = state.config()
+    store = state.store(config)
+    now = datetime.now(UTC)
+    header = f"{'ID':>4} {'STATUS':<12} {'ENTRIES':>7} {'ERRORS':>6} {'LAST FETCH':<11} {'NEXT':<10} SOURCE"
+    click.echo(header)
+    for feed in store.get_feeds(now):
+        next_check = "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)
+        click.echo(
+            f"{feed.id:>4} {_feed_status(feed):<12} {feed.entry_count:>7} {feed.error_count:>6} "
+            f"{_ago(feed.last_fetch_at, now):<11} {next_check:<10} {feed.display_title}"
+        )
+        if feed.last_error:
+            click.echo(f"{'':>4} {'':<12} last error: {feed.last_error}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="aggregator")
+    except AggregatorError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)

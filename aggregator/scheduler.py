@@ -1,0 +1,150 @@
+"""The worker: an APScheduler 3.11 timer whose jobs are short ticks. APScheduler is only
+a clock; what is due lives in the store (`feeds.next_check_at`), so any number of
+workers can share one PostgreSQL store and a restart never re-polls early.
+
+Each tick: reload the config if its file changed (a new source is polled in the same
+tick, a removed one stops being polled and keeps its entries), poll what is due, and
+write a heartbeat that `/healthz` reads. Run it as `aggregator worker` or
+`python -m aggregator.scheduler`; never inside web workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from aggregator.config import Config, load_config
+from aggregator.exceptions import ConfigError
+from aggregator.models import PollSummary
+from aggregator.store import Store
+from aggregator.update import PollOptions, poll_due
+
+log = logging.getLogger(__name__)
+
+
+def poll_options(config: Config, resolver: Any = None) -> PollOptions:
+    settings = config.settings
+    return PollOptions(
+        fetch=settings.fetch_options(),
+        default_interval=settings.default_interval,
+        min_interval=settings.min_interval,
+        max_interval=settings.max_interval,
+        max_entries=settings.max_entries_per_feed,
+        lease=timedelta(seconds=settings.lease_seconds),
+        resolver=resolver,
+    )
+
+
+@dataclass
+class _ConfigFile:
+    """The config file's identity on disk, to notice edits."""
+
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, config: Config) -> _ConfigFile | None:
+        try:
+            stat = config.path.stat()
+        except OSError:
+            return None
+        return cls(stat.st_mtime_ns, stat.st_size)
+
+
+class Worker:
+    """Polls due feeds on every tick and keeps the store in line with the config file."""
+
+    def __init__(self, config: Config, store: Store, resolver: Any = None) -> None:
+        self.config = config
+        self.store = store
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._resolver = resolver
+        self._seen = _ConfigFile.of(config)
+        self._ticks = 0
+        store.sync_sources(config.sources, datetime.now(UTC))
+
+    def reload_config(self) -> bool:
+        """Reload the config when its file changed; keep the old one if the new is invalid."""
+        current = _ConfigFile.of(self.config)
+        if current == self._seen:
+            return False
+        self._seen = current
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as e:
+            log.error("worker: config not reloaded, keeping the previous one: %s", e)
+            return False
+        self.config = config
+        self.store.sync_sources(config.sources, datetime.now(UTC))
+        log.info("worker: config reloaded, %d sources", len(config.sources))
+        return True
+
+    def tick(self, now: datetime | None = None) -> PollSummary:
+        """One tick: reload config, poll what is due, record the heartbeat."""
+        self._ticks += 1
+        self._heartbeat()
+        self.reload_config()
+        summary = poll_due(
+            self.store,
+            poll_options(self.config, self._resolver),
+            owner=f"{self.name}/{self._ticks}",
+            now=now,
+        )
+        self._heartbeat()
+        if summary.results:
+            log.info("worker: %s", summary.line())
+        return summary
+
+    def _heartbeat(self) -> None:
+        self.store.record_tick(self.name, datetime.now(UTC), self.config.settings.tick_interval)
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # the timer must survive a failing tick (e.g. database down)
+            log.exception("worker: tick failed")
+
+    def schedule(self, scheduler: BaseScheduler) -> BaseScheduler:
+        scheduler.add_job(
+            self._safe_tick,
+            "interval",
+            seconds=self.config.settings.tick_interval,
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        return scheduler
+
+    def run_forever(self) -> None:
+        """Block, ticking until interrupted."""
+        scheduler = self.schedule(BlockingScheduler(timezone=UTC))
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+
+    def start_background(self) -> BaseScheduler:
+        """Tick on a background thread (for `aggregator run`)."""
+        scheduler = self.schedule(BackgroundScheduler(timezone=UTC, daemon=True))
+        scheduler.start()
+        return scheduler
+
+
+def main() -> None:
+    from aggregator.cli import main as cli_main
+
+    cli_main(["worker"])
+
+
+if __name__ == "__main__":
+    main()

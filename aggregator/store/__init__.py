@@ -1,0 +1,227 @@
+"""The store: the only package that imports SQLAlchemy.
+
+`Store` is the facade the rest of the service uses. Each public method runs in its own
+transaction and returns `aggregator.models` dataclasses, so no row or session leaves the
+package. Write transactions start with `BEGIN IMMEDIATE` on SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from aggregator.exceptions import StoreError
+from aggregator.models import Entry, EntryData, FeedState, SourceConfig
+from aggregator.store import entries as entry_rows
+from aggregator.store import feeds as feed_rows
+from aggregator.store import migrate
+from aggregator.store.engine import make_engine
+from aggregator.store.schema import feeds, workers
+
+__all__ = ["Store", "FeedUpdate", "SaveOutcome"]
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    """The new state of one feed after a fetch, written with its entries in one go."""
+
+    url: str | None = None  # a new URL after a permanent redirect
+    feed_title: str | None = None
+    site_link: str | None = None
+    language: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    next_check_at: datetime | None = None
+    last_fetch_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_status: str | None = None
+    http_status: int | None = None
+    last_error: str | None = None
+    error_count: int = 0
+    disabled_reason: str | None = None
+    keep_document_fields: bool = False  # True when nothing was parsed (304, errors)
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    saved: bool  # False when the lease was lost and nothing was written
+    new_ids: tuple[int, ...] = ()
+    changed_ids: tuple[int, ...] = ()
+
+
+class Store:
+    """Feeds, entries and worker heartbeats in SQLite (WAL) or PostgreSQL."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._engine = make_engine(database_url)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as e:
+            raise StoreError(f"store: {e}") from e
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as e:
+            raise StoreError(f"store: {e}") from e
+
+    # schema
+
+    def upgrade(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        try:
+            migrate.upgrade(self._engine)
+        except SQLAlchemyError as e:
+            raise StoreError(f"store: migration failed: {e}") from e
+
+    def schema_is_current(self) -> bool:
+        return migrate.current_revision(self._engine) == migrate.head_revision()
+
+    # feeds
+
+    def sync_sources(self, sources: Sequence[SourceConfig], now: datetime) -> None:
+        with self._write() as conn:
+            feed_rows.sync_sources(conn, sources, now)
+
+    def get_feeds(self, now: datetime | None = None) -> list[FeedState]:
+        with self._read() as conn:
+            return feed_rows.get_feeds(conn, now=now)
+
+    def get_feed(self, feed_id: int) -> FeedState | None:
+        with self._read() as conn:
+            found = feed_rows.get_feeds(conn, [feed_id])
+        return found[0] if found else None
+
+    def claim_due_feeds(
+        self, owner: str, now: datetime, lease: timedelta, limit: int, force: bool = False
+    ) -> list[FeedState]:
+        """Lease due feeds to `owner` (see `feeds.claim_due`)."""
+        with self._write() as conn:
+            return feed_rows.claim_due(conn, owner, now, lease, limit, force)
+
+    def release_feed(self, feed_id: int, owner: str) -> None:
+        with self._write() as conn:
+            feed_rows.release(conn, feed_id, owner)
+
+    def save_update(
+        self,
+        feed_id: int,
+        owner: str,
+        state: FeedUpdate,
+        items: Sequence[EntryData] = (),
+        now: datetime | None = None,
+    ) -> SaveOutcome:
+        """Save one feed's entries and new fetch state in one transaction, fenced by the
+        lease: if `owner` no longer holds the feed, nothing is written.
+        """
+        with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
+            try:
+                with conn.begin() as transaction:
+                    if not feed_rows.fenced_update(conn, feed_id, owner, _state_values(state)):
+                        transaction.rollback()
+                        return SaveOutcome(saved=False)
+                    saved = entry_rows.save_entries(conn, feed_id, items, now or _required(state))
+            except SQLAlchemyError as e:
+                raise StoreError(f"store: unable to save feed {feed_id}: {e}") from e
+        return SaveOutcome(True, saved.new_ids, saved.changed_ids)
+
+    # entries
+
+    def get_latest(
+        self, limit: int = 50, offset: int = 0, feed_id: int | None = None, tag: str | None = None
+    ) -> list[Entry]:
+        with self._read() as conn:
+            return entry_rows.get_latest(conn, limit, offset, feed_id, tag)
+
+    def count_entries(self) -> int:
+        with self._read() as conn:
+            return entry_rows.count_entries(conn)
+
+    def newest_change(self) -> datetime | None:
+        with self._read() as conn:
+            return entry_rows.newest_change(conn)
+
+    # worker heartbeats
+
+    def record_tick(self, name: str, now: datetime, tick_seconds: float) -> None:
+        with self._write() as conn:
+            conn.execute(delete(workers).where(workers.c.name == name))
+            conn.execute(insert(workers).values(name=name, last_tick_at=now, tick_seconds=tick_seconds))
+
+    def last_tick(self) -> tuple[datetime, float] | None:
+        """The newest worker heartbeat and that worker's tick interval."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(workers.c.last_tick_at, workers.c.tick_seconds)
+                .order_by(workers.c.last_tick_at.desc())
+                .limit(1)
+            ).first()
+        return (row.last_tick_at, row.tick_seconds) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """Totals for health and metrics."""
+        with self._read() as conn:
+            total = conn.execute(select(func.count()).select_from(feeds)).scalar_one()
+            broken = conn.execute(
+                select(func.count()).select_from(feeds).where(feeds.c.error_count > 0)
+            ).scalar_one()
+            return {
+                "feeds": total,
+                "broken_feeds": broken,
+                "entries": entry_rows.count_entries(conn),
+            }
+
+    def reset_schedule(self, now: datetime) -> None:
+        """Make every feed due now (for `poll --all`)."""
+        with self._write() as conn:
+            conn.execute(update(feeds).values(next_check_at=now))
+
+
+def _required(state: FeedUpdate) -> datetime:
+    if state.last_fetch_at is None:
+        raise ValueError("store: FeedUpdate.last_fetch_at is required")
+    return state.last_fetch_at
+
+
+def _state_values(state: FeedUpdate) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "etag": state.etag,
+        "last_modified": state.last_modified,
+        "body_hash": state.body_hash,
+        "next_check_at": state.next_check_at,
+        "last_fetch_at": state.last_fetch_at,
+        "last_status": state.last_status,
+        "http_status": state.http_status,
+        "last_error": state.last_error,
+        "error_count": state.error_count,
+        "disabled_reason": state.disabled_reason,
+    }
+    if state.last_success_at is not None:
+        values["last_success_at"] = state.last_success_at
+    if state.url is not None:
+        values["url"] = state.url
+    if not state.keep_document_fields:
+        values.update(feed_title=state.feed_title, site_link=state.site_link, language=state.language)
+    return values

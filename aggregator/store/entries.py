@@ -1,0 +1,201 @@
+"""Entry rows: saving new and changed entries of one feed in bulk, and reading the
+newest entries for pages and merged feeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+
+from aggregator.models import Enclosure, Entry, EntryData
+from aggregator.store.schema import entries, entry_tags, feed_tags, feeds
+
+
+@dataclass(frozen=True)
+class SavedEntries:
+    new_ids: tuple[int, ...]
+    changed_ids: tuple[int, ...]
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _row_values(entry: EntryData, now: datetime) -> dict[str, Any]:
+    return {
+        "title": entry.title,
+        "link": entry.link,
+        "updated_at": entry.updated_at or entry.published_at or now,
+        "author": entry.author,
+        "summary": entry.summary,
+        "content_html": entry.content_html,
+        "image_url": entry.image_url,
+        "enclosures": json.dumps(
+            [{"url": e.url, "type": e.type, "length": e.length} for e in entry.enclosures]
+        ),
+        "language": entry.language,
+        "content_hash": entry.content_hash,
+    }
+
+
+def save_entries(
+    conn: Connection, feed_id: int, items: Sequence[EntryData], now: datetime
+) -> SavedEntries:
+    """Insert new entries and update changed ones (by content hash) of one feed.
+
+    An edited entry keeps its row, id and first-seen time; its `updated_at` moves on.
+    Entries without a date get the first-seen time as their published date.
+    """
+    unique = {key_hash(item.key): item for item in items}  # last copy of a repeated key wins
+    existing = {
+        row.key_hash: (row.id, row.content_hash)
+        for row in conn.execute(
+            select(entries.c.id, entries.c.key_hash, entries.c.content_hash).where(
+                entries.c.feed_id == feed_id, entries.c.key_hash.in_(list(unique))
+            )
+        )
+    }
+    new_rows: list[dict[str, Any]] = []
+    new_tags: list[tuple[str, ...]] = []
+    changed_rows: list[dict[str, Any]] = []
+    tags_by_id: dict[int, tuple[str, ...]] = {}
+    for hashed, item in unique.items():
+        values = _row_values(item, now)
+        if hashed not in existing:
+            new_rows.append(
+                {
+                    **values,
+                    "feed_id": feed_id,
+                    "key": item.key,
+                    "key_hash": hashed,
+                    "published_at": item.published_at or now,
+                    "first_seen_at": now,
+                }
+            )
+            new_tags.append(item.tags)
+        elif existing[hashed][1] != item.content_hash:
+            entry_id = existing[hashed][0]
+            changed_rows.append({**values, "row_id": entry_id, "updated_at": now})
+            tags_by_id[entry_id] = item.tags
+    new_ids = _insert_entries(conn, new_rows)
+    changed_ids = _update_entries(conn, changed_rows)
+    tags_by_id.update(zip(new_ids, new_tags, strict=True))
+    _replace_entry_tags(conn, tags_by_id)
+    return SavedEntries(tuple(new_ids), tuple(changed_ids))
+
+
+def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    result = conn.execute(insert(entries).returning(entries.c.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
+
+
+def _update_entries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    if not rows:
+        return []
+    columns = [key for key in rows[0] if key != "row_id"]
+    statement = (
+        update(entries)
+        .where(entries.c.id == bindparam("row_id"))
+        .values({column: bindparam(column) for column in columns})
+    )
+    conn.execute(statement, rows)
+    return [row["row_id"] for row in rows]
+
+
+def _replace_entry_tags(conn: Connection, tags_by_id: dict[int, tuple[str, ...]]) -> None:
+    if not tags_by_id:
+        return
+    conn.execute(delete(entry_tags).where(entry_tags.c.entry_id.in_(list(tags_by_id))))
+    rows = [
+        {"entry_id": entry_id, "tag": tag[:200]}
+        for entry_id, tags in tags_by_id.items()
+        for tag in dict.fromkeys(tags)
+    ]
+    if rows:
+        conn.execute(insert(entry_tags), rows)
+
+
+def _latest_query(feed_id: int | None, tag: str | None) -> Any:
+    feed_title = func.coalesce(feeds.c.title, feeds.c.feed_title, feeds.c.url)
+    query = select(
+        entries,
+        feed_title.label("feed_display_title"),
+        feeds.c.url.label("feed_url"),
+        feeds.c.site_link.label("feed_link"),
+    ).join(feeds, feeds.c.id == entries.c.feed_id)
+    if feed_id is not None:
+        query = query.where(entries.c.feed_id == feed_id)
+    if tag is not None:
+        tagged = select(feed_tags.c.feed_id).where(feed_tags.c.tag == tag)
+        query = query.where(entries.c.feed_id.in_(tagged))
+    return query
+
+
+def get_latest(
+    conn: Connection,
+    limit: int,
+    offset: int = 0,
+    feed_id: int | None = None,
+    tag: str | None = None,
+) -> list[Entry]:
+    """The newest entries, newest first, in a stable order (published time, then id)."""
+    query = (
+        _latest_query(feed_id, tag)
+        .order_by(entries.c.published_at.desc(), entries.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = conn.execute(query).all()
+    tags = _entry_tags(conn, [row.id for row in rows])
+    return [_to_entry(row, tags.get(row.id, ())) for row in rows]
+
+
+def count_entries(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(entries)).scalar_one()
+
+
+def newest_change(conn: Connection) -> datetime | None:
+    """When the newest entry was stored or changed (for cache validators)."""
+    return conn.execute(select(func.max(entries.c.updated_at))).scalar_one()
+
+
+def _entry_tags(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    if not ids:
+        return {}
+    query = select(entry_tags.c.entry_id, entry_tags.c.tag).where(entry_tags.c.entry_id.in_(ids))
+    tags: dict[int, list[str]] = {}
+    for entry_id, tag in conn.execute(query).tuples():
+        tags.setdefault(entry_id, []).append(tag)
+    return {entry_id: tuple(sorted(values)) for entry_id, values in tags.items()}
+
+
+def _to_entry(row: Row[Any], tags: tuple[str, ...]) -> Entry:
+    return Entry(
+        id=row.id,
+        feed_id=row.feed_id,
+        key=row.key,
+        title=row.title,
+        link=row.link,
+        published_at=row.published_at,
+        updated_at=row.updated_at,
+        first_seen_at=row.first_seen_at,
+        author=row.author,
+        summary=row.summary,
+        content_html=row.content_html,
+        image_url=row.image_url,
+        tags=tags,
+        enclosures=tuple(Enclosure(**item) for item in json.loads(row.enclosures)),
+        language=row.language,
+        feed_title=row.feed_display_title,
+        feed_url=row.feed_url,
+        feed_link=row.feed_link,
+        story_id=row.story_id,
+    )

@@ -1,0 +1,176 @@
+"""Feed rows: syncing with the config, claiming due feeds with a lease, fenced updates
+of the fetch state, and listing feeds with their health.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+
+from aggregator.models import FeedState, SourceConfig
+from aggregator.store.schema import entries, feed_tags, feeds
+
+ENTRIES_PER_DAY_WINDOW = timedelta(days=7)
+
+
+def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetime) -> None:
+    """Make the feeds table match the config: add new sources, update changed ones, and
+    mark removed ones `in_config = false` (they stop being polled and keep their entries).
+    """
+    existing = {row.config_url: row.id for row in conn.execute(select(feeds.c.id, feeds.c.config_url))}
+    wanted = {source.url for source in sources}
+    for source in sources:
+        values = {
+            "title": source.title,
+            "enabled": source.enabled,
+            "in_config": True,
+            "interval": source.interval,
+            "allow_private": source.allow_private_addresses,
+        }
+        feed_id = existing.get(source.url)
+        if feed_id is None:
+            feed_id = conn.execute(
+                insert(feeds)
+                .values(config_url=source.url, url=source.url, error_count=0, created_at=now, **values)
+                .returning(feeds.c.id)
+            ).scalar_one()
+        else:
+            conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
+        _set_tags(conn, feed_id, source.tags)
+    removed = [feed_id for url, feed_id in existing.items() if url not in wanted]
+    if removed:
+        conn.execute(update(feeds).where(feeds.c.id.in_(removed)).values(in_config=False))
+
+
+def _set_tags(conn: Connection, feed_id: int, tags: Iterable[str]) -> None:
+    conn.execute(delete(feed_tags).where(feed_tags.c.feed_id == feed_id))
+    rows = [{"feed_id": feed_id, "tag": tag} for tag in dict.fromkeys(tags)]
+    if rows:
+        conn.execute(insert(feed_tags), rows)
+
+
+def pollable() -> Any:
+    """The condition for a feed the service should poll at all."""
+    return and_(feeds.c.enabled.is_(True), feeds.c.in_config.is_(True), feeds.c.disabled_reason.is_(None))
+
+
+def claim_due(
+    conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int, force: bool = False
+) -> list[FeedState]:
+    """Lease up to `limit` due feeds to `owner` and return them.
+
+    On PostgreSQL the candidate rows are locked with `FOR UPDATE SKIP LOCKED`, so workers
+    running the same statement at once get disjoint sets; on SQLite the caller runs this
+    in a `BEGIN IMMEDIATE` transaction, which serialises claims.
+    """
+    condition = and_(pollable(), or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now))
+    if not force:
+        condition = and_(condition, or_(feeds.c.next_check_at.is_(None), feeds.c.next_check_at <= now))
+    candidates = (
+        select(feeds.c.id)
+        .where(condition)
+        .order_by(feeds.c.next_check_at.asc().nulls_first(), feeds.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = conn.execute(
+        update(feeds)
+        .where(feeds.c.id.in_(candidates.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=now + lease)
+        .returning(feeds.c.id)
+    ).scalars()
+    return get_feeds(conn, sorted(claimed))
+
+
+def release(conn: Connection, feed_id: int, owner: str) -> None:
+    conn.execute(
+        update(feeds)
+        .where(feeds.c.id == feed_id, feeds.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, Any]) -> bool:
+    """Write the feed's new state only if `owner` still holds its lease; release the lease.
+
+    Returns False when the lease was lost (expired and taken by another worker): the
+    caller must then roll back everything it wrote in this transaction.
+    """
+    result = conn.execute(
+        update(feeds)
+        .where(feeds.c.id == feed_id, feeds.c.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, **values)
+    )
+    return result.rowcount == 1
+
+
+def _feed_query() -> Any:
+    entry_count = (
+        select(func.count()).select_from(entries).where(entries.c.feed_id == feeds.c.id).scalar_subquery()
+    )
+    return select(feeds, entry_count.label("entry_count"))
+
+
+def _recent_counts(conn: Connection, now: datetime) -> dict[int, int]:
+    since = now - ENTRIES_PER_DAY_WINDOW
+    query = (
+        select(entries.c.feed_id, func.count())
+        .where(entries.c.first_seen_at >= since)
+        .group_by(entries.c.feed_id)
+    )
+    return {feed_id: count for feed_id, count in conn.execute(query).tuples()}
+
+
+def _tags_by_feed(conn: Connection, feed_ids: Sequence[int] | None) -> dict[int, tuple[str, ...]]:
+    query = select(feed_tags.c.feed_id, feed_tags.c.tag).order_by(feed_tags.c.tag)
+    if feed_ids is not None:
+        query = query.where(feed_tags.c.feed_id.in_(feed_ids))
+    tags: dict[int, list[str]] = {}
+    for feed_id, tag in conn.execute(query).tuples():
+        tags.setdefault(feed_id, []).append(tag)
+    return {feed_id: tuple(values) for feed_id, values in tags.items()}
+
+
+def _to_state(row: Row[Any], tags: tuple[str, ...], per_day: float) -> FeedState:
+    return FeedState(
+        id=row.id,
+        url=row.url,
+        title=row.title,
+        feed_title=row.feed_title,
+        site_link=row.site_link,
+        tags=tags,
+        enabled=row.enabled,
+        in_config=row.in_config,
+        interval=row.interval,
+        allow_private_addresses=row.allow_private,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        body_hash=row.body_hash,
+        next_check_at=row.next_check_at,
+        last_fetch_at=row.last_fetch_at,
+        last_success_at=row.last_success_at,
+        last_status=row.last_status,
+        http_status=row.http_status,
+        last_error=row.last_error,
+        error_count=row.error_count,
+        disabled_reason=row.disabled_reason,
+        entry_count=row.entry_count,
+        entries_per_day=per_day,
+    )
+
+
+def get_feeds(
+    conn: Connection, feed_ids: Sequence[int] | None = None, now: datetime | None = None
+) -> list[FeedState]:
+    """Feeds with their state, tags and entry counts (all of them when `feed_ids` is None)."""
+    query = _feed_query().order_by(feeds.c.id)
+    if feed_ids is not None:
+        query = query.where(feeds.c.id.in_(feed_ids))
+    rows = conn.execute(query).all()
+    tags = _tags_by_feed(conn, feed_ids)
+    recent = _recent_counts(conn, now) if now is not None else {}
+    days = ENTRIES_PER_DAY_WINDOW.total_seconds() / 86400
+    return [_to_state(row, tags.get(row.id, ()), recent.get(row.id, 0) / days) for row in rows]

@@ -1,0 +1,133 @@
+"""Table definitions (SQLAlchemy Core). The migrations in `migrations/versions/` create
+and change these tables; this module is what the queries use.
+
+All timestamps are stored as naive UTC and come back timezone-aware (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("store: naive datetime; pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite results of raw text expressions
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # The URL as the config lists it (the identity used to sync the config) ...
+    Column("config_url", String(2048), nullable=False, unique=True),
+    # ... and the URL fetched now, changed by permanent redirects.
+    Column("url", String(2048), nullable=False),
+    Column("title", Text),
+    Column("feed_title", Text),
+    Column("site_link", Text),
+    Column("language", String(35)),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("in_config", Boolean, nullable=False, default=True),
+    Column("interval", Integer),
+    Column("allow_private", Boolean),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("body_hash", String(64)),
+    Column("next_check_at", UTCDateTime),
+    Column("last_fetch_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_status", String(16)),
+    Column("http_status", Integer),
+    Column("last_error", Text),
+    Column("error_count", Integer, nullable=False, default=0),
+    Column("disabled_reason", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_feeds_due", "next_check_at"),
+)
+
+feed_tags = Table(
+    "feed_tags",
+    metadata,
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(32), primary_key=True),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("link", Text),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("author", Text),
+    Column("summary", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
+    Column("image_url", Text),
+    Column("enclosures", Text, nullable=False),  # JSON list of {url, type, length}
+    Column("language", String(35)),
+    Column("content_hash", String(64), nullable=False),
+    Column("story_id", Integer),
+    UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
+    Index("ix_entries_published", "published_at", "id"),
+    Index("ix_entries_feed_published", "feed_id", "published_at"),
+    Index("ix_entries_story", "story_id"),
+)
+
+entry_tags = Table(
+    "entry_tags",
+    metadata,
+    Column("entry_id", Integer, ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(200), primary_key=True),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("last_tick_at", UTCDateTime, nullable=False),
+    Column("tick_seconds", Float, nullable=False),
+)

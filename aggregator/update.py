@@ -1,0 +1,309 @@
+"""The pipeline: one poll of the feeds that are due. Runs the stages in order and decides
+what changed; the stages themselves know nothing of each other.
+
+    claim due feeds with a lease                          store.claim_due_feeds
+    for every claimed feed, concurrently:
+        conditional GET with the stored validators         fetch.Fetcher.fetch
+        410                → disable the feed, with the reason
+        error              → error recorded on the feed, exponential backoff
+        304                → new validators and next check only
+        200, same body     → (hash unchanged) as 304, nothing parsed
+        200, new body      → parse + normalise (off the event loop)   parse.parse_feed
+        save entries + feed state in one transaction,
+        fenced by the lease (a worker that lost it writes nothing)    store.save_update
+    return one UpdateResult per feed; a failing feed never stops the others
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aggregator import schedule
+from aggregator.exceptions import ParseError
+from aggregator.fetch import Fetcher
+from aggregator.models import (
+    EntryData,
+    FeedState,
+    FetchOptions,
+    FetchRequest,
+    FetchResult,
+    ParsedFeed,
+    PollSummary,
+    UpdateResult,
+)
+from aggregator.parse import parse_feed
+from aggregator.store import FeedUpdate, Store
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 500  # feeds leased per claim; a tick claims again until nothing is due
+
+
+@dataclass(frozen=True)
+class PollOptions:
+    """What one poll needs from the settings."""
+
+    fetch: FetchOptions
+    default_interval: int = 1800
+    min_interval: int = 300
+    max_interval: int = 86400
+    max_entries: int = 500
+    lease: timedelta = timedelta(minutes=5)
+    resolver: Any = field(default=None, compare=False)  # DNS resolver override (tests)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to write for one feed after its fetch (and parse)."""
+
+    status: str
+    state: FeedUpdate
+    items: tuple[EntryData, ...] = ()
+    error: str | None = None
+
+
+def poll_due(
+    store: Store,
+    options: PollOptions,
+    owner: str,
+    now: datetime | None = None,
+    force: bool = False,
+    progress: Callable[[UpdateResult], None] | None = None,
+    on_claim: Callable[[int], None] | None = None,
+) -> PollSummary:
+    """Claim the due feeds (every pollable feed with `force`) and update them.
+
+    Args:
+        store: where feeds and entries live.
+        options: fetch options, intervals and limits.
+        owner: a name unique to this worker run; it fences the final writes.
+        now: the current time (tests pass a simulated clock).
+        force: poll every enabled feed whatever its next check time.
+        progress: called with each feed's result as it completes.
+        on_claim: called with the number of feeds claimed, before fetching.
+
+    Returns:
+        One result per claimed feed.
+    """
+    now = now or datetime.now(UTC)
+    results: list[UpdateResult] = []
+    while True:
+        claimed = store.claim_due_feeds(owner, now, options.lease, CLAIM_BATCH, force)
+        if not claimed:
+            break
+        if on_claim:
+            on_claim(len(claimed))
+        results.extend(asyncio.run(_update_feeds(store, options, owner, claimed, progress)))
+        if len(claimed) < CLAIM_BATCH:
+            break
+    return PollSummary(tuple(results))
+
+
+async def _update_feeds(
+    store: Store,
+    options: PollOptions,
+    owner: str,
+    claimed: Sequence[FeedState],
+    progress: Callable[[UpdateResult], None] | None,
+) -> list[UpdateResult]:
+    # Parsing is CPU work and the store has one writer: each gets its own thread so
+    # neither stalls the event loop that keeps the other fetches moving.
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="parse") as parse_pool,
+        ThreadPoolExecutor(1, thread_name_prefix="store") as store_pool,
+    ):
+        async with Fetcher(options.fetch, resolver=options.resolver) as fetcher:
+            runs = [
+                _update_feed(fetcher, store, options, owner, feed, parse_pool, store_pool)
+                for feed in claimed
+            ]
+            results = []
+            for finished in asyncio.as_completed(runs):
+                result = await finished
+                results.append(result)
+                if progress:
+                    progress(result)
+            return results
+
+
+async def _update_feed(
+    fetcher: Fetcher,
+    store: Store,
+    options: PollOptions,
+    owner: str,
+    feed: FeedState,
+    parse_pool: ThreadPoolExecutor,
+    store_pool: ThreadPoolExecutor,
+) -> UpdateResult:
+    loop = asyncio.get_running_loop()
+    try:
+        fetched = await fetcher.fetch(_request_for(feed))
+        decision = await loop.run_in_executor(parse_pool, decide, feed, fetched, options)
+        outcome = await loop.run_in_executor(
+            store_pool,
+            store.save_update,
+            feed.id,
+            owner,
+            decision.state,
+            decision.items,
+            fetched.fetched_at,
+        )
+    except Exception as e:  # one feed's bug must never stop the batch
+        log.exception("update: %s failed unexpectedly", feed.url)
+        await loop.run_in_executor(store_pool, store.release_feed, feed.id, owner)
+        return UpdateResult(feed.id, feed.url, "error", error=f"update: internal error: {e!r}")
+    if not outcome.saved:
+        log.warning("update: lease on %s was lost; result discarded", feed.url)
+        return UpdateResult(feed.id, feed.url, "stale", error="update: lease lost")
+    return UpdateResult(
+        feed.id,
+        feed.url,
+        decision.status,
+        new_entries=len(outcome.new_ids),
+        changed_entries=len(outcome.changed_ids),
+        error=decision.error,
+    )
+
+
+def _request_for(feed: FeedState) -> FetchRequest:
+    return FetchRequest(
+        feed_id=feed.id,
+        url=feed.url,
+        etag=feed.etag,
+        last_modified=feed.last_modified,
+        allow_private_addresses=feed.allow_private_addresses,
+    )
+
+
+def decide(feed: FeedState, fetched: FetchResult, options: PollOptions) -> Decision:
+    """Turn one fetch into the feed's new state and the entries to save (parsing if needed)."""
+    if fetched.status == 410:
+        return _gone(feed, fetched)
+    if fetched.error is not None or fetched.status not in (200, 304):
+        return _failed(feed, fetched, options, fetched.error or f"fetch: HTTP {fetched.status}")
+    if fetched.status == 304:
+        return _unchanged(feed, fetched, options, "not_modified")
+    body = fetched.body or b""
+    body_hash = hashlib.sha256(body).hexdigest()
+    if body_hash == feed.body_hash:
+        return _unchanged(feed, fetched, options, "unchanged")
+    try:
+        parsed = parse_feed(
+            body,
+            url=fetched.final_url,
+            content_type=fetched.content_type,
+            fetched_at=fetched.fetched_at,
+            max_entries=options.max_entries,
+        )
+    except ParseError as e:
+        return _failed(feed, fetched, options, e.message or str(e))
+    return _parsed(feed, fetched, options, parsed, body_hash)
+
+
+def _next_check(
+    feed: FeedState, fetched: FetchResult, options: PollOptions, outcome: str, **hints: Any
+) -> datetime | None:
+    return schedule.next_check_at(
+        fetched.fetched_at,
+        outcome=outcome,
+        interval=feed.interval or options.default_interval,
+        min_interval=options.min_interval,
+        max_interval=options.max_interval,
+        **hints,
+    )
+
+
+def _common(feed: FeedState, fetched: FetchResult) -> dict[str, Any]:
+    return {
+        "url": fetched.permanent_url if fetched.permanent_url != feed.url else None,
+        "last_fetch_at": fetched.fetched_at,
+        "http_status": fetched.status or None,
+    }
+
+
+def _gone(feed: FeedState, fetched: FetchResult) -> Decision:
+    reason = "HTTP 410 Gone: the publisher removed this feed; remove it from the config"
+    state = FeedUpdate(
+        **_common(feed, fetched),
+        etag=feed.etag,
+        last_modified=feed.last_modified,
+        body_hash=feed.body_hash,
+        next_check_at=None,
+        last_status="gone",
+        last_error=reason,
+        error_count=feed.error_count + 1,
+        disabled_reason=reason,
+        keep_document_fields=True,
+    )
+    return Decision("gone", state, error=reason)
+
+
+def _failed(feed: FeedState, fetched: FetchResult, options: PollOptions, error: str) -> Decision:
+    errors = feed.error_count + 1
+    state = FeedUpdate(
+        **_common(feed, fetched),
+        # Keep the old validators: the next fetch must not be a 304 for a body we never read.
+        etag=feed.etag,
+        last_modified=feed.last_modified,
+        body_hash=feed.body_hash,
+        next_check_at=_next_check(
+            feed, fetched, options, "error", error_count=errors, retry_after=fetched.retry_after
+        ),
+        last_status="error",
+        last_error=error,
+        error_count=errors,
+        keep_document_fields=True,
+    )
+    return Decision("error", state, error=error)
+
+
+def _unchanged(feed: FeedState, fetched: FetchResult, options: PollOptions, status: str) -> Decision:
+    state = FeedUpdate(
+        **_common(feed, fetched),
+        etag=fetched.etag or feed.etag,
+        last_modified=fetched.last_modified or feed.last_modified,
+        body_hash=feed.body_hash,
+        next_check_at=_next_check(
+            feed, fetched, options, status, error_count=0, cache_seconds=fetched.cache_seconds
+        ),
+        last_success_at=fetched.fetched_at,
+        last_status=status,
+        error_count=0,
+        keep_document_fields=True,
+    )
+    return Decision(status, state)
+
+
+def _parsed(
+    feed: FeedState, fetched: FetchResult, options: PollOptions, parsed: ParsedFeed, body_hash: str
+) -> Decision:
+    state = FeedUpdate(
+        **_common(feed, fetched),
+        feed_title=parsed.title,
+        site_link=parsed.link,
+        language=parsed.language,
+        etag=fetched.etag,
+        last_modified=fetched.last_modified,
+        body_hash=body_hash,
+        next_check_at=_next_check(
+            feed,
+            fetched,
+            options,
+            "ok",
+            error_count=0,
+            cache_seconds=fetched.cache_seconds,
+            ttl_seconds=parsed.ttl_seconds,
+        ),
+        last_success_at=fetched.fetched_at,
+        last_status="ok",
+        last_error=parsed.warning,
+        error_count=0,
+    )
+    return Decision("ok", state, parsed.entries)

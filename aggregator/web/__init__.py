@@ -1,0 +1,51 @@
+"""The web app: a stateless, read-only Flask app over the store. It renders pages and
+merged feeds; it never fetches a feed and never starts a scheduler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from aggregator.config import load_config, resolve_config_path
+from aggregator.store import Store
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. Settings come from the config file (see `aggregator.config`);
+    `test_config` may override `DATABASE_URL`, `SITE_TITLE`, `BASE_URL`, `CONFIG_PATH`.
+    """
+    app = Flask(__name__)
+    overrides = dict(test_config or {})
+    if "DATABASE_URL" not in overrides or "CONFIG_PATH" in overrides:
+        settings = load_config(resolve_config_path(overrides.get("CONFIG_PATH"))).settings
+        app.config.update(
+            DATABASE_URL=settings.database_url,
+            SITE_TITLE=settings.site_title,
+            BASE_URL=settings.base_url,
+        )
+    app.config.setdefault("SITE_TITLE", "Aggregator")
+    app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
+    app.config.update(overrides)
+    app.extensions["store"] = Store(app.config["DATABASE_URL"])
+
+    from aggregator.web import views
+
+    app.register_blueprint(views.bp)
+    app.after_request(_security_headers)
+    return app
+
+
+def _security_headers(response: Any) -> Any:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
