@@ -1,0 +1,185 @@
+"""Tests for aggregator.sources: adding feeds to the file, OPML import and export."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aggregator.config import load_config
+from aggregator.exceptions import ConfigError, FeedExistsError
+from aggregator.sources import add_source, export_opml, import_opml
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config" / "aggregator.toml"
+
+FILE = """\
+# Top comment, kept.
+[settings]
+site_title = "Mine"  # inline comment, kept
+
+# Feeds below.
+[[feeds]]
+url = "https://example.com/feed.xml"  # first feed
+tags = ["world"]
+
+# Trailing comment, kept.
+"""
+
+OPML = b"""<?xml version="1.0"?>
+<opml version="2.0">
+  <head><title>Exported</title></head>
+  <body>
+    <outline text="Top Level" title="Top Level" xmlUrl="https://top.example/rss"/>
+    <outline text="Science News">
+      <outline text="Nature" type="rss" xmlUrl="https://nature.example/feed" category="biology"/>
+      <outline text="Deep">
+        <outline text="https://deep.example/atom" xmlUrl="https://deep.example/atom"/>
+      </outline>
+    </outline>
+    <outline text="Not a tag!">
+      <outline title="Dup" text="Dup" xmlUrl="https://EXAMPLE.com:443/feed.xml"/>
+    </outline>
+  </body>
+</opml>
+"""
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    target = tmp_path / "aggregator.toml"
+    target.write_text(FILE, encoding="utf-8")
+    return target
+
+
+def test_add_keeps_comments_and_loads(path: Path) -> None:
+    add_source(path, "https://new.example/rss", title="New", tags=["world", "tech"], interval="1h")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(FILE.rstrip("\n") + "\n\n[[feeds]]\n")
+    config = load_config(path, env={})
+    new = config.sources[-1]
+    assert (new.url, new.title, new.tags, new.interval) == (
+        "https://new.example/rss",
+        "New",
+        ("world", "tech"),
+        3600,
+    )
+    assert new.line == text.splitlines().index("[[feeds]]", 6) + 1
+
+
+def test_add_without_options_writes_only_the_url(path: Path) -> None:
+    add_source(path, "https://new.example/rss")
+    assert path.read_text(encoding="utf-8").endswith('[[feeds]]\nurl = "https://new.example/rss"\n')
+
+
+def test_add_to_a_file_without_feeds(tmp_path: Path) -> None:
+    target = tmp_path / "a.toml"
+    target.write_text("# empty\n", encoding="utf-8")
+    add_source(target, "https://a.example/")
+    add_source(target, "https://b.example/", tags=["x"])
+    assert [s.url for s in load_config(target, env={}).sources] == [
+        "https://a.example/",
+        "https://b.example/",
+    ]
+    assert target.read_text(encoding="utf-8").startswith("# empty\n\n[[feeds]]\n")
+
+
+def test_add_refuses_a_duplicate(path: Path) -> None:
+    with pytest.raises(FeedExistsError, match="line 6"):
+        add_source(path, "HTTPS://Example.com:443/feed.xml")
+    assert path.read_text(encoding="utf-8") == FILE
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"url": "ftp://x.example/"}, "not an http(s) URL"),
+        ({"url": "https://x.example/", "tags": ["Bad Tag"]}, "tags must match"),
+        ({"url": "https://x.example/", "interval": "1m"}, "outside"),
+        ({"url": "https://x.example/", "interval": "often"}, "not a duration"),
+    ],
+)
+def test_add_validates_like_the_loader(path: Path, kwargs: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        add_source(path, **kwargs)  # type: ignore[arg-type]
+    assert path.read_text(encoding="utf-8") == FILE
+    assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+
+
+def test_add_refuses_a_file_that_does_not_load(tmp_path: Path) -> None:
+    target = tmp_path / "a.toml"
+    target.write_text("[settings]\nprot = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="did you mean 'port'"):
+        add_source(target, "https://a.example/")
+
+
+def test_import_takes_nested_outlines_with_tags(path: Path) -> None:
+    added, skipped = import_opml(path, OPML)
+    assert added == [
+        "https://top.example/rss",
+        "https://nature.example/feed",
+        "https://deep.example/atom",
+    ]
+    assert skipped == ["https://EXAMPLE.com:443/feed.xml"]
+    by_url = {s.url: s for s in load_config(path, env={}).sources}
+    assert by_url["https://top.example/rss"].title == "Top Level"
+    assert by_url["https://top.example/rss"].tags == ()
+    assert by_url["https://nature.example/feed"].tags == ("science-news", "biology")
+    assert by_url["https://deep.example/atom"].title is None
+    assert by_url["https://deep.example/atom"].tags == ("science-news", "deep")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(FILE.rstrip("\n"))
+
+
+def test_import_twice_skips_everything(path: Path) -> None:
+    import_opml(path, OPML)
+    before = path.read_text(encoding="utf-8")
+    added, skipped = import_opml(path, OPML)
+    assert added == [] and len(skipped) == 4
+    assert path.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize(
+    "document",
+    [b"not xml", b"<html><body/></html>", b'<!DOCTYPE x [<!ENTITY a "b">]><opml><body/></opml>'],
+)
+def test_import_refuses_non_opml(path: Path, document: bytes) -> None:
+    with pytest.raises(ConfigError, match="not an OPML document"):
+        import_opml(path, document)
+
+
+def test_import_refuses_an_invalid_feed_and_writes_nothing(path: Path) -> None:
+    document = b'<opml version="2.0"><body><outline xmlUrl="https://ok.example/"/>' + (
+        b'<outline xmlUrl="javascript:alert(1)"/></body></opml>'
+    )
+    with pytest.raises(ConfigError, match="not an http"):
+        import_opml(path, document)
+    assert path.read_text(encoding="utf-8") == FILE
+
+
+def test_export_is_opml_2(tmp_path: Path) -> None:
+    document = export_opml(load_config(SHIPPED, env={}))
+    assert '<opml version="2.0">' in document
+    assert "<dateCreated>" in document and "<title>Aggregator feeds</title>" in document
+    assert document.count('type="rss"') == len(load_config(SHIPPED, env={}).sources)
+
+
+def test_export_import_round_trip(tmp_path: Path) -> None:
+    original = tmp_path / "original.toml"
+    shutil.copy(SHIPPED, original)
+    add_source(original, "https://x.example/untitled", tags=["a", "b-c"])
+    add_source(original, "https://y.example/", title='Quotes "&" <more>')
+    source = load_config(original, env={})
+
+    target = tmp_path / "copy.toml"
+    target.write_text("# imported below\n[settings]\nport = 9000\n", encoding="utf-8")
+    added, skipped = import_opml(target, export_opml(source).encode("utf-8"))
+    copy = load_config(target, env={})
+
+    def summary(config: object) -> list[tuple[str, str | None, tuple[str, ...]]]:
+        return [(s.url, s.title, s.tags) for s in config.sources]  # type: ignore[attr-defined]
+
+    assert summary(copy) == summary(source)
+    assert (len(added), skipped) == (len(source.sources), [])
+    assert target.read_text(encoding="utf-8").startswith("# imported below\n")
+    assert copy.settings.port == 9000
