@@ -172,7 +172,7 @@ def _entry_tags(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ..
         return {}
     query = select(entry_tags.c.entry_id, entry_tags.c.tag).where(entry_tags.c.entry_id.in_(ids))
     tags: dict[int, list[str]] = {}
-    for entry_id, tag in conn.execute(query).tuples():
+    for entry_id, tag in conn.execute(query):
         tags.setdefault(entry_id, []).append(tag)
     return {entry_id: tuple(sorted(values)) for entry_id, values in tags.items()}
 

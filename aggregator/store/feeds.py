@@ -121,7 +121,7 @@ def _recent_counts(conn: Connection, now: datetime) -> dict[int, int]:
         .where(entries.c.first_seen_at >= since)
         .group_by(entries.c.feed_id)
     )
-    return {feed_id: count for feed_id, count in conn.execute(query).tuples()}
+    return {feed_id: count for feed_id, count in conn.execute(query)}
 
 
 def _tags_by_feed(conn: Connection, feed_ids: Sequence[int] | None) -> dict[int, tuple[str, ...]]:
@@ -129,7 +129,7 @@ def _tags_by_feed(conn: Connection, feed_ids: Sequence[int] | None) -> dict[int,
     if feed_ids is not None:
         query = query.where(feed_tags.c.feed_id.in_(feed_ids))
     tags: dict[int, list[str]] = {}
-    for feed_id, tag in conn.execute(query).tuples():
+    for feed_id, tag in conn.execute(query):
         tags.setdefault(feed_id, []).append(tag)
     return {feed_id: tuple(values) for feed_id, values in tags.items()}
 

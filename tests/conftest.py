@@ -1,0 +1,120 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL schema per test, a real HTTP
+server on 127.0.0.1, and config files written to a temporary folder.
+
+PostgreSQL tests skip only when the server is unreachable and
+AGGREGATOR_REQUIRE_POSTGRES is not set; `.ci/run` sets it, so in CI they always run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from aggregator.store import Store
+from tests.feedserver import FeedServer
+
+DATA = Path(__file__).parent / "data"
+POSTGRES_URL = os.environ.get(
+    "AGGREGATOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def shared_data() -> Path | None:
+    """The folder of ../shared/data, from AGGREGATOR_SHARED_DATA, or None."""
+    value = os.environ.get("AGGREGATOR_SHARED_DATA")
+    return Path(value) if value else None
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as e:  # any failure means "not reachable"
+        return str(e).splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    problem = _postgres_available()
+    if problem:
+        if os.environ.get("AGGREGATOR_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL required but unreachable: {problem}")
+        pytest.skip(f"PostgreSQL unreachable: {problem}")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A database URL whose tables live in a fresh schema, dropped after the test."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{postgres_server}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/aggregator.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on a SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/aggregator.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
+    store.upgrade()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def feed_dir(tmp_path: Path) -> Path:
+    """A folder served by `feed_server`, holding copies of tests/data/world.*."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    for path in DATA.glob("world.*"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture
+def feed_server(feed_dir: Path) -> Iterator[FeedServer]:
+    with FeedServer(root=feed_dir) as server:
+        yield server
+
+
+def write_config(path: Path, database_url: str, feed_urls: list[str], extra: str = "") -> Path:
+    """Write a config file that allows fetching from 127.0.0.1 only."""
+    lines = [
+        "[settings]",
+        'site_title = "Test Aggregator"',
+        'base_url = "http://127.0.0.1:8080/"',
+        f'database_url = "{database_url}"',
+        'allowed_networks = ["127.0.0.1/32"]',
+        'request_timeout = "5s"',
+        'tick_interval = "1s"',
+        extra,
+    ]
+    for url in feed_urls:
+        lines += ["", "[[feeds]]", f'url = "{url}"', 'tags = ["world"]']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

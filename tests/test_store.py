@@ -1,0 +1,141 @@
+"""The store on a real SQLite file and on real PostgreSQL: schema, config sync, leases,
+fenced writes and entry upserts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from aggregator.models import Enclosure, EntryData, SourceConfig
+from aggregator.store import FeedUpdate, Store
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+def _entry(key: str, title: str = "A title", **changes: object) -> EntryData:
+    entry = EntryData(
+        key=key,
+        title=title,
+        link=f"https://example.org/{key}",
+        published_at=NOW - timedelta(hours=1),
+        updated_at=None,
+        summary="Summary",
+        content_html="<p>Body</p>",
+        tags=("politics",),
+        enclosures=(Enclosure("https://example.org/a.mp3", "audio/mpeg", 123),),
+        content_hash=f"hash-{key}-{title}",
+    )
+    return replace(entry, **changes)  # type: ignore[arg-type]
+
+
+def _sources(*urls: str) -> list[SourceConfig]:
+    return [SourceConfig(url=url, tags=("world",)) for url in urls]
+
+
+def test_upgrade_is_idempotent_and_current(store: Store) -> None:
+    store.upgrade()
+    assert store.schema_is_current()
+
+
+def test_sqlite_file_is_created_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "agg.db"
+    store = Store(f"sqlite:///{path}")
+    store.upgrade()
+    assert path.exists()
+    with create_engine(f"sqlite:///{path}").connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_sync_sources_adds_updates_and_retires(store: Store) -> None:
+    store.sync_sources(_sources("https://a.example/feed", "https://b.example/feed"), NOW)
+    store.sync_sources(
+        [SourceConfig(url="https://a.example/feed", title="A", tags=("x", "y"))], NOW
+    )
+    feeds = {f.url: f for f in store.get_feeds()}
+    assert feeds["https://a.example/feed"].title == "A"
+    assert feeds["https://a.example/feed"].tags == ("x", "y")
+    assert feeds["https://b.example/feed"].in_config is False
+    claimed = store.claim_due_feeds("w", NOW, LEASE, 10)
+    assert [f.url for f in claimed] == ["https://a.example/feed"]
+
+
+def test_claims_are_exclusive_until_the_lease_expires(store: Store) -> None:
+    store.sync_sources(_sources("https://a.example/1", "https://a.example/2"), NOW)
+    first = store.claim_due_feeds("w1", NOW, LEASE, 10)
+    assert len(first) == 2
+    assert store.claim_due_feeds("w2", NOW, LEASE, 10) == []
+    after_expiry = store.claim_due_feeds("w2", NOW + LEASE + timedelta(seconds=1), LEASE, 10)
+    assert len(after_expiry) == 2
+
+
+def test_stale_worker_write_is_fenced(store: Store) -> None:
+    store.sync_sources(_sources("https://a.example/1"), NOW)
+    (feed,) = store.claim_due_feeds("w1", NOW, LEASE, 10)
+    later = NOW + LEASE + timedelta(seconds=1)
+    (again,) = store.claim_due_feeds("w2", later, LEASE, 10)
+
+    stale = store.save_update(feed.id, "w1", FeedUpdate(last_fetch_at=NOW, etag='"old"'), [_entry("k")])
+
+    assert stale.saved is False
+    assert store.count_entries() == 0 and store.get_feeds()[0].etag is None
+    fresh = store.save_update(again.id, "w2", FeedUpdate(last_fetch_at=later, etag='"new"'), [_entry("k")])
+    assert fresh.saved and fresh.new_ids
+    assert store.get_feeds()[0].etag == '"new"'
+
+
+def test_entries_insert_update_and_dedupe(store: Store) -> None:
+    store.sync_sources(_sources("https://a.example/1"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    items = [_entry("a"), _entry("b"), _entry("a"), _entry("c", published_at=None)]
+    first = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+    assert len(first.new_ids) == 3
+
+    store.claim_due_feeds("w", NOW, LEASE, 10, force=True)
+    edited = [_entry("a", title="A title, edited"), _entry("b")]
+    second = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW + timedelta(hours=1)), edited,
+                               now=NOW + timedelta(hours=1))
+    assert second.new_ids == () and len(second.changed_ids) == 1
+
+    latest = {e.key: e for e in store.get_latest()}
+    assert len(latest) == 3
+    assert latest["a"].title == "A title, edited"
+    assert latest["a"].first_seen_at == NOW and latest["a"].updated_at == NOW + timedelta(hours=1)
+    assert latest["c"].published_at == NOW  # no date: first seen
+    assert latest["b"].tags == ("politics",)
+    assert latest["b"].enclosures == (Enclosure("https://example.org/a.mp3", "audio/mpeg", 123),)
+
+
+def test_latest_orders_newest_first_and_filters_by_tag(store: Store) -> None:
+    store.sync_sources(
+        [SourceConfig(url="https://a.example/1", tags=("world",)),
+         SourceConfig(url="https://b.example/1", tags=("tech",))],
+        NOW,
+    )
+    feeds = store.claim_due_feeds("w", NOW, LEASE, 10)
+    for offset, feed in enumerate(feeds):
+        items = [_entry(f"{feed.id}-{i}", published_at=NOW - timedelta(hours=i * 2 + offset)) for i in range(3)]
+        store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+    latest = store.get_latest()
+    assert [e.published_at for e in latest] == sorted((e.published_at for e in latest), reverse=True)
+    assert {e.feed_url for e in store.get_latest(tag="tech")} == {"https://b.example/1"}
+    assert len(store.get_latest(limit=2, offset=4)) == 2
+
+
+def test_heartbeat(store: Store) -> None:
+    assert store.last_tick() is None
+    store.record_tick("w1", NOW, 30)
+    store.record_tick("w1", NOW + timedelta(seconds=30), 30)
+    assert store.last_tick() == (NOW + timedelta(seconds=30), 30)
+
+
+@pytest.mark.parametrize("given", ["postgres://u@h/db", "postgresql://u@h/db"])
+def test_database_url_forms(given: str) -> None:
+    from aggregator.store.engine import normalise_database_url
+
+    assert normalise_database_url(given) == "postgresql+psycopg://u@h/db"

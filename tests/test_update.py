@@ -1,0 +1,176 @@
+"""End to end: config → poll over real HTTP → store → merged feeds read back, on SQLite
+and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import calendar
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from aggregator.config import load_config
+from aggregator.scheduler import poll_options
+from aggregator.store import Store
+from aggregator.update import poll_due
+from aggregator.web import create_app
+from tests.conftest import DATA, write_config
+from tests.feedserver import FeedServer
+
+FILES = ["world.rss", "world.atom", "world.rdf"]
+
+
+def _source_entries(name: str) -> list[tuple[str, str, datetime]]:
+    """(title, link, published) of a test feed, as feedparser reads the file itself."""
+    parsed = feedparser.parse((DATA / name).read_bytes())
+    found = []
+    for entry in parsed.entries:
+        stamp = entry.get("published_parsed") or entry.get("updated_parsed")
+        found.append((entry.title, entry.link, datetime.fromtimestamp(calendar.timegm(stamp), UTC)))
+    return found
+
+
+def _setup(tmp_path: Path, store: Store, server: FeedServer, names: list[str]) -> tuple:
+    path = write_config(tmp_path / "aggregator.toml", store.database_url, [server.url(n) for n in names])
+    config = load_config(path)
+    store.sync_sources(config.sources, datetime.now(UTC))
+    return config, poll_options(config)
+
+
+def test_poll_stores_entries_and_merged_feeds_round_trip(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    config, options = _setup(tmp_path, store, feed_server, FILES)
+
+    summary = poll_due(store, options, owner="test")
+
+    assert summary.count("ok") == 3, summary
+    assert summary.new_entries == 7
+    expected = {
+        (title, link.split("?")[0], published)
+        for name in FILES
+        for title, link, published in _source_entries(name)
+    }
+    client = create_app({"DATABASE_URL": store.database_url}).test_client()
+    for path in ("/feed.atom", "/feed.rss"):
+        response = client.get(path)
+        assert response.status_code == 200
+        parsed = feedparser.parse(response.data)
+        assert parsed.bozo == 0, parsed.bozo_exception
+        got = {
+            (
+                e.title,
+                e.link,
+                datetime.fromtimestamp(calendar.timegm(e.published_parsed), UTC),
+            )
+            for e in parsed.entries
+        }
+        assert got == expected, path
+
+
+def test_html_is_sanitised_and_tracking_removed(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    _, options = _setup(tmp_path, store, feed_server, ["world.rss", "world.atom"])
+    poll_due(store, options, owner="test")
+    entries = {e.title: e for e in store.get_latest()}
+    floods = entries["Flooding forces thousands from homes along the Danube"]
+    assert floods.link == "https://harbour.example.net/world/danube-floods"
+    assert "<script" not in floods.content_html and "record rain" in floods.content_html
+    evac = entries["Danube floods: evacuations widen as levees strain"]
+    assert evac.link == "https://meridian.example.org/news/danube-evacuations"
+    assert "onerror" not in evac.content_html
+    assert "https://meridian.example.org/img/levee.jpg" in evac.content_html
+    assert entries["Markets & money: bank rate unchanged"].published_at == datetime(
+        2026, 11, 23, 10, 0, tzinfo=UTC
+    )
+
+
+def test_second_poll_is_conditional_and_writes_nothing(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    _, options = _setup(tmp_path, store, feed_server, ["world.rss"])
+    poll_due(store, options, owner="test")
+    first = store.get_latest()
+    feed_server.reset()
+
+    later = datetime.now(UTC) + timedelta(days=2)  # everything is due again
+    summary = poll_due(store, options, owner="test", now=later)
+
+    assert [r.status for r in summary.results] == ["not_modified"]
+    request = feed_server.requests[0]
+    assert request.headers["If-None-Match"]
+    assert request.headers["If-Modified-Since"]
+    assert store.get_latest() == first
+    feed = store.get_feeds()[0]
+    assert feed.last_status == "not_modified" and feed.next_check_at > later
+
+
+def test_changed_file_yields_only_new_entries(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    _, options = _setup(tmp_path, store, feed_server, ["world.rss"])
+    poll_due(store, options, owner="test")
+    text = (feed_dir / "world.rss").read_text(encoding="utf-8")
+    extra = """<item><title>Ceasefire agreed in border dispute</title>
+    <link>https://harbour.example.net/world/ceasefire</link><guid isPermaLink="false">ht-1004</guid>
+    <pubDate>Tue, 24 Nov 2026 09:00:00 GMT</pubDate></item>
+  </channel>"""
+    (feed_dir / "world.rss").write_text(text.replace("</channel>", extra), encoding="utf-8")
+
+    summary = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=2))
+
+    assert summary.new_entries == 1 and summary.results[0].changed_entries == 0
+    titles = [e.title for e in store.get_latest()]
+    assert titles.count("Ceasefire agreed in border dispute") == 1 and len(titles) == 4
+
+
+def test_broken_feeds_are_recorded_and_do_not_stop_others(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    feed_server.route("/broken", status=500)
+    feed_server.route("/html", body=b"<html><body>Not a feed</body></html>",
+                      headers={"Content-Type": "text/html"})
+    shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
+    urls = ["world.rss", "broken", "html", "world.atom"]
+    _, options = _setup(tmp_path, store, feed_server, urls)
+    # A port nothing listens on: connection refused.
+    store.sync_sources(
+        [*load_config(tmp_path / "aggregator.toml").sources,
+         *_refused_source(tmp_path, store)],
+        datetime.now(UTC),
+    )
+
+    summary = poll_due(store, options, owner="test")
+
+    by_url = {r.url.rsplit("/", 1)[-1]: r for r in summary.results}
+    assert by_url["world.rss"].status == "ok" and by_url["world.atom"].status == "ok"
+    feeds = {f.url.rsplit("/", 1)[-1]: f for f in store.get_feeds()}
+    assert feeds["broken"].error_count == 1 and "500" in feeds["broken"].last_error
+    assert feeds["html"].error_count == 1 and feeds["html"].last_error.startswith("parse:")
+    assert feeds["refused"].error_count == 1 and feeds["refused"].last_error.startswith("fetch:")
+    assert feeds["world.rss"].error_count == 0 and feeds["world.rss"].entry_count == 3
+
+
+def _refused_source(tmp_path: Path, store: Store) -> list:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = write_config(tmp_path / "refused.toml", store.database_url, [f"http://127.0.0.1:{port}/refused"])
+    return list(load_config(path).sources)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_poll_respects_next_check(tmp_path: Path, store: Store, feed_server: FeedServer) -> None:
+    _, options = _setup(tmp_path, store, feed_server, ["world.rss"])
+    poll_due(store, options, owner="test")
+    feed_server.reset()
+    assert poll_due(store, options, owner="test").results == ()
+    assert feed_server.requests == []
+    forced = poll_due(store, options, owner="test", force=True)
+    assert len(forced.results) == 1
