@@ -1,0 +1,130 @@
+"""The command line, driven as users drive it: check, add, import/export, poll, feeds,
+db upgrade, and `aggregator run` as a real process serving real HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import feedparser
+import pytest
+from click.testing import CliRunner
+
+from aggregator.cli import cli
+from tests.conftest import write_config
+from tests.feedserver import FeedServer
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_check_reports_file_line_and_problem(tmp_path: Path) -> None:
+    path = tmp_path / "agg.toml"
+    path.write_text('[settings]\nsite_title = "x"\n\n[[feeds]]\nurl = "https://a.example/f"\nintervl = "1h"\n')
+    code, output = _run("--config", str(path), "check")
+    assert code != 0
+    assert f"{path}:6:" in output and "intervl" in output and "did you mean 'interval'" in output
+
+
+def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
+    path = tmp_path / "agg.toml"
+    path.write_text("[settings]\nport = 'eighty'\n")
+    for command in ("run", "worker", "poll"):
+        code, output = _run("--config", str(path), command)
+        assert code != 0 and f"{path}:2:" in output, command
+
+
+def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) -> None:
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [])
+    path.write_text("# my feeds, keep this comment\n" + path.read_text())
+    assert _run("--config", str(path), "add", "https://a.example/feed.xml", "--title", "A", "--tag", "world")[0] == 0
+    code, output = _run("--config", str(path), "add", "https://a.example/feed.xml")
+    assert code != 0 and "already" in output
+    code, opml = _run("--config", str(path), "export")
+    assert code == 0 and 'xmlUrl="https://a.example/feed.xml"' in opml
+
+    other = write_config(tmp_path / "other.toml", sqlite_url, [])
+    (tmp_path / "subs.opml").write_text(opml)
+    assert _run("--config", str(other), "import", str(tmp_path / "subs.opml"))[0] == 0
+    assert "# my feeds, keep this comment" in path.read_text()
+    code, output = _run("--config", str(other), "check")
+    assert code == 0 and "1 sources" in output
+    assert 'title = "A"' in other.read_text() and '"world"' in other.read_text()
+
+
+def test_poll_and_feeds_show_status(tmp_path: Path, sqlite_url: str, feed_server: FeedServer) -> None:
+    feed_server.route("/broken", status=503)
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [feed_server.url("world.rss"), feed_server.url("broken")])
+    code, output = _run("--config", str(path), "poll")
+    assert code == 0
+    assert "2 feeds: 1 ok, 0 not modified, 1 failed; 3 new entries" in output
+    code, table = _run("--config", str(path), "feeds")
+    assert code == 0
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["ID", "STATUS", "ENTRIES", "ERRORS"]
+    assert any(line.split()[1:4] == ["ok", "3", "0"] for line in lines[1:])
+    assert any(line.split()[1:4] == ["error", "0", "1"] for line in lines[1:])
+    assert "last error: fetch: HTTP 503" in table
+    code, output = _run("--config", str(path), "poll")
+    assert "0 feeds" in output
+    code, output = _run("--config", str(path), "poll", "--all")
+    assert output.strip().endswith("2 feeds: 0 ok, 1 not modified, 1 failed; 0 new entries")
+
+
+def test_db_upgrade_creates_the_database(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "agg.toml", f"sqlite:///{tmp_path}/sub/new.db", [])
+    code, _ = _run("--config", str(path), "db", "upgrade")
+    assert code == 0 and (tmp_path / "sub" / "new.db").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedServer) -> None:
+    path = write_config(tmp_path / "agg.toml", "sqlite:///data/agg.db", [feed_server.url("world.atom")])
+    port = _free_port()
+    executable = shutil.which("aggregator") or str(Path(sys.executable).with_name("aggregator"))
+    env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}
+    process = subprocess.Popen(
+        [executable, "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        entries = _wait_for_entries(f"http://127.0.0.1:{port}/feed.atom", 2)
+        assert {e.title for e in entries} == {
+            "Danube floods: evacuations widen as levees strain",
+            "Markets & money: bank rate unchanged",
+        }
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as response:
+            assert response.status == 200
+        assert (tmp_path / "data" / "agg.db").exists()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0].decode()
+    assert f"Serving on http://127.0.0.1:{port}/" in output
+
+
+def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                entries = feedparser.parse(response.read()).entries
+            if len(entries) >= count:
+                return list(entries)
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} never showed {count} entries")
