@@ -455,8 +455,11 @@ class FeedServer:
         length = response.content_length
         if length is None and isinstance(body, bytes | bytearray):
             length = len(body)
-        rh.send_response(response.status)
-        for name, value in _header_items(response.headers):
+        items = _header_items(response.headers)
+        rh.send_response_only(response.status)
+        if not any(name.lower() == "date" for name, _ in items):
+            rh.send_header("Date", rh.date_time_string())
+        for name, value in items:
             rh.send_header(name, value)
         if length is not None:
             rh.send_header("Content-Length", str(length))
