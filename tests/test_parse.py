@@ -1,0 +1,372 @@
+"""Tests of aggregator.parse (and jsonfeed): formats, DTD guard (S5), R11-R13, S6."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+
+from aggregator.exceptions import ParseError
+from aggregator.models import Enclosure, ParsedFeed
+from aggregator.normalise import MAX_FUTURE_SKEW
+from aggregator.parse import parse_feed
+from tests.test_normalise import XSS_PAYLOADS, html_problems, text_problems
+
+DATA = Path(__file__).parent / "data" / "parse"
+FETCHED = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+FEED_URL = "https://feeds.example.org/feed"
+GUARD_LIMIT_SECONDS = 0.010  # S5: a refusal takes < 10 ms
+
+
+def parse(name: str, **kwargs: object) -> ParsedFeed:
+    return parse_bytes((DATA / name).read_bytes(), **kwargs)
+
+
+def parse_bytes(data: bytes, **kwargs: object) -> ParsedFeed:
+    options: dict[str, object] = {"url": FEED_URL, "fetched_at": FETCHED, **kwargs}
+    return parse_feed(data, **options)  # type: ignore[arg-type]
+
+
+# --- formats -------------------------------------------------------------------------
+
+
+def test_rss20() -> None:
+    feed = parse("rss20.xml")
+    assert (feed.format, feed.title, feed.link, feed.language) == (
+        "rss20",
+        "Example & News",
+        "https://news.example.org/",
+        "en-gb",
+    )
+    assert feed.ttl_seconds == 120 * 60
+    assert feed.dropped == 1  # the item with no title, link or guid
+    first, second = feed.entries
+    assert first.key == "story-1"
+    assert first.title == "First bold story & more"
+    assert first.link == "https://news.example.org/a/1?id=7"
+    assert first.published_at == datetime(2024, 1, 2, 9, 30, tzinfo=UTC)
+    assert first.author == "Jane Reporter"
+    assert first.tags == ("Politics", "World")
+    assert first.summary == "Short summary of the first story."
+    assert 'href="https://feeds.example.org/a/2"' in first.content_html
+    assert 'src="https://feeds.example.org/img/pic.jpg"' in first.content_html
+    assert "script" not in first.content_html and "alert" not in first.content_html
+    assert first.image_url == "https://cdn.example.org/thumb1.jpg"
+    assert first.enclosures == (
+        Enclosure("https://cdn.example.org/audio1.mp3", "audio/mpeg", 12345),
+    )
+    assert first.language == "en-gb"
+    assert second.key == second.link == "https://feeds.example.org/a/2"
+    assert second.image_url == "https://cdn.example.org/big.jpg"
+    assert second.enclosures[0].length is None
+
+
+def test_atom10_xml_base_and_relative_links() -> None:
+    feed = parse("atom10.xml")
+    assert (feed.format, feed.title, feed.link, feed.language) == (
+        "atom10",
+        "Le Blog",
+        "https://blog.example.com/",
+        "fr-fr",
+    )
+    first, second = feed.entries
+    assert first.key == "tag:blog.example.com,2024:1"
+    assert first.link == "https://blog.example.com/posts/2024/hello.html"
+    assert 'href="https://blog.example.com/posts/other.html"' in first.content_html
+    assert first.image_url == "https://blog.example.com/posts/2024/i.png"
+    assert first.enclosures == (
+        Enclosure("https://blog.example.com/posts/2024/files/talk.mp3", "audio/mpeg", 999),
+    )
+    assert first.published_at == datetime(2024, 2, 28, 7, tzinfo=UTC)
+    assert first.updated_at == datetime(2024, 2, 29, 10, tzinfo=UTC)
+    assert first.summary == "Plain summary <not a tag>"
+    assert first.author == "Marie Curie"
+    assert second.title == "XHTML title"
+    assert 'href="https://blog.example.com/three"' in second.content_html
+    assert second.language == "en"
+
+
+def test_rss10() -> None:
+    feed = parse("rss10.rdf")
+    assert feed.format == "rss10"
+    assert feed.language == "de"
+    assert feed.ttl_seconds == 1800  # hourly, twice
+    assert [e.key for e in feed.entries] == [
+        "https://rdf.example.net/1",
+        "https://rdf.example.net/2",
+    ]
+    assert feed.entries[0].published_at == datetime(2024, 1, 5, 5, tzinfo=UTC)
+    assert feed.entries[0].tags == ("Technik",)
+
+
+def test_rss091_with_netscape_doctype_parses() -> None:
+    feed = parse("rss091_netscape.xml")
+    assert feed.format.startswith("rss091")
+    assert [e.title for e in feed.entries] == ["Café opening", "Second old item"]
+
+
+def test_declared_latin1_is_decoded() -> None:
+    feed = parse("latin1.xml")
+    assert feed.title == "Café"
+    assert feed.entries[0].title == "Niño été"
+    assert feed.entries[0].key == "l1"  # a relative-looking guid is not made a URL
+
+
+def test_json_feed_10() -> None:
+    feed = parse("jsonfeed10.json")
+    assert (feed.format, feed.title, feed.link) == (
+        "json10",
+        "JSON One",
+        "https://json.example.org/",
+    )
+    first, second = feed.entries
+    assert first.key == "1"
+    assert first.link == "https://json.example.org/1"
+    assert first.summary == "A short summary"
+    assert 'href="https://json.example.org/rel"' in first.content_html
+    assert "iframe" not in first.content_html
+    assert first.image_url == "https://json.example.org/img.png"
+    assert first.published_at == datetime(2024, 1, 1, 10, tzinfo=UTC)
+    assert first.updated_at == datetime(2024, 1, 2, 8, tzinfo=UTC)
+    assert first.author == "Alice"
+    assert first.tags == ("a", "b")
+    assert first.enclosures == (Enclosure("https://json.example.org/ep.mp3", "audio/mpeg", 42),)
+    assert second.author == "Feed Author"  # falls back to the feed's author
+    assert second.content_html.startswith("Text only &lt;b&gt;")
+    assert second.summary == "Text only <b>not html</b> second line"
+
+
+def test_json_feed_11() -> None:
+    feed = parse("jsonfeed11.json")
+    assert (feed.format, feed.language) == ("json11", "pt-br")
+    (entry,) = feed.entries
+    assert entry.author == "Ana, Bruno"
+    assert entry.image_url == "https://json11.example.org/banner.jpg"
+    assert entry.language == "en"
+    assert entry.published_at == datetime(2024, 5, 1, 11, tzinfo=UTC)
+
+
+def test_json_by_content_type_and_garbage_json() -> None:
+    data = (DATA / "jsonfeed11.json").read_bytes()
+    assert parse_bytes(b"\n  " + data, content_type="application/feed+json").format == "json11"
+    with pytest.raises(ParseError, match="parse: "):
+        parse_bytes(b'{"hello": "world"}')
+    with pytest.raises(ParseError, match="parse: "):
+        parse_bytes(b"{not json", content_type="application/json")
+
+
+# --- not feeds, broken feeds (R11) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n", (DATA / "not_a_feed.html").read_bytes(), b"hello"])
+def test_not_a_feed_raises_parse_error(body: bytes) -> None:
+    with pytest.raises(ParseError) as info:
+        parse_bytes(body)
+    assert info.value.message.startswith("parse: ")
+    assert info.value.url == FEED_URL
+
+
+def test_truncated_xml_keeps_recovered_entries() -> None:
+    feed = parse("truncated.xml")
+    assert [e.key for e in feed.entries][:2] == ["c1", "c2"]
+    assert feed.warning and len(feed.warning) <= 200
+
+
+def test_wrong_charset_recovers_with_warning() -> None:
+    feed = parse("wrong_charset.xml")
+    assert [e.key for e in feed.entries] == ["w1", "w2"]
+    assert feed.entries[0].title == "Café crème"
+    assert feed.warning is not None and "CharacterEncodingOverride" in feed.warning
+
+
+def test_charset_from_content_type() -> None:
+    data = (DATA / "latin1.xml").read_bytes().replace(b' encoding="ISO-8859-1"', b"")
+    feed = parse_bytes(data, content_type="application/rss+xml; charset=iso-8859-1")
+    assert feed.entries[0].title == "Niño été"
+
+
+# --- dates (R13) -----------------------------------------------------------------------
+
+
+def test_dates_future_epoch_garbage() -> None:
+    entries = {e.key: e for e in parse("dates.xml").entries}
+    assert entries["future"].published_at == FETCHED
+    assert entries["epoch"].published_at is None
+    assert entries["garbage"].published_at is None
+    assert entries["none"].published_at is None
+    assert entries["ahead"].published_at == datetime(2024, 7, 1, 12, 5, tzinfo=UTC)
+    for entry in entries.values():
+        for date in (entry.published_at, entry.updated_at):
+            assert date is None or (date.tzinfo is not None and date <= FETCHED + MAX_FUTURE_SKEW)
+
+
+# --- entry cap (R12) -------------------------------------------------------------------
+
+
+def _big_rss(count: int) -> bytes:
+    items = "".join(
+        f"<item><title>Item {i}</title><link>https://big.example.org/{i}</link>"
+        f"<guid>big-{i}</guid><description>text {i}</description></item>"
+        for i in range(count)
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>'
+        f"<link>https://big.example.org/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def test_100k_items_capped_quickly() -> None:
+    data = _big_rss(100_000)
+    start = time.perf_counter()
+    feed = parse_bytes(data, max_entries=500)
+    elapsed = time.perf_counter() - start
+    assert len(feed.entries) == 500
+    assert feed.dropped == 99_500
+    assert feed.entries[0].key == "big-0" and feed.entries[-1].key == "big-499"
+    assert elapsed < 5.0, elapsed
+
+
+def test_cap_on_not_well_formed_feed() -> None:
+    data = _big_rss(3000).replace(b"<title>Item 5</title>", b"<title>Item 5 & broken</title>")
+    feed = parse_bytes(data, max_entries=100)
+    assert len(feed.entries) == 100 and feed.dropped == 2900
+    assert feed.warning
+
+
+# --- DTD guard (S5) --------------------------------------------------------------------
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<rss version="2.0"><channel><title>&xxe;</title><item><title>&xxe;</title></item></channel></rss>"""
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
+    + b"".join(
+        b'<!ENTITY lol%d "%s">\n' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+        for i in range(1, 10)
+    )
+    + b']>\n<rss version="2.0"><channel><title>&lol9;</title></channel></rss>'
+)
+
+QUADRATIC = (
+    b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "'
+    + b"A" * 50_000
+    + b'">]><rss version="2.0"><channel><title>'
+    + b"&a;" * 10_000
+    + b"</title></channel></rss>"
+)
+
+PARAMETER_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY % remote SYSTEM "http://127.0.0.2/evil.dtd"> %remote;]>
+<rss version="2.0"><channel><title>x</title></channel></rss>"""
+
+BROKEN_PROLOG_ENTITY = b"""  <?xml version="1.0"?>
+<!DOCTYPE rss [<!entity boom "boom">]><rss><channel><title>&boom;</title></channel></rss>"""
+
+
+def _utf16(doc: bytes, codec: str) -> bytes:
+    return (
+        doc.decode()
+        .replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>')
+        .encode(codec)
+    )
+
+
+ATTACKS = {
+    "xxe": XXE,
+    "billion_laughs": BILLION_LAUGHS,
+    "quadratic": QUADRATIC,
+    "parameter_entity": PARAMETER_ENTITY,
+    "broken_prolog": BROKEN_PROLOG_ENTITY,
+    "xxe_utf16": _utf16(XXE, "utf-16"),
+    "laughs_utf16le_no_bom": _utf16(BILLION_LAUGHS, "utf-16-le"),
+    "quadratic_utf16be_no_bom": _utf16(QUADRATIC, "utf-16-be"),
+    "xxe_utf32": _utf16(XXE, "utf-32"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_entity_documents_are_refused_quickly(name: str) -> None:
+    data = ATTACKS[name]
+    timings = []
+    for _ in range(3):  # best of three: the first call may pay for imports
+        start = time.perf_counter()
+        with pytest.raises(ParseError, match="refused") as info:
+            parse_bytes(data)
+        timings.append(time.perf_counter() - start)
+    assert info.value.message.startswith("parse: refused")
+    assert min(timings) < GUARD_LIMIT_SECONDS, timings
+
+
+def test_plain_doctype_and_entity_text_in_content_pass() -> None:
+    doc = b"""<?xml version="1.0"?>
+<!DOCTYPE rss SYSTEM "http://127.0.0.2/rss.dtd">
+<rss version="2.0"><channel><title>DTD</title>
+<item><title>About entities</title><guid>e1</guid>
+<description><![CDATA[<p>Write <code><!ENTITY x "y"></code> in a DTD</p>]]></description></item>
+</channel></rss>"""
+    feed = parse_bytes(doc)
+    assert [e.key for e in feed.entries] == ["e1"]
+
+
+# --- XSS (S6) --------------------------------------------------------------------------
+
+
+def _xss_feed() -> bytes:
+    items = []
+    for i, payload in enumerate(XSS_PAYLOADS):
+        text = escape(payload)
+        items.append(
+            f"<item><title>{text}</title><link>https://xss.example.org/{i}</link>"
+            f"<guid>x{i}</guid><author>{text}</author><category>{text}</category>"
+            f"<description>{text}</description>"
+            f"<content:encoded><![CDATA[<p>{payload}</p>]]></content:encoded></item>"
+        )
+    return (
+        '<?xml version="1.0"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>'
+        f"<title>{escape(XSS_PAYLOADS[9])}Feed</title><link>https://xss.example.org/</link>"
+        + "".join(items)
+        + "</channel></rss>"
+    ).encode()
+
+
+def _assert_safe(feed: ParsedFeed) -> None:
+    assert text_problems(feed.title or "") == []
+    for entry in feed.entries:
+        assert html_problems(entry.content_html) == [], entry.content_html
+        for text in (entry.title, entry.author or "", entry.summary, *entry.tags):
+            assert text_problems(text) == [], text
+        for url in (entry.link, entry.image_url, *(e.url for e in entry.enclosures)):
+            assert url is None or url.startswith(("http://", "https://"))
+
+
+def test_xss_payloads_in_rss() -> None:
+    feed = parse_bytes(_xss_feed())
+    assert len(feed.entries) == len(XSS_PAYLOADS)
+    _assert_safe(feed)
+
+
+def test_xss_payloads_in_json_feed() -> None:
+    import json
+
+    items = [
+        {
+            "id": str(i),
+            "url": "javascript:alert(1)" if i == 0 else f"https://j.example.org/{i}",
+            "title": p,
+            "content_html": p,
+            "summary": p,
+            "authors": [{"name": p}],
+            "tags": [p],
+            "image": "javascript:alert(1)",
+        }
+        for i, p in enumerate(XSS_PAYLOADS)
+    ]
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": XSS_PAYLOADS[0], "items": items}
+    feed = parse_bytes(json.dumps(doc).encode())
+    assert feed.entries[0].link is None
+    _assert_safe(feed)

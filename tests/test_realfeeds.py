@@ -1,0 +1,187 @@
+"""parse_feed over the real-world snapshots in $AGGREGATOR_SHARED_DATA/realfeeds.
+
+Run: AGGREGATOR_SHARED_DATA=/work/shared/data /work/venv/bin/pytest tests/test_realfeeds.py -s
+
+Checks, per file: no exception (every one of the 273 files is a feed, so not even
+ParseError is expected); for well-formed files (MANIFEST `notes` empty) the entry count
+equals MANIFEST `entries` minus the drops explained here from feedparser's own view
+(no id, link or title at all; a repeated guid; beyond the cap); titles, links and dates
+kept wherever feedparser sees them (FEED_STATS.tsv; a link only when it is an http(s)
+URL: feedparser reports an Atom `tag:` id as the link when there is none); stored HTML
+safe (S6). A summary per format is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+
+from aggregator.models import ParsedFeed
+from aggregator.parse import parse_feed
+from tests.test_normalise import html_problems
+
+SHARED = os.environ.get("AGGREGATOR_SHARED_DATA")
+if not SHARED:
+    pytest.skip("AGGREGATOR_SHARED_DATA is not set", allow_module_level=True)
+
+ROOT = Path(SHARED) / "realfeeds"
+FETCHED = datetime(2030, 1, 1, tzinfo=UTC)  # after every snapshot: no clamping here
+MAX_ENTRIES = 500
+FEED_URL = "https://feeds.example.net/feed"
+
+
+@dataclass(frozen=True)
+class Row:
+    file: str
+    format: str
+    entries: int
+    notes: str
+
+
+def _read_tsv(name: str) -> list[dict[str, str]]:
+    with open(ROOT / name, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+MANIFEST = [
+    Row(r["file"], r["format"], int(r["entries"]), r["notes"]) for r in _read_tsv("MANIFEST.tsv")
+]
+STATS = {r["file"]: r for r in _read_tsv("FEED_STATS.tsv")}
+
+
+@dataclass
+class Outcome:
+    row: Row
+    feed: ParsedFeed
+    explained: int  # drops explained from feedparser's / json's view
+    odd_links: int  # links feedparser reports that are not http(s) URLs (tag: ids)
+
+
+def _reference_items(row: Row, data: bytes) -> Iterator[tuple[str, str, str]]:
+    """(id, link, title) per entry as feedparser (or json) sees them."""
+    if row.format.startswith("jsonfeed"):
+        for item in json.loads(data).get("items", []):
+            yield tuple(str(item.get(k) or "").strip() for k in ("id", "url", "title"))  # type: ignore[misc]
+        return
+    parsed: Any = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
+    for entry in parsed.entries:
+        yield tuple(str(dict.get(entry, k) or "").strip() for k in ("id", "link", "title"))  # type: ignore[misc]
+
+
+def explained_drops(items: Iterator[tuple[str, str, str]], cap: int) -> int:
+    """Entries a reader cannot keep: no id, link or title; a guid seen before; over cap."""
+    seen: set[str] = set()
+    kept = dropped = 0
+    for guid, link, title in items:
+        if kept >= cap or not (guid or link or title) or (guid and guid in seen):
+            dropped += 1
+            continue
+        seen.add(guid)
+        kept += 1
+    return dropped
+
+
+@pytest.fixture(scope="module")
+def outcomes() -> list[Outcome]:
+    results = []
+    for row in MANIFEST:
+        data = (ROOT / row.file).read_bytes()
+        feed = parse_feed(data, url=FEED_URL, fetched_at=FETCHED, max_entries=MAX_ENTRIES)
+        reference = list(_reference_items(row, data))
+        explained = explained_drops(iter(reference), MAX_ENTRIES)
+        odd = sum(1 for _, link, _ in reference if link and not link.startswith("http"))
+        results.append(Outcome(row, feed, explained, odd))
+    _print_summary(results)
+    return results
+
+
+def _print_summary(results: list[Outcome]) -> None:
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    for o in results:
+        fmt = table[o.feed.format]
+        fmt["files"] += 1
+        fmt["entries"] += len(o.feed.entries)
+        fmt["dropped"] += o.feed.dropped
+        fmt["warnings"] += o.feed.warning is not None
+    print(f"\n{'format':<10}{'files':>7}{'entries':>9}{'dropped':>9}{'warnings':>10}")
+    for name in sorted(table, key=lambda n: -table[n]["files"]):
+        c = table[name]
+        print(f"{name:<10}{c['files']:>7}{c['entries']:>9}{c['dropped']:>9}{c['warnings']:>10}")
+    total = sum(table.values(), Counter())
+    print(
+        f"{'total':<10}{total['files']:>7}{total['entries']:>9}"
+        f"{total['dropped']:>9}{total['warnings']:>10}"
+    )
+
+
+def test_every_snapshot_is_listed() -> None:
+    listed = {row.file for row in MANIFEST}
+    on_disk = {
+        str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and p.parent != ROOT
+    }
+    assert on_disk == listed
+
+
+def test_formats_match_manifest(outcomes: list[Outcome]) -> None:
+    names = {"jsonfeed-1": "json10", "jsonfeed-1.1": "json11"}
+    wrong = [
+        (o.row.file, o.row.format, o.feed.format)
+        for o in outcomes
+        if names.get(o.row.format, o.row.format) != o.feed.format
+    ]
+    assert wrong == []
+
+
+def test_entry_counts(outcomes: list[Outcome]) -> None:
+    wrong = []
+    for o in outcomes:
+        assert len(o.feed.entries) + o.feed.dropped == o.row.entries, o.row.file
+        if not o.row.notes and len(o.feed.entries) != o.row.entries - o.explained:
+            wrong.append((o.row.file, o.row.entries, o.explained, len(o.feed.entries)))
+    assert wrong == []
+    dropped = sum(o.feed.dropped for o in outcomes)
+    print(f"\nentries {sum(len(o.feed.entries) for o in outcomes)}, dropped {dropped}")
+
+
+def test_titles_links_dates_kept(outcomes: list[Outcome]) -> None:
+    short = []
+    for o in outcomes:
+        stats = STATS[o.row.file]
+        ours = {
+            "with_title": sum(1 for e in o.feed.entries if e.title),
+            "with_link": sum(1 for e in o.feed.entries if e.link),
+            "with_date": sum(1 for e in o.feed.entries if e.published_at),
+        }
+        for field, count in ours.items():
+            # feedparser makes an Atom id the link when there is none: a tag: URI
+            # is no link for a reader, so such entries have no link here
+            expected = int(stats[field]) - o.feed.dropped
+            if field == "with_link":
+                expected -= o.odd_links
+            if count < expected:
+                short.append((o.row.file, field, int(stats[field]), count))
+    assert short == []
+
+
+def test_stored_html_is_safe(outcomes: list[Outcome]) -> None:
+    problems = [
+        (o.row.file, e.key, html_problems(e.content_html))
+        for o in outcomes
+        for e in o.feed.entries
+        if html_problems(e.content_html)
+    ]
+    assert problems == []
+    for o in outcomes:
+        for e in o.feed.entries:
+            for url in (e.link, e.image_url, *(x.url for x in e.enclosures)):
+                assert url is None or url.startswith(("http://", "https://"))
