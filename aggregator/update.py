@@ -100,7 +100,7 @@ def poll_due(
             break
         if on_claim:
             on_claim(len(claimed))
-        results.extend(asyncio.run(_update_feeds(store, options, owner, claimed, progress)))
+        results.extend(asyncio.run(_update_feeds(store, options, owner, claimed, progress, now)))
         if len(claimed) < CLAIM_BATCH:
             break
     return PollSummary(tuple(results))
@@ -112,6 +112,7 @@ async def _update_feeds(
     owner: str,
     claimed: Sequence[FeedState],
     progress: Callable[[UpdateResult], None] | None,
+    now: datetime,
 ) -> list[UpdateResult]:
     # Parsing is CPU work and the store has one writer: each gets its own thread so
     # neither stalls the event loop that keeps the other fetches moving.
@@ -121,7 +122,7 @@ async def _update_feeds(
     ):
         async with Fetcher(options.fetch, resolver=options.resolver) as fetcher:
             runs = [
-                _update_feed(fetcher, store, options, owner, feed, parse_pool, store_pool)
+                _update_feed(fetcher, store, options, owner, feed, now, (parse_pool, store_pool))
                 for feed in claimed
             ]
             results = []
@@ -139,13 +140,14 @@ async def _update_feed(
     options: PollOptions,
     owner: str,
     feed: FeedState,
-    parse_pool: ThreadPoolExecutor,
-    store_pool: ThreadPoolExecutor,
+    now: datetime,
+    pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor],
 ) -> UpdateResult:
     loop = asyncio.get_running_loop()
+    parse_pool, store_pool = pools
     try:
         fetched = await fetcher.fetch(_request_for(feed))
-        decision = await loop.run_in_executor(parse_pool, decide, feed, fetched, options)
+        decision = await loop.run_in_executor(parse_pool, decide, feed, fetched, options, now)
         outcome = await loop.run_in_executor(
             store_pool,
             store.save_update,
@@ -182,18 +184,25 @@ def _request_for(feed: FeedState) -> FetchRequest:
     )
 
 
-def decide(feed: FeedState, fetched: FetchResult, options: PollOptions) -> Decision:
-    """Turn one fetch into the feed's new state and the entries to save (parsing if needed)."""
+def decide(
+    feed: FeedState, fetched: FetchResult, options: PollOptions, now: datetime | None = None
+) -> Decision:
+    """Turn one fetch into the feed's new state and the entries to save (parsing if needed).
+
+    The next check time counts from `now` (the poll's clock, which tests may set ahead)
+    or from the fetch time, whichever is later.
+    """
+    clock = max(now, fetched.fetched_at) if now else fetched.fetched_at
     if fetched.status == 410:
         return _gone(feed, fetched)
     if fetched.error is not None or fetched.status not in (200, 304):
-        return _failed(feed, fetched, options, fetched.error or f"fetch: HTTP {fetched.status}")
+        return _failed(feed, fetched, options, clock, fetched.error or f"fetch: HTTP {fetched.status}")
     if fetched.status == 304:
-        return _unchanged(feed, fetched, options, "not_modified")
+        return _unchanged(feed, fetched, options, clock, "not_modified")
     body = fetched.body or b""
     body_hash = hashlib.sha256(body).hexdigest()
     if body_hash == feed.body_hash:
-        return _unchanged(feed, fetched, options, "unchanged")
+        return _unchanged(feed, fetched, options, clock, "unchanged")
     try:
         parsed = parse_feed(
             body,
@@ -203,15 +212,15 @@ def decide(feed: FeedState, fetched: FetchResult, options: PollOptions) -> Decis
             max_entries=options.max_entries,
         )
     except ParseError as e:
-        return _failed(feed, fetched, options, e.message or str(e))
-    return _parsed(feed, fetched, options, parsed, body_hash)
+        return _failed(feed, fetched, options, clock, e.message or str(e))
+    return _parsed(feed, fetched, options, clock, parsed, body_hash)
 
 
 def _next_check(
-    feed: FeedState, fetched: FetchResult, options: PollOptions, outcome: str, **hints: Any
+    feed: FeedState, options: PollOptions, clock: datetime, outcome: str, **hints: Any
 ) -> datetime | None:
     return schedule.next_check_at(
-        fetched.fetched_at,
+        clock,
         outcome=outcome,
         interval=feed.interval or options.default_interval,
         min_interval=options.min_interval,
@@ -245,7 +254,9 @@ def _gone(feed: FeedState, fetched: FetchResult) -> Decision:
     return Decision("gone", state, error=reason)
 
 
-def _failed(feed: FeedState, fetched: FetchResult, options: PollOptions, error: str) -> Decision:
+def _failed(
+    feed: FeedState, fetched: FetchResult, options: PollOptions, clock: datetime, error: str
+) -> Decision:
     errors = feed.error_count + 1
     state = FeedUpdate(
         **_common(feed, fetched),
@@ -254,7 +265,7 @@ def _failed(feed: FeedState, fetched: FetchResult, options: PollOptions, error: 
         last_modified=feed.last_modified,
         body_hash=feed.body_hash,
         next_check_at=_next_check(
-            feed, fetched, options, "error", error_count=errors, retry_after=fetched.retry_after
+            feed, options, clock, "error", error_count=errors, retry_after=fetched.retry_after
         ),
         last_status="error",
         last_error=error,
@@ -264,14 +275,16 @@ def _failed(feed: FeedState, fetched: FetchResult, options: PollOptions, error: 
     return Decision("error", state, error=error)
 
 
-def _unchanged(feed: FeedState, fetched: FetchResult, options: PollOptions, status: str) -> Decision:
+def _unchanged(
+    feed: FeedState, fetched: FetchResult, options: PollOptions, clock: datetime, status: str
+) -> Decision:
     state = FeedUpdate(
         **_common(feed, fetched),
         etag=fetched.etag or feed.etag,
         last_modified=fetched.last_modified or feed.last_modified,
         body_hash=feed.body_hash,
         next_check_at=_next_check(
-            feed, fetched, options, status, error_count=0, cache_seconds=fetched.cache_seconds
+            feed, options, clock, status, error_count=0, cache_seconds=fetched.cache_seconds
         ),
         last_success_at=fetched.fetched_at,
         last_status=status,
@@ -282,7 +295,12 @@ def _unchanged(feed: FeedState, fetched: FetchResult, options: PollOptions, stat
 
 
 def _parsed(
-    feed: FeedState, fetched: FetchResult, options: PollOptions, parsed: ParsedFeed, body_hash: str
+    feed: FeedState,
+    fetched: FetchResult,
+    options: PollOptions,
+    clock: datetime,
+    parsed: ParsedFeed,
+    body_hash: str,
 ) -> Decision:
     state = FeedUpdate(
         **_common(feed, fetched),
@@ -294,8 +312,8 @@ def _parsed(
         body_hash=body_hash,
         next_check_at=_next_check(
             feed,
-            fetched,
             options,
+            clock,
             "ok",
             error_count=0,
             cache_seconds=fetched.cache_seconds,

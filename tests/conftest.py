@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from sqlalchemy import create_engine, text
 
 from aggregator.store import Store
+from aggregator.web import create_app
 from tests.feedserver import FeedServer
 
 DATA = Path(__file__).parent / "data"
@@ -102,18 +104,38 @@ def feed_server(feed_dir: Path) -> Iterator[FeedServer]:
         yield server
 
 
+@pytest.fixture
+def make_app(store: Store) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test store; their engines are closed after the test."""
+    apps: list[Flask] = []
+
+    def make(**config: str) -> Flask:
+        app = create_app({"DATABASE_URL": store.database_url, "SITE_TITLE": "Test", **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["store"].close()
+
+
 def write_config(path: Path, database_url: str, feed_urls: list[str], extra: str = "") -> Path:
-    """Write a config file that allows fetching from 127.0.0.1 only."""
-    lines = [
-        "[settings]",
-        'site_title = "Test Aggregator"',
-        'base_url = "http://127.0.0.1:8080/"',
-        f'database_url = "{database_url}"',
-        'allowed_networks = ["127.0.0.1/32"]',
-        'request_timeout = "5s"',
-        'tick_interval = "1s"',
-        extra,
-    ]
+    """Write a config file that allows fetching from 127.0.0.1 only.
+
+    `extra` holds more `[settings]` lines; a key given there replaces the default here.
+    """
+    defaults = {
+        "site_title": '"Test Aggregator"',
+        "base_url": '"http://127.0.0.1:8080/"',
+        "database_url": f'"{database_url}"',
+        "allowed_networks": '["127.0.0.1/32"]',
+        "request_timeout": '"5s"',
+        "tick_interval": '"1s"',
+    }
+    overridden = {line.split("=", 1)[0].strip() for line in extra.splitlines() if "=" in line}
+    lines = ["[settings]"]
+    lines += [f"{key} = {value}" for key, value in defaults.items() if key not in overridden]
+    lines.append(extra)
     for url in feed_urls:
         lines += ["", "[[feeds]]", f'url = "{url}"', 'tags = ["world"]']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -5,18 +5,20 @@ and on PostgreSQL.
 from __future__ import annotations
 
 import calendar
+import html
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
 import pytest
+from flask import Flask
 
 from aggregator.config import load_config
 from aggregator.scheduler import poll_options
 from aggregator.store import Store
 from aggregator.update import poll_due
-from aggregator.web import create_app
 from tests.conftest import DATA, write_config
 from tests.feedserver import FeedServer
 
@@ -29,7 +31,8 @@ def _source_entries(name: str) -> list[tuple[str, str, datetime]]:
     found = []
     for entry in parsed.entries:
         stamp = entry.get("published_parsed") or entry.get("updated_parsed")
-        found.append((entry.title, entry.link, datetime.fromtimestamp(calendar.timegm(stamp), UTC)))
+        # Titles are plain text in our output: an HTML title's entities are decoded.
+        found.append((html.unescape(entry.title), entry.link, datetime.fromtimestamp(calendar.timegm(stamp), UTC)))
     return found
 
 
@@ -41,7 +44,7 @@ def _setup(tmp_path: Path, store: Store, server: FeedServer, names: list[str]) -
 
 
 def test_poll_stores_entries_and_merged_feeds_round_trip(
-    tmp_path: Path, store: Store, feed_server: FeedServer
+    tmp_path: Path, store: Store, feed_server: FeedServer, make_app: Callable[..., Flask]
 ) -> None:
     config, options = _setup(tmp_path, store, feed_server, FILES)
 
@@ -54,7 +57,7 @@ def test_poll_stores_entries_and_merged_feeds_round_trip(
         for name in FILES
         for title, link, published in _source_entries(name)
     }
-    client = create_app({"DATABASE_URL": store.database_url}).test_client()
+    client = make_app().test_client()
     for path in ("/feed.atom", "/feed.rss"):
         response = client.get(path)
         assert response.status_code == 200

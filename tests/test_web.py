@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import feedparser
@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from aggregator.models import EntryData, SourceConfig
 from aggregator.store import FeedUpdate, Store
-from aggregator.web import CONTENT_SECURITY_POLICY, create_app
+from aggregator.web import CONTENT_SECURITY_POLICY
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 XSS_TITLE = '<script>alert("x")</script> & \'quotes\''
@@ -34,21 +34,6 @@ def _fill(store: Store, count: int) -> None:
         for i in range(count)
     ]
     store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
-
-
-@pytest.fixture
-def make_app(store: Store) -> Iterator[Callable[..., Flask]]:
-    """Build apps on the test store; their own engines are closed after the test."""
-    apps: list[Flask] = []
-
-    def make(**config: str) -> Flask:
-        app = create_app({"DATABASE_URL": store.database_url, "SITE_TITLE": "Test", **config})
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["store"].close()
 
 
 @pytest.fixture

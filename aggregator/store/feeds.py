@@ -16,38 +16,55 @@ from aggregator.store.schema import entries, feed_tags, feeds
 ENTRIES_PER_DAY_WINDOW = timedelta(days=7)
 
 
+SYNC_LOCK_KEY = 7_345_001  # PostgreSQL advisory lock serialising config syncs
+
+
 def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetime) -> None:
     """Make the feeds table match the config: add new sources, update changed ones, and
     mark removed ones `in_config = false` (they stop being polled and keep their entries).
+
+    Only differences are written, so the sync each worker runs at start and on every
+    config reload is cheap; on PostgreSQL an advisory lock makes concurrent syncs by
+    several workers take turns (SQLite's `BEGIN IMMEDIATE` already does).
     """
-    existing = {row.config_url: row.id for row in conn.execute(select(feeds.c.id, feeds.c.config_url))}
-    wanted = {source.url for source in sources}
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(SYNC_LOCK_KEY)))
+    existing = {row.config_url: row for row in conn.execute(select(feeds))}
+    tags = _tags_by_feed(conn, None)
     for source in sources:
-        values = {
-            "title": source.title,
-            "enabled": source.enabled,
-            "in_config": True,
-            "interval": source.interval,
-            "allow_private": source.allow_private_addresses,
-        }
-        feed_id = existing.get(source.url)
-        if feed_id is None:
+        wanted = _source_values(source)
+        row = existing.get(source.url)
+        if row is None:
             feed_id = conn.execute(
                 insert(feeds)
-                .values(config_url=source.url, url=source.url, error_count=0, created_at=now, **values)
+                .values(config_url=source.url, url=source.url, error_count=0, created_at=now, **wanted)
                 .returning(feeds.c.id)
             ).scalar_one()
         else:
-            conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**values))
-        _set_tags(conn, feed_id, source.tags)
-    removed = [feed_id for url, feed_id in existing.items() if url not in wanted]
+            feed_id = row.id
+            if any(getattr(row, key) != value for key, value in wanted.items()):
+                conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**wanted))
+        if tags.get(feed_id, ()) != tuple(sorted(set(source.tags))):
+            _set_tags(conn, feed_id, source.tags)
+    configured = {source.url for source in sources}
+    removed = [row.id for url, row in existing.items() if url not in configured and row.in_config]
     if removed:
         conn.execute(update(feeds).where(feeds.c.id.in_(removed)).values(in_config=False))
 
 
+def _source_values(source: SourceConfig) -> dict[str, Any]:
+    return {
+        "title": source.title,
+        "enabled": source.enabled,
+        "in_config": True,
+        "interval": source.interval,
+        "allow_private": source.allow_private_addresses,
+    }
+
+
 def _set_tags(conn: Connection, feed_id: int, tags: Iterable[str]) -> None:
     conn.execute(delete(feed_tags).where(feed_tags.c.feed_id == feed_id))
-    rows = [{"feed_id": feed_id, "tag": tag} for tag in dict.fromkeys(tags)]
+    rows = [{"feed_id": feed_id, "tag": tag} for tag in sorted(set(tags))]
     if rows:
         conn.execute(insert(feed_tags), rows)
 
