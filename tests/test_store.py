@@ -139,3 +139,20 @@ def test_database_url_forms(given: str) -> None:
     from aggregator.store.engine import normalise_database_url
 
     assert normalise_database_url(given) == "postgresql+psycopg://u@h/db"
+
+
+def test_same_article_in_two_feeds_is_shown_once_with_other_sources(store: Store) -> None:
+    store.sync_sources(
+        [SourceConfig(url="https://a.example/1", title="Wire"),
+         SourceConfig(url="https://b.example/1", title="Paper")],
+        NOW,
+    )
+    wire, paper = store.claim_due_feeds("w", NOW, LEASE, 10)
+    store.save_update(wire.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("x", link="https://news.example/story")])
+    store.save_update(paper.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("y", link="https://news.example/story"),
+                                                                     _entry("z")])
+    merged = store.get_latest()
+    assert [e.link for e in merged].count("https://news.example/story") == 1
+    shared = next(e for e in merged if e.link == "https://news.example/story")
+    assert shared.feed_title == "Wire" and shared.also_in == ("Paper",)
+    assert len(store.get_latest(feed_id=paper.id)) == 2  # each feed keeps its own copy

@@ -41,7 +41,31 @@ def _row_values(entry: EntryData, now: datetime) -> dict[str, Any]:
         ),
         "language": entry.language,
         "content_hash": entry.content_hash,
+        "link_hash": key_hash(entry.link) if entry.link else None,
     }
+
+
+def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]]) -> None:
+    """Point each new entry whose canonical link another feed already has at that
+    feed's original entry, so merged outputs show the article once.
+    """
+    hashes = [row["link_hash"] for row in rows if row["link_hash"]]
+    if not hashes:
+        return
+    originals = {
+        link_hash: entry_id
+        for entry_id, link_hash in conn.execute(
+            select(func.min(entries.c.id), entries.c.link_hash)
+            .where(
+                entries.c.link_hash.in_(hashes),
+                entries.c.feed_id != feed_id,
+                entries.c.duplicate_of.is_(None),
+            )
+            .group_by(entries.c.link_hash)
+        )
+    }
+    for row in rows:
+        row["duplicate_of"] = originals.get(row["link_hash"])
 
 
 def save_entries(
@@ -83,6 +107,7 @@ def save_entries(
             entry_id = existing[hashed][0]
             changed_rows.append({**values, "row_id": entry_id, "updated_at": now})
             tags_by_id[entry_id] = item.tags
+    _mark_duplicates(conn, feed_id, new_rows)
     new_ids = _insert_entries(conn, new_rows)
     changed_ids = _update_entries(conn, changed_rows)
     tags_by_id.update(zip(new_ids, new_tags, strict=True))
@@ -133,6 +158,8 @@ def _latest_query(feed_id: int | None, tag: str | None) -> Any:
     ).join(feeds, feeds.c.id == entries.c.feed_id)
     if feed_id is not None:
         query = query.where(entries.c.feed_id == feed_id)
+    else:  # merged outputs show an article once, with its other sources listed
+        query = query.where(entries.c.duplicate_of.is_(None))
     if tag is not None:
         tagged = select(feed_tags.c.feed_id).where(feed_tags.c.tag == tag)
         query = query.where(entries.c.feed_id.in_(tagged))
@@ -154,8 +181,27 @@ def get_latest(
         .offset(offset)
     )
     rows = conn.execute(query).all()
-    tags = _entry_tags(conn, [row.id for row in rows])
-    return [_to_entry(row, tags.get(row.id, ())) for row in rows]
+    ids = [row.id for row in rows]
+    tags = _entry_tags(conn, ids)
+    also_in = _also_in(conn, ids)
+    return [_to_entry(row, tags.get(row.id, ()), also_in.get(row.id, ())) for row in rows]
+
+
+def _also_in(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    """For each entry, the titles of the other feeds that carry the same article."""
+    if not ids:
+        return {}
+    feed_title = func.coalesce(feeds.c.title, feeds.c.feed_title, feeds.c.url)
+    query = (
+        select(entries.c.duplicate_of, feed_title)
+        .join(feeds, feeds.c.id == entries.c.feed_id)
+        .where(entries.c.duplicate_of.in_(ids))
+        .order_by(entries.c.id)
+    )
+    found: dict[int, list[str]] = {}
+    for original, title in conn.execute(query):
+        found.setdefault(original, []).append(title)
+    return {key: tuple(dict.fromkeys(titles)) for key, titles in found.items()}
 
 
 def count_entries(conn: Connection) -> int:
@@ -177,7 +223,7 @@ def _entry_tags(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ..
     return {entry_id: tuple(sorted(values)) for entry_id, values in tags.items()}
 
 
-def _to_entry(row: Row[Any], tags: tuple[str, ...]) -> Entry:
+def _to_entry(row: Row[Any], tags: tuple[str, ...], also_in: tuple[str, ...] = ()) -> Entry:
     return Entry(
         id=row.id,
         feed_id=row.feed_id,
@@ -198,4 +244,5 @@ def _to_entry(row: Row[Any], tags: tuple[str, ...]) -> Entry:
         feed_url=row.feed_url,
         feed_link=row.feed_link,
         story_id=row.story_id,
+        also_in=also_in,
     )

@@ -111,10 +111,42 @@ entries = Table(
     Column("language", String(35)),
     Column("content_hash", String(64), nullable=False),
     Column("story_id", Integer),
+    # sha256 of the canonical link: finds the same article in other feeds.
+    Column("link_hash", String(64)),
+    # The entry (of another feed) this one repeats; merged outputs show only the first.
+    Column("duplicate_of", Integer),
+    # Why the entry joined its story: similarity score and shared key terms (JSON list).
+    Column("group_score", Float),
+    Column("group_terms", Text),
     UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
     Index("ix_entries_published", "published_at", "id"),
     Index("ix_entries_feed_published", "feed_id", "published_at"),
     Index("ix_entries_story", "story_id"),
+    Index("ix_entries_link_hash", "link_hash"),
+    Index("ix_entries_duplicate_of", "duplicate_of"),
+)
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # founding entry's id
+    Column("headline", Text, nullable=False),
+    Column("headline_entry_id", Integer),
+    Column("terms", Text, nullable=False),  # JSON list of 2-4 key terms
+    Column("language", String(35)),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("last_updated_at", UTCDateTime, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("source_count", Integer, nullable=False),
+    Index("ix_stories_updated", "last_updated_at"),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128)),
+    Column("until", UTCDateTime),
 )
 
 entry_tags = Table(
