@@ -183,6 +183,48 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Story:
+    """Coverage of one event by several entries, as the store keeps it.
+
+    `id` is the id of the entry that founded the story, so it never changes as the
+    story grows. `headline` is the representative headline (see `group.py`).
+    """
+
+    id: int
+    headline: str
+    headline_entry_id: int | None
+    terms: tuple[str, ...]
+    language: str | None
+    first_seen_at: datetime
+    last_updated_at: datetime
+    entry_count: int
+    source_count: int
+    sources: tuple[str, ...] = ()  # display titles of the feeds covering it
+
+
+@dataclass(frozen=True)
+class StoryAssignment:
+    """What grouping decided for one entry, to store."""
+
+    entry_id: int
+    story_id: int
+    score: float
+    shared_terms: tuple[str, ...]
+    duplicate_of: int | None = None
+
+
+@dataclass(frozen=True)
+class StoryLabel:
+    """A story's label as grouping computes it."""
+
+    story_id: int
+    headline: str
+    headline_entry_id: int | None
+    terms: tuple[str, ...]
+    language: str | None = None
+
+
+@dataclass(frozen=True)
 class UpdateResult:
     """The outcome of updating one feed. A per-feed failure is data, not an exception."""
 

@@ -156,3 +156,37 @@ def test_same_article_in_two_feeds_is_shown_once_with_other_sources(store: Store
     shared = next(e for e in merged if e.link == "https://news.example/story")
     assert shared.feed_title == "Wire" and shared.also_in == ("Paper",)
     assert len(store.get_latest(feed_id=paper.id)) == 2  # each feed keeps its own copy
+
+
+def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
+    from aggregator.models import StoryAssignment, StoryLabel
+
+    store.sync_sources([SourceConfig(url="https://a.example/1", title="A"),
+                        SourceConfig(url="https://b.example/1", title="B")], NOW)
+    a, b = store.claim_due_feeds("w", NOW, LEASE, 10)
+    first = store.save_update(a.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("a1"), _entry("a2")])
+    second = store.save_update(b.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("b1")])
+    assert [e.id for e in store.get_ungrouped(10)] == [*first.new_ids, *second.new_ids]
+    founder, other, joiner = (*first.new_ids, *second.new_ids)
+    store.save_assignments(
+        [StoryAssignment(founder, founder, 1.0, ()), StoryAssignment(other, other, 1.0, ()),
+         StoryAssignment(joiner, founder, 0.8, ("floods", "danube"))],
+        [StoryLabel(founder, "Danube floods", founder, ("danube", "floods"), "en")],
+    )
+    assert store.get_ungrouped(10) == []
+    (story,) = store.get_stories()  # the single-source story is not shown as a group
+    assert (story.id, story.headline, story.terms) == (founder, "Danube floods", ("danube", "floods"))
+    assert (story.entry_count, story.source_count, story.sources) == (2, 2, ("A", "B"))
+    assert [e.id for e in store.get_story_entries(founder)] == [founder, joiner]
+    assert len(store.get_stories(min_sources=1)) == 2
+    assert store.counts()["stories"] == 2
+    store.clear_stories()
+    assert store.get_stories(min_sources=1) == [] and len(store.get_ungrouped(10)) == 3
+
+
+def test_named_lock_has_one_holder_until_it_expires(store: Store) -> None:
+    ttl = timedelta(minutes=1)
+    assert store.acquire_lock("grouper", "w1", NOW, ttl) == (True, None)
+    assert store.acquire_lock("grouper", "w2", NOW, ttl) == (False, "w1")
+    assert store.acquire_lock("grouper", "w1", NOW + ttl / 2, ttl) == (True, "w1")
+    assert store.acquire_lock("grouper", "w2", NOW + 2 * ttl, ttl) == (True, "w1")

@@ -17,12 +17,22 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.exceptions import StoreError
-from aggregator.models import Entry, EntryData, FeedState, SourceConfig
+from aggregator.models import (
+    Entry,
+    EntryData,
+    FeedState,
+    SourceConfig,
+    Story,
+    StoryAssignment,
+    StoryLabel,
+)
 from aggregator.store import entries as entry_rows
 from aggregator.store import feeds as feed_rows
+from aggregator.store import locks as lock_rows
 from aggregator.store import migrate
+from aggregator.store import stories as story_rows
 from aggregator.store.engine import make_engine
-from aggregator.store.schema import feeds, workers
+from aggregator.store.schema import entries, feeds, stories, workers
 
 __all__ = ["Store", "FeedUpdate", "SaveOutcome"]
 
@@ -163,6 +173,61 @@ class Store:
         with self._read() as conn:
             return entry_rows.newest_change(conn)
 
+    # stories
+
+    def save_assignments(
+        self, assignments: Sequence[StoryAssignment], labels: Sequence[StoryLabel] = ()
+    ) -> None:
+        with self._write() as conn:
+            story_rows.save_assignments(conn, assignments, labels)
+
+    def clear_stories(self) -> None:
+        with self._write() as conn:
+            story_rows.clear(conn)
+
+    def get_ungrouped(self, limit: int) -> list[Entry]:
+        """Entries not yet given a story, oldest first."""
+        with self._read() as conn:
+            return entry_rows.get_ungrouped(conn, limit)
+
+    def get_grouped_since(self, since: datetime, limit: int) -> list[Entry]:
+        """Grouped entries first seen at or after `since`, oldest first (warm start)."""
+        with self._read() as conn:
+            return entry_rows.get_grouped_since(conn, since, limit)
+
+    def get_stories(
+        self,
+        limit: int = 20,
+        offset: int = 0,
+        min_sources: int = 2,
+        tag: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Story]:
+        with self._read() as conn:
+            return story_rows.get_stories(conn, limit, offset, min_sources, tag, since)
+
+    def get_story(self, story_id: int) -> Story | None:
+        with self._read() as conn:
+            return story_rows.get_story(conn, story_id)
+
+    def get_story_entries(self, story_id: int) -> list[Entry]:
+        with self._read() as conn:
+            return story_rows.get_story_entries(conn, story_id)
+
+    # named leases
+
+    def acquire_lock(
+        self, name: str, owner: str, now: datetime, ttl: timedelta
+    ) -> tuple[bool, str | None]:
+        """Take or renew the lease `name` for `owner` unless someone else holds a live one.
+
+        Returns:
+            (acquired, previous owner) — the previous owner tells a grouper whether
+            another worker grouped since it last did.
+        """
+        with self._write() as conn:
+            return lock_rows.acquire(conn, name, owner, now, ttl)
+
     # worker heartbeats
 
     def record_tick(self, name: str, now: datetime, tick_seconds: float) -> None:
@@ -191,12 +256,8 @@ class Store:
                 "feeds": total,
                 "broken_feeds": broken,
                 "entries": entry_rows.count_entries(conn),
+                "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
             }
-
-    def reset_schedule(self, now: datetime) -> None:
-        """Make every feed due now (for `poll --all`)."""
-        with self._write() as conn:
-            conn.execute(update(feeds).values(next_check_at=now))
 
 
 def _required(state: FeedUpdate) -> datetime:

@@ -148,7 +148,7 @@ def _replace_entry_tags(conn: Connection, tags_by_id: dict[int, tuple[str, ...]]
         conn.execute(insert(entry_tags), rows)
 
 
-def _latest_query(feed_id: int | None, tag: str | None) -> Any:
+def _latest_query(feed_id: int | None, tag: str | None, originals_only: bool = True) -> Any:
     feed_title = func.coalesce(feeds.c.title, feeds.c.feed_title, feeds.c.url)
     query = select(
         entries,
@@ -158,7 +158,7 @@ def _latest_query(feed_id: int | None, tag: str | None) -> Any:
     ).join(feeds, feeds.c.id == entries.c.feed_id)
     if feed_id is not None:
         query = query.where(entries.c.feed_id == feed_id)
-    else:  # merged outputs show an article once, with its other sources listed
+    elif originals_only:  # merged outputs show an article once, with its other sources listed
         query = query.where(entries.c.duplicate_of.is_(None))
     if tag is not None:
         tagged = select(feed_tags.c.feed_id).where(feed_tags.c.tag == tag)
@@ -180,7 +180,11 @@ def get_latest(
         .limit(limit)
         .offset(offset)
     )
-    rows = conn.execute(query).all()
+    return entries_from_rows(conn, conn.execute(query).all())
+
+
+def entries_from_rows(conn: Connection, rows: Sequence[Row[Any]]) -> list[Entry]:
+    """Entries (with tags and other sources) from rows of `_latest_query`."""
     ids = [row.id for row in rows]
     tags = _entry_tags(conn, ids)
     also_in = _also_in(conn, ids)
@@ -202,6 +206,26 @@ def _also_in(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]
     for original, title in conn.execute(query):
         found.setdefault(original, []).append(title)
     return {key: tuple(dict.fromkeys(titles)) for key, titles in found.items()}
+
+
+def get_ungrouped(conn: Connection, limit: int) -> list[Entry]:
+    query = (
+        _latest_query(None, None, originals_only=False)
+        .where(entries.c.story_id.is_(None))
+        .order_by(entries.c.id)
+        .limit(limit)
+    )
+    return entries_from_rows(conn, conn.execute(query).all())
+
+
+def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[Entry]:
+    query = (
+        _latest_query(None, None, originals_only=False)
+        .where(entries.c.story_id.is_not(None), entries.c.first_seen_at >= since)
+        .order_by(entries.c.id)
+        .limit(limit)
+    )
+    return entries_from_rows(conn, conn.execute(query).all())
 
 
 def count_entries(conn: Connection) -> int:

@@ -1,0 +1,172 @@
+"""Story rows: saving grouping decisions and reading stories with their coverage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+
+from aggregator.models import Entry, Story, StoryAssignment, StoryLabel
+from aggregator.store.entries import _latest_query, entries_from_rows
+from aggregator.store.schema import entries, feed_tags, feeds, stories
+
+
+def save_assignments(
+    conn: Connection, assignments: Sequence[StoryAssignment], labels: Sequence[StoryLabel]
+) -> None:
+    """Record each entry's story and why it joined, then refresh the touched stories'
+    labels and counts from their entries.
+    """
+    if assignments:
+        conn.execute(
+            update(entries)
+            .where(entries.c.id == bindparam("entry_id"))
+            .values(
+                story_id=bindparam("story_id"),
+                group_score=bindparam("score"),
+                group_terms=bindparam("terms"),
+            ),
+            [
+                {
+                    "entry_id": a.entry_id,
+                    "story_id": a.story_id,
+                    "score": a.score,
+                    "terms": json.dumps(list(a.shared_terms)),
+                }
+                for a in assignments
+            ],
+        )
+        duplicates = [a for a in assignments if a.duplicate_of is not None]
+        if duplicates:
+            conn.execute(
+                update(entries)
+                .where(entries.c.id == bindparam("entry_id"), entries.c.duplicate_of.is_(None))
+                .values(duplicate_of=bindparam("original")),
+                [{"entry_id": a.entry_id, "original": a.duplicate_of} for a in duplicates],
+            )
+    touched = {a.story_id for a in assignments} | {label.story_id for label in labels}
+    _refresh(conn, touched, {label.story_id: label for label in labels})
+
+
+def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel]) -> None:
+    if not story_ids:
+        return
+    stats = conn.execute(
+        select(
+            entries.c.story_id,
+            func.count().label("entry_count"),
+            func.count(func.distinct(entries.c.feed_id)).label("source_count"),
+            func.min(entries.c.first_seen_at).label("first_seen_at"),
+            func.max(entries.c.first_seen_at).label("last_updated_at"),
+        )
+        .where(entries.c.story_id.in_(story_ids))
+        .group_by(entries.c.story_id)
+    ).all()
+    existing = {
+        row.id: row for row in conn.execute(select(stories).where(stories.c.id.in_(story_ids)))
+    }
+    for row in stats:
+        label = labels.get(row.story_id)
+        values: dict[str, Any] = {
+            "entry_count": row.entry_count,
+            "source_count": row.source_count,
+            "first_seen_at": row.first_seen_at,
+            "last_updated_at": row.last_updated_at,
+        }
+        if label is not None:
+            values.update(
+                headline=label.headline,
+                headline_entry_id=label.headline_entry_id,
+                terms=json.dumps(list(label.terms)),
+                language=label.language,
+            )
+        if row.story_id in existing:
+            conn.execute(update(stories).where(stories.c.id == row.story_id).values(**values))
+        else:
+            values.setdefault("headline", "")
+            values.setdefault("terms", "[]")
+            conn.execute(insert(stories).values(id=row.story_id, **values))
+
+
+def clear(conn: Connection) -> None:
+    """Forget every grouping decision (before regrouping from scratch)."""
+    conn.execute(update(entries).values(story_id=None, group_score=None, group_terms=None))
+    conn.execute(delete(stories))
+
+
+def get_stories(
+    conn: Connection,
+    limit: int,
+    offset: int = 0,
+    min_sources: int = 2,
+    tag: str | None = None,
+    since: datetime | None = None,
+) -> list[Story]:
+    """Stories newest-updated first, with at least `min_sources` distinct feeds."""
+    query = select(stories).where(stories.c.source_count >= min_sources)
+    if since is not None:
+        query = query.where(stories.c.last_updated_at >= since)
+    if tag is not None:
+        tagged = (
+            select(entries.c.story_id)
+            .join(feed_tags, feed_tags.c.feed_id == entries.c.feed_id)
+            .where(feed_tags.c.tag == tag, entries.c.story_id.is_not(None))
+        )
+        query = query.where(stories.c.id.in_(tagged))
+    query = query.order_by(
+        stories.c.source_count.desc(), stories.c.last_updated_at.desc(), stories.c.id.desc()
+    ).limit(limit).offset(offset)
+    rows = conn.execute(query).all()
+    sources = _sources(conn, [row.id for row in rows])
+    return [_to_story(row, sources.get(row.id, ())) for row in rows]
+
+
+def get_story(conn: Connection, story_id: int) -> Story | None:
+    row = conn.execute(select(stories).where(stories.c.id == story_id)).first()
+    if row is None:
+        return None
+    return _to_story(row, _sources(conn, [story_id]).get(story_id, ()))
+
+
+def get_story_entries(conn: Connection, story_id: int) -> list[Entry]:
+    """Every entry of a story (duplicates included), oldest first."""
+    query = (
+        _latest_query(feed_id=None, tag=None, originals_only=False)
+        .where(entries.c.story_id == story_id)
+        .order_by(entries.c.published_at, entries.c.id)
+    )
+    return entries_from_rows(conn, conn.execute(query).all())
+
+
+def _sources(conn: Connection, story_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+    if not story_ids:
+        return {}
+    title = func.coalesce(feeds.c.title, feeds.c.feed_title, feeds.c.url)
+    query = (
+        select(entries.c.story_id, title)
+        .join(feeds, feeds.c.id == entries.c.feed_id)
+        .where(entries.c.story_id.in_(story_ids))
+        .order_by(entries.c.first_seen_at, entries.c.id)
+    )
+    found: dict[int, list[str]] = {}
+    for story_id, name in conn.execute(query):
+        found.setdefault(story_id, []).append(name)
+    return {key: tuple(dict.fromkeys(names)) for key, names in found.items()}
+
+
+def _to_story(row: Row[Any], sources: tuple[str, ...]) -> Story:
+    return Story(
+        id=row.id,
+        headline=row.headline,
+        headline_entry_id=row.headline_entry_id,
+        terms=tuple(json.loads(row.terms)),
+        language=row.language,
+        first_seen_at=row.first_seen_at,
+        last_updated_at=row.last_updated_at,
+        entry_count=row.entry_count,
+        source_count=row.source_count,
+        sources=sources,
+    )
