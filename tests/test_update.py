@@ -177,3 +177,92 @@ def test_poll_respects_next_check(tmp_path: Path, store: Store, feed_server: Fee
     assert feed_server.requests == []
     forced = poll_due(store, options, owner="test", force=True)
     assert len(forced.results) == 1
+
+
+def _poll_at(store: Store, options: object, when: datetime) -> list:
+    return list(poll_due(store, options, owner="test", now=when).results)  # type: ignore[arg-type]
+
+
+def test_r4_permanent_redirect_moves_the_feed_and_flags_duplicates(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    feed_server.route_redirect_chain("/old", [301, 308], target="/world.rss")
+    feed_server.route_redirect("/temporary", "/world.atom", status=302)
+    _, options = _setup(tmp_path, store, feed_server, ["old", "temporary", "world.rss"])
+
+    poll_due(store, options, owner="test")
+
+    feeds = store.get_feeds()
+    moved = next(f for f in feeds if f.url == feed_server.url("world.rss") and f.last_error)
+    assert "also subscribed" in moved.last_error
+    assert any(f.url == feed_server.url("temporary") for f in feeds)
+    # The config still names the old URL; a resync must not add the feed again.
+    config = load_config(tmp_path / "aggregator.toml")
+    store.sync_sources(config.sources, datetime.now(UTC))
+    assert len(store.get_feeds()) == 3
+
+
+def test_r5_gone_feed_is_disabled_and_never_requested_again(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    feed_server.route("/gone", status=410)
+    _, options = _setup(tmp_path, store, feed_server, ["gone"])
+    start = datetime.now(UTC)
+    poll_due(store, options, owner="test", now=start)
+    (feed,) = store.get_feeds()
+    assert feed.disabled_reason and "410" in feed.disabled_reason
+    for hour in range(1, 25):  # a simulated day of ticks
+        assert _poll_at(store, options, start + timedelta(hours=hour)) == []
+    assert len(feed_server.requests) == 1
+
+
+def test_r2_retry_after_defers_the_next_request(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    feed_server.route("/busy", status=429, headers={"Retry-After": "3600"})
+    _, options = _setup(tmp_path, store, feed_server, ["busy"])
+    start = datetime.now(UTC)
+    poll_due(store, options, owner="test", now=start)
+    (feed,) = store.get_feeds()
+    assert feed.next_check_at >= start + timedelta(seconds=3600)
+    assert _poll_at(store, options, start + timedelta(seconds=3500)) == []
+    assert len(feed_server.requests) == 1
+    assert feed.error_count == 1 and feed.disabled_reason is None
+
+
+def test_r6_errors_back_off_and_success_resets(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    feed_server.route("/flaky", status=500)
+    _, options = _setup(tmp_path, store, feed_server, ["flaky"])
+    when = datetime.now(UTC)
+    delays = []
+    for _ in range(4):
+        poll_due(store, options, owner="test", now=when)
+        (feed,) = store.get_feeds()
+        delays.append((feed.next_check_at - when).total_seconds())
+        when = feed.next_check_at
+    assert feed.error_count == 4 and feed.disabled_reason is None
+    assert all(later > earlier * 1.3 for earlier, later in zip(delays, delays[1:], strict=False))
+    feed_server.clear_routes()
+    (feed_dir / "flaky").write_bytes((feed_dir / "world.rss").read_bytes())
+    poll_due(store, options, owner="test", now=when)
+    (feed,) = store.get_feeds()
+    assert feed.error_count == 0 and feed.last_status == "ok"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_r7_one_failing_feed_in_a_hundred(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    for n in range(99):
+        shutil.copy(feed_dir / "world.rss", feed_dir / f"copy{n}.rss")
+    feed_server.route("/bad", body=b"<html>nope</html>", headers={"Content-Type": "text/html"})
+    names = [f"copy{n}.rss" for n in range(99)] + ["bad"]
+    _, options = _setup(tmp_path, store, feed_server, names)
+
+    summary = poll_due(store, options, owner="test")
+
+    assert summary.count("ok") == 99 and summary.count("error") == 1
+    broken = [f for f in store.get_feeds() if f.error_count]
+    assert [f.url for f in broken] == [feed_server.url("bad")]

@@ -152,6 +152,8 @@ class Store:
                     if not feed_rows.fenced_update(conn, feed_id, owner, _state_values(state)):
                         transaction.rollback()
                         return SaveOutcome(saved=False)
+                    if state.url is not None:
+                        feed_rows.flag_duplicate_subscription(conn, feed_id, state.url)
                     saved = entry_rows.save_entries(conn, feed_id, items, now or _required(state))
             except SQLAlchemyError as e:
                 raise StoreError(f"store: unable to save feed {feed_id}: {e}") from e

@@ -124,6 +124,23 @@ def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, 
     return result.rowcount == 1
 
 
+def flag_duplicate_subscription(conn: Connection, feed_id: int, new_url: str) -> None:
+    """After a permanent redirect, warn on the feed when another feed already follows
+    the new URL (the operator should remove one of them from the config).
+    """
+    other = conn.execute(
+        select(feeds.c.id, feeds.c.config_url)
+        .where(or_(feeds.c.url == new_url, feeds.c.config_url == new_url), feeds.c.id != feed_id)
+        .limit(1)
+    ).first()
+    if other is not None:
+        warning = (
+            f"update: moved permanently to {new_url}, which is also subscribed as "
+            f"{other.config_url} (feed {other.id}); remove one of them from the config"
+        )
+        conn.execute(update(feeds).where(feeds.c.id == feed_id).values(last_error=warning))
+
+
 def _feed_query() -> Any:
     entry_count = (
         select(func.count()).select_from(entries).where(entries.c.feed_id == feeds.c.id).scalar_subquery()
