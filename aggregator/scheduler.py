@@ -30,6 +30,8 @@ from aggregator.update import PollOptions, poll_due
 
 log = logging.getLogger(__name__)
 
+PRUNE_EVERY = timedelta(hours=1)  # retention runs this often, by one worker at a time
+
 
 def poll_options(config: Config, resolver: Any = None) -> PollOptions:
     settings = config.settings
@@ -104,24 +106,42 @@ class Worker:
             log.info("worker: %s", summary.line())
         return summary
 
+    def prune(self, now: datetime | None = None) -> int | None:
+        """Apply the retention settings, unless another worker pruned within the hour.
+
+        Returns:
+            The number of entries deleted, or None when another worker holds the job.
+        """
+        now = now or datetime.now(UTC)
+        acquired, _ = self.store.acquire_lock("pruner", self.name, now, PRUNE_EVERY)
+        if not acquired:
+            return None
+        settings = self.config.settings
+        deleted = self.store.prune(
+            now, timedelta(days=settings.retention_days), settings.retention_min_entries
+        )
+        if deleted:
+            log.info("worker: pruned %d entries older than %d days", deleted, settings.retention_days)
+        return int(deleted)
+
     def _heartbeat(self) -> None:
         self.store.record_tick(self.name, datetime.now(UTC), self.config.settings.tick_interval)
 
-    def _safe_tick(self) -> None:
-        try:
-            self.tick()
-        except Exception:  # the timer must survive a failing tick (e.g. database down)
-            log.exception("worker: tick failed")
+    def _safe(self, job: Any) -> Any:
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # the timer must survive a failing job (e.g. database down)
+                log.exception("worker: %s failed", job.__name__)
+
+        return run
 
     def schedule(self, scheduler: BaseScheduler) -> BaseScheduler:
+        common = {"max_instances": 1, "coalesce": True, "next_run_time": datetime.now(UTC)}
+        seconds = self.config.settings.tick_interval
+        scheduler.add_job(self._safe(self.tick), "interval", seconds=seconds, id="tick", **common)
         scheduler.add_job(
-            self._safe_tick,
-            "interval",
-            seconds=self.config.settings.tick_interval,
-            id="tick",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
+            self._safe(self.prune), "interval", seconds=PRUNE_EVERY.total_seconds(), id="prune", **common
         )
         return scheduler
 

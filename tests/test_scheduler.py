@@ -73,3 +73,17 @@ def test_restarted_worker_does_not_repoll_early(
     restarted = Worker(load_config(path), store)
     assert restarted.tick().results == ()
     assert feed_server.requests == []
+
+
+def test_prune_runs_once_per_hour_across_workers(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")],
+                        extra="retention_days = 1\nretention_min_entries = 1")
+    first, second = Worker(load_config(path), store), Worker(load_config(path), store)
+    first.tick()
+    assert store.count_entries() == 3
+    now = datetime.now(UTC)
+    assert first.prune(now) == 2  # entries from 2026-11-23/24 are over a day old; 1 kept
+    assert second.prune(now) is None  # the other worker holds the hourly job
+    assert second.prune(now + timedelta(hours=1, seconds=1)) == 0

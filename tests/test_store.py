@@ -190,3 +190,19 @@ def test_named_lock_has_one_holder_until_it_expires(store: Store) -> None:
     assert store.acquire_lock("grouper", "w2", NOW, ttl) == (False, "w1")
     assert store.acquire_lock("grouper", "w1", NOW + ttl / 2, ttl) == (True, "w1")
     assert store.acquire_lock("grouper", "w2", NOW + 2 * ttl, ttl) == (True, "w1")
+
+
+def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
+    store.sync_sources([SourceConfig(url="https://busy.example/1"), SourceConfig(url="https://quiet.example/1")], NOW)
+    busy, quiet = store.claim_due_feeds("w", NOW, LEASE, 10)
+    old = NOW - timedelta(days=200)
+    busy_items = [_entry(f"b{i}", published_at=NOW - timedelta(days=i * 20)) for i in range(10)]
+    quiet_items = [_entry(f"q{i}", published_at=old - timedelta(days=i)) for i in range(3)]
+    store.save_update(busy.id, "w", FeedUpdate(last_fetch_at=NOW), busy_items)
+    store.save_update(quiet.id, "w", FeedUpdate(last_fetch_at=NOW), quiet_items)
+
+    deleted = store.prune(NOW, timedelta(days=90), keep_min=2)
+
+    remaining = {e.key for e in store.get_latest(limit=100)}
+    assert remaining == {"b0", "b1", "b2", "b3", "b4", "q0", "q1"}  # b4 is 80 days old
+    assert deleted == 6

@@ -167,6 +167,18 @@ class Store:
         with self._read() as conn:
             return entry_rows.get_latest(conn, limit, offset, feed_id, tag)
 
+    def prune(self, now: datetime, max_age: timedelta, keep_min: int) -> int:
+        """Delete entries older than `max_age`, keeping each feed's `keep_min` newest.
+
+        Returns:
+            How many entries were deleted.
+        """
+        with self._write() as conn:
+            before = entry_rows.count_entries(conn)
+            touched = entry_rows.prune(conn, now - max_age, keep_min)
+            story_rows.refresh_after_prune(conn, touched)
+            return before - entry_rows.count_entries(conn)
+
     def count_entries(self) -> int:
         with self._read() as conn:
             return entry_rows.count_entries(conn)

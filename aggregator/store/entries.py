@@ -228,6 +228,32 @@ def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[Ent
     return entries_from_rows(conn, conn.execute(query).all())
 
 
+def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
+    """Delete entries published before `cutoff`, except each feed's `keep_min` newest.
+
+    A feed that stopped publishing keeps its newest entries however old they get.
+    Entries that repeated a deleted one become originals themselves.
+
+    Returns:
+        The story ids of deleted entries (their counts need refreshing).
+    """
+    rank = (
+        func.row_number()
+        .over(partition_by=entries.c.feed_id, order_by=(entries.c.published_at.desc(), entries.c.id.desc()))
+        .label("rank")
+    )
+    ranked = select(entries.c.id, entries.c.published_at, entries.c.story_id, rank).subquery()
+    doomed = conn.execute(
+        select(ranked.c.id, ranked.c.story_id).where(ranked.c.rank > keep_min, ranked.c.published_at < cutoff)
+    ).all()
+    ids = [row.id for row in doomed]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        conn.execute(update(entries).where(entries.c.duplicate_of.in_(chunk)).values(duplicate_of=None))
+        conn.execute(delete(entries).where(entries.c.id.in_(chunk)))
+    return sorted({row.story_id for row in doomed if row.story_id is not None})
+
+
 def count_entries(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(entries)).scalar_one()
 

@@ -91,6 +91,15 @@ def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel
             conn.execute(insert(stories).values(id=row.story_id, **values))
 
 
+def refresh_after_prune(conn: Connection, story_ids: Sequence[int]) -> None:
+    """Recount stories that lost entries; drop those left with none."""
+    if not story_ids:
+        return
+    _refresh(conn, set(story_ids), {})
+    alive = select(entries.c.story_id).where(entries.c.story_id.in_(story_ids))
+    conn.execute(delete(stories).where(stories.c.id.in_(story_ids), stories.c.id.not_in(alive)))
+
+
 def clear(conn: Connection) -> None:
     """Forget every grouping decision (before regrouping from scratch)."""
     conn.execute(update(entries).values(story_id=None, group_score=None, group_terms=None))
