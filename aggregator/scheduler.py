@@ -139,9 +139,16 @@ class Worker:
     def schedule(self, scheduler: BaseScheduler) -> BaseScheduler:
         common = {"max_instances": 1, "coalesce": True, "next_run_time": datetime.now(UTC)}
         seconds = self.config.settings.tick_interval
-        scheduler.add_job(self._safe(self.tick), "interval", seconds=seconds, id="tick", **common)
         scheduler.add_job(
-            self._safe(self.prune), "interval", seconds=PRUNE_EVERY.total_seconds(), id="prune", **common
+            self._safe(self.tick), "interval", seconds=seconds, id="tick", name="tick", **common
+        )
+        scheduler.add_job(
+            self._safe(self.prune),
+            "interval",
+            seconds=PRUNE_EVERY.total_seconds(),
+            id="prune",
+            name="prune",
+            **common,
         )
         return scheduler
 
