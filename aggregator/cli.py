@@ -175,7 +175,9 @@ def run(state: _State) -> None:
 @click.option("--tag", "tags", multiple=True, help="Tag; repeat for several.")
 @click.option("--interval", help='Poll interval, e.g. "30m" (default: the global one).')
 @pass_state
-def add(state: _State, url: str, title: str | None, tags: tuple[str, ...], interval: str | None) -> None:
+def add(
+    state: _State, url: str, title: str | None, tags: tuple[str, ...], interval: str | None
+) -> None:
     """Add a source to the config file (comments and layout are kept)."""
     from aggregator.sources import add_source
 
@@ -214,9 +216,7 @@ def _ago(when: datetime | None, now: datetime) -> str:
         return "-"
     seconds = int((when - now).total_seconds())
     span = abs(seconds)
-    text = (
-        f"{span}s" if span < 120 else f"{span // 60}m" if span < 7200 else f"{span // 3600}h"
-    )
+    text = f"{span}s" if span < 120 else f"{span // 60}m" if span < 7200 else f"{span // 3600}h"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
@@ -237,10 +237,12 @@ def feeds(state: _State) -> None:
     config = state.config()
     store = state.store(config)
     now = datetime.now(UTC)
-    header = f"{'ID':>4} {'STATUS':<12} {'ENTRIES':>7} {'ERRORS':>6} {'LAST FETCH':<11} {'NEXT':<10} SOURCE"
-    click.echo(header)
+    columns = f"{'ID':>4} {'STATUS':<12} {'ENTRIES':>7} {'ERRORS':>6} {'LAST FETCH':<11}"
+    click.echo(f"{columns} {'NEXT':<10} SOURCE")
     for feed in store.get_feeds(now):
-        next_check = "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)
+        next_check = (
+            "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)
+        )
         click.echo(
             f"{feed.id:>4} {_feed_status(feed):<12} {feed.entry_count:>7} {feed.error_count:>6} "
             f"{_ago(feed.last_fetch_at, now):<11} {next_check:<10} {feed.display_title}"

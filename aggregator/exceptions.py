@@ -1,13 +1,13 @@
 """The exception tree of aggregator. Contains no logic.
 
-    AggregatorError
-    ├── ConfigError(path, line, message)   invalid config file or environment
-    ├── FeedError(url)
-    │   ├── FetchError                      network, HTTP or policy failure
-    │   │   └── BlockedAddressError         URL resolves to a refused address
-    │   └── ParseError                      not a feed, or a refused document
-    ├── StoreError                          database failure
-    └── FeedNotFoundError / FeedExistsError
+AggregatorError
+├── ConfigError(path, line, message)   invalid config file or environment
+├── FeedError(url)
+│   ├── FetchError                      network, HTTP or policy failure
+│   │   └── BlockedAddressError         URL resolves to a refused address
+│   └── ParseError                      not a feed, or a refused document
+├── StoreError                          database failure
+└── FeedNotFoundError / FeedExistsError
 """
 
 from __future__ import annotations

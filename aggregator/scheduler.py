@@ -121,7 +121,9 @@ class Worker:
             now, timedelta(days=settings.retention_days), settings.retention_min_entries
         )
         if deleted:
-            log.info("worker: pruned %d entries older than %d days", deleted, settings.retention_days)
+            log.info(
+                "worker: pruned %d entries older than %d days", deleted, settings.retention_days
+            )
         return int(deleted)
 
     def _heartbeat(self) -> None:

@@ -196,7 +196,9 @@ def decide(
     if fetched.status == 410:
         return _gone(feed, fetched)
     if fetched.error is not None or fetched.status not in (200, 304):
-        return _failed(feed, fetched, options, clock, fetched.error or f"fetch: HTTP {fetched.status}")
+        return _failed(
+            feed, fetched, options, clock, fetched.error or f"fetch: HTTP {fetched.status}"
+        )
     if fetched.status == 304:
         return _unchanged(feed, fetched, options, clock, "not_modified")
     body = fetched.body or b""

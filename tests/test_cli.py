@@ -29,7 +29,9 @@ def _run(*args: str) -> tuple[int, str]:
 
 def test_check_reports_file_line_and_problem(tmp_path: Path) -> None:
     path = tmp_path / "agg.toml"
-    path.write_text('[settings]\nsite_title = "x"\n\n[[feeds]]\nurl = "https://a.example/f"\nintervl = "1h"\n')
+    path.write_text(
+        '[settings]\nsite_title = "x"\n\n[[feeds]]\nurl = "https://a.example/f"\nintervl = "1h"\n'
+    )
     code, output = _run("--config", str(path), "check")
     assert code != 0
     assert f"{path}:6:" in output and "intervl" in output and "did you mean 'interval'" in output
@@ -46,7 +48,19 @@ def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
 def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) -> None:
     path = write_config(tmp_path / "agg.toml", sqlite_url, [])
     path.write_text("# my feeds, keep this comment\n" + path.read_text())
-    assert _run("--config", str(path), "add", "https://a.example/feed.xml", "--title", "A", "--tag", "world")[0] == 0
+    assert (
+        _run(
+            "--config",
+            str(path),
+            "add",
+            "https://a.example/feed.xml",
+            "--title",
+            "A",
+            "--tag",
+            "world",
+        )[0]
+        == 0
+    )
     code, output = _run("--config", str(path), "add", "https://a.example/feed.xml")
     assert code != 0 and "already" in output
     code, opml = _run("--config", str(path), "export")
@@ -61,9 +75,13 @@ def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) 
     assert 'title = "A"' in other.read_text() and '"world"' in other.read_text()
 
 
-def test_poll_and_feeds_show_status(tmp_path: Path, sqlite_url: str, feed_server: FeedServer) -> None:
+def test_poll_and_feeds_show_status(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+) -> None:
     feed_server.route("/broken", status=503)
-    path = write_config(tmp_path / "agg.toml", sqlite_url, [feed_server.url("world.rss"), feed_server.url("broken")])
+    path = write_config(
+        tmp_path / "agg.toml", sqlite_url, [feed_server.url("world.rss"), feed_server.url("broken")]
+    )
     code, output = _run("--config", str(path), "poll")
     assert code == 0
     assert "2 feeds: 1 ok, 0 not modified, 1 failed; 3 new entries" in output
@@ -94,7 +112,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedServer) -> None:
-    path = write_config(tmp_path / "agg.toml", "sqlite:///data/agg.db", [feed_server.url("world.atom")])
+    path = write_config(
+        tmp_path / "agg.toml", "sqlite:///data/agg.db", [feed_server.url("world.atom")]
+    )
     port = _free_port()
     executable = shutil.which("aggregator") or str(Path(sys.executable).with_name("aggregator"))
     env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}

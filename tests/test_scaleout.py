@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>Feed {n}</title>
 <link>https://example.org/{n}</link>{items}</channel></rss>"""
 ITEM = """<item><title>{title}</title><link>https://example.org/{n}/{i}</link>
-<guid isPermaLink="false">{n}-{i}</guid><pubDate>Mon, 23 Nov 2026 08:{i:02d}:00 GMT</pubDate></item>"""
+<guid isPermaLink="false">{n}-{i}</guid>
+<pubDate>Mon, 23 Nov 2026 08:{i:02d}:00 GMT</pubDate></item>"""
 
 
 def _rss(n: int, titles: list[str]) -> bytes:
@@ -86,7 +87,10 @@ def test_r14_six_workers_fetch_each_due_feed_exactly_once(
     workers = [_spawn(config, "worker") for _ in range(6)]
     try:
         _wait(
-            lambda: all(f.last_status == "ok" for f in store.get_feeds()) and len(store.get_feeds()) == 2000,
+            lambda: (
+                all(f.last_status == "ok" for f in store.get_feeds())
+                and len(store.get_feeds()) == 2000
+            ),
             180,
             "all 2,000 feeds to be polled",
         )
@@ -117,19 +121,26 @@ def test_r15_killed_workers_feeds_are_completed_by_another(
             server.route(f"/f{n}", handler=handler)
             urls.append(server.url(f"f{n}"))
         config = write_config(
-            tmp_path / "agg.toml", database_url, urls, extra='lease_seconds = "3s"\nmax_per_host = 32'
+            tmp_path / "agg.toml",
+            database_url,
+            urls,
+            extra='lease_seconds = "3s"\nmax_per_host = 32',
         )
         store = Store(database_url)
         store.upgrade()
         victim = _spawn(config, "worker")
-        _wait(lambda: len(server.requests) == 20, 30, "the first worker to claim and fetch all feeds")
+        _wait(
+            lambda: len(server.requests) == 20, 30, "the first worker to claim and fetch all feeds"
+        )
         victim.send_signal(signal.SIGKILL)
         victim.communicate()
         slow.clear()
         killed_at = time.monotonic()
         rescuer = _spawn(config, "worker")
         try:
-            _wait(lambda: all(f.last_status == "ok" for f in store.get_feeds()), 30, "feeds completed")
+            _wait(
+                lambda: all(f.last_status == "ok" for f in store.get_feeds()), 30, "feeds completed"
+            )
             elapsed = time.monotonic() - killed_at
         finally:
             _stop([rescuer])
@@ -158,7 +169,10 @@ def test_r16_stale_worker_result_is_discarded(tmp_path: Path, database_url: str)
         stale.send_signal(signal.SIGSTOP)
         time.sleep(1.5)  # its lease expires
         fresh = subprocess.run(
-            [_aggregator(), "--config", str(config), "poll"], capture_output=True, text=True, timeout=60
+            [_aggregator(), "--config", str(config), "poll"],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert "1 ok" in fresh.stdout, fresh.stdout + fresh.stderr
         stale.send_signal(signal.SIGCONT)

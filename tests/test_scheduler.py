@@ -78,8 +78,12 @@ def test_restarted_worker_does_not_repoll_early(
 def test_prune_runs_once_per_hour_across_workers(
     tmp_path: Path, store: Store, feed_server: FeedServer
 ) -> None:
-    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")],
-                        extra="retention_days = 1\nretention_min_entries = 1")
+    path = write_config(
+        tmp_path / "agg.toml",
+        store.database_url,
+        [feed_server.url("world.rss")],
+        extra="retention_days = 1\nretention_min_entries = 1",
+    )
     first, second = Worker(load_config(path), store), Worker(load_config(path), store)
     first.tick()
     assert store.count_entries() == 3

@@ -80,11 +80,15 @@ def test_stale_worker_write_is_fenced(store: Store) -> None:
     later = NOW + LEASE + timedelta(seconds=1)
     (again,) = store.claim_due_feeds("w2", later, LEASE, 10)
 
-    stale = store.save_update(feed.id, "w1", FeedUpdate(last_fetch_at=NOW, etag='"old"'), [_entry("k")])
+    stale = store.save_update(
+        feed.id, "w1", FeedUpdate(last_fetch_at=NOW, etag='"old"'), [_entry("k")]
+    )
 
     assert stale.saved is False
     assert store.count_entries() == 0 and store.get_feeds()[0].etag is None
-    fresh = store.save_update(again.id, "w2", FeedUpdate(last_fetch_at=later, etag='"new"'), [_entry("k")])
+    fresh = store.save_update(
+        again.id, "w2", FeedUpdate(last_fetch_at=later, etag='"new"'), [_entry("k")]
+    )
     assert fresh.saved and fresh.new_ids
     assert store.get_feeds()[0].etag == '"new"'
 
@@ -98,8 +102,13 @@ def test_entries_insert_update_and_dedupe(store: Store) -> None:
 
     store.claim_due_feeds("w", NOW, LEASE, 10, force=True)
     edited = [_entry("a", title="A title, edited"), _entry("b")]
-    second = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW + timedelta(hours=1)), edited,
-                               now=NOW + timedelta(hours=1))
+    second = store.save_update(
+        feed.id,
+        "w",
+        FeedUpdate(last_fetch_at=NOW + timedelta(hours=1)),
+        edited,
+        now=NOW + timedelta(hours=1),
+    )
     assert second.new_ids == () and len(second.changed_ids) == 1
 
     latest = {e.key: e for e in store.get_latest()}
@@ -113,16 +122,23 @@ def test_entries_insert_update_and_dedupe(store: Store) -> None:
 
 def test_latest_orders_newest_first_and_filters_by_tag(store: Store) -> None:
     store.sync_sources(
-        [SourceConfig(url="https://a.example/1", tags=("world",)),
-         SourceConfig(url="https://b.example/1", tags=("tech",))],
+        [
+            SourceConfig(url="https://a.example/1", tags=("world",)),
+            SourceConfig(url="https://b.example/1", tags=("tech",)),
+        ],
         NOW,
     )
     feeds = store.claim_due_feeds("w", NOW, LEASE, 10)
     for offset, feed in enumerate(feeds):
-        items = [_entry(f"{feed.id}-{i}", published_at=NOW - timedelta(hours=i * 2 + offset)) for i in range(3)]
+        items = [
+            _entry(f"{feed.id}-{i}", published_at=NOW - timedelta(hours=i * 2 + offset))
+            for i in range(3)
+        ]
         store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
     latest = store.get_latest()
-    assert [e.published_at for e in latest] == sorted((e.published_at for e in latest), reverse=True)
+    assert [e.published_at for e in latest] == sorted(
+        (e.published_at for e in latest), reverse=True
+    )
     assert {e.feed_url for e in store.get_latest(tag="tech")} == {"https://b.example/1"}
     assert len(store.get_latest(limit=2, offset=4)) == 2
 
@@ -143,14 +159,25 @@ def test_database_url_forms(given: str) -> None:
 
 def test_same_article_in_two_feeds_is_shown_once_with_other_sources(store: Store) -> None:
     store.sync_sources(
-        [SourceConfig(url="https://a.example/1", title="Wire"),
-         SourceConfig(url="https://b.example/1", title="Paper")],
+        [
+            SourceConfig(url="https://a.example/1", title="Wire"),
+            SourceConfig(url="https://b.example/1", title="Paper"),
+        ],
         NOW,
     )
     wire, paper = store.claim_due_feeds("w", NOW, LEASE, 10)
-    store.save_update(wire.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("x", link="https://news.example/story")])
-    store.save_update(paper.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("y", link="https://news.example/story"),
-                                                                     _entry("z")])
+    store.save_update(
+        wire.id,
+        "w",
+        FeedUpdate(last_fetch_at=NOW),
+        [_entry("x", link="https://news.example/story")],
+    )
+    store.save_update(
+        paper.id,
+        "w",
+        FeedUpdate(last_fetch_at=NOW),
+        [_entry("y", link="https://news.example/story"), _entry("z")],
+    )
     merged = store.get_latest()
     assert [e.link for e in merged].count("https://news.example/story") == 1
     shared = next(e for e in merged if e.link == "https://news.example/story")
@@ -161,21 +188,35 @@ def test_same_article_in_two_feeds_is_shown_once_with_other_sources(store: Store
 def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
     from aggregator.models import StoryAssignment, StoryLabel
 
-    store.sync_sources([SourceConfig(url="https://a.example/1", title="A"),
-                        SourceConfig(url="https://b.example/1", title="B")], NOW)
+    store.sync_sources(
+        [
+            SourceConfig(url="https://a.example/1", title="A"),
+            SourceConfig(url="https://b.example/1", title="B"),
+        ],
+        NOW,
+    )
     a, b = store.claim_due_feeds("w", NOW, LEASE, 10)
-    first = store.save_update(a.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("a1"), _entry("a2")])
+    first = store.save_update(
+        a.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("a1"), _entry("a2")]
+    )
     second = store.save_update(b.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("b1")])
     assert [e.id for e in store.get_ungrouped(10)] == [*first.new_ids, *second.new_ids]
     founder, other, joiner = (*first.new_ids, *second.new_ids)
     store.save_assignments(
-        [StoryAssignment(founder, founder, 1.0, ()), StoryAssignment(other, other, 1.0, ()),
-         StoryAssignment(joiner, founder, 0.8, ("floods", "danube"))],
+        [
+            StoryAssignment(founder, founder, 1.0, ()),
+            StoryAssignment(other, other, 1.0, ()),
+            StoryAssignment(joiner, founder, 0.8, ("floods", "danube")),
+        ],
         [StoryLabel(founder, "Danube floods", founder, ("danube", "floods"), "en")],
     )
     assert store.get_ungrouped(10) == []
     (story,) = store.get_stories()  # the single-source story is not shown as a group
-    assert (story.id, story.headline, story.terms) == (founder, "Danube floods", ("danube", "floods"))
+    assert (story.id, story.headline, story.terms) == (
+        founder,
+        "Danube floods",
+        ("danube", "floods"),
+    )
     assert (story.entry_count, story.source_count, story.sources) == (2, 2, ("A", "B"))
     assert [e.id for e in store.get_story_entries(founder)] == [founder, joiner]
     assert len(store.get_stories(min_sources=1)) == 2
@@ -193,7 +234,10 @@ def test_named_lock_has_one_holder_until_it_expires(store: Store) -> None:
 
 
 def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
-    store.sync_sources([SourceConfig(url="https://busy.example/1"), SourceConfig(url="https://quiet.example/1")], NOW)
+    store.sync_sources(
+        [SourceConfig(url="https://busy.example/1"), SourceConfig(url="https://quiet.example/1")],
+        NOW,
+    )
     busy, quiet = store.claim_due_feeds("w", NOW, LEASE, 10)
     old = NOW - timedelta(days=200)
     busy_items = [_entry(f"b{i}", published_at=NOW - timedelta(days=i * 20)) for i in range(10)]

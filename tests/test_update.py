@@ -32,12 +32,20 @@ def _source_entries(name: str) -> list[tuple[str, str, datetime]]:
     for entry in parsed.entries:
         stamp = entry.get("published_parsed") or entry.get("updated_parsed")
         # Titles are plain text in our output: an HTML title's entities are decoded.
-        found.append((html.unescape(entry.title), entry.link, datetime.fromtimestamp(calendar.timegm(stamp), UTC)))
+        found.append(
+            (
+                html.unescape(entry.title),
+                entry.link,
+                datetime.fromtimestamp(calendar.timegm(stamp), UTC),
+            )
+        )
     return found
 
 
 def _setup(tmp_path: Path, store: Store, server: FeedServer, names: list[str]) -> tuple:
-    path = write_config(tmp_path / "aggregator.toml", store.database_url, [server.url(n) for n in names])
+    path = write_config(
+        tmp_path / "aggregator.toml", store.database_url, [server.url(n) for n in names]
+    )
     config = load_config(path)
     store.sync_sources(config.sources, datetime.now(UTC))
     return config, poll_options(config)
@@ -135,15 +143,15 @@ def test_broken_feeds_are_recorded_and_do_not_stop_others(
     tmp_path: Path, store: Store, feed_server: FeedServer
 ) -> None:
     feed_server.route("/broken", status=500)
-    feed_server.route("/html", body=b"<html><body>Not a feed</body></html>",
-                      headers={"Content-Type": "text/html"})
+    feed_server.route(
+        "/html", body=b"<html><body>Not a feed</body></html>", headers={"Content-Type": "text/html"}
+    )
     shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
     urls = ["world.rss", "broken", "html", "world.atom"]
     _, options = _setup(tmp_path, store, feed_server, urls)
     # A port nothing listens on: connection refused.
     store.sync_sources(
-        [*load_config(tmp_path / "aggregator.toml").sources,
-         *_refused_source(tmp_path, store)],
+        [*load_config(tmp_path / "aggregator.toml").sources, *_refused_source(tmp_path, store)],
         datetime.now(UTC),
     )
 
@@ -164,7 +172,9 @@ def _refused_source(tmp_path: Path, store: Store) -> list:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    path = write_config(tmp_path / "refused.toml", store.database_url, [f"http://127.0.0.1:{port}/refused"])
+    path = write_config(
+        tmp_path / "refused.toml", store.database_url, [f"http://127.0.0.1:{port}/refused"]
+    )
     return list(load_config(path).sources)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.exceptions import StoreError
@@ -30,9 +30,10 @@ from aggregator.store import entries as entry_rows
 from aggregator.store import feeds as feed_rows
 from aggregator.store import locks as lock_rows
 from aggregator.store import migrate
+from aggregator.store import pages as page_rows
 from aggregator.store import stories as story_rows
 from aggregator.store.engine import make_engine
-from aggregator.store.schema import entries, feeds, stories, workers
+from aggregator.store.schema import feeds, stories, workers
 
 __all__ = ["Store", "FeedUpdate", "SaveOutcome"]
 
@@ -247,7 +248,9 @@ class Store:
     def record_tick(self, name: str, now: datetime, tick_seconds: float) -> None:
         with self._write() as conn:
             conn.execute(delete(workers).where(workers.c.name == name))
-            conn.execute(insert(workers).values(name=name, last_tick_at=now, tick_seconds=tick_seconds))
+            conn.execute(
+                insert(workers).values(name=name, last_tick_at=now, tick_seconds=tick_seconds)
+            )
 
     def last_tick(self) -> tuple[datetime, float] | None:
         """The newest worker heartbeat and that worker's tick interval."""
@@ -272,6 +275,60 @@ class Store:
                 "entries": entry_rows.count_entries(conn),
                 "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
             }
+
+    # web reads (pages.py)
+
+    def web_version(self) -> tuple[Any, ...]:
+        """A cheap value that changes when anything the web shows changes."""
+        with self._read() as conn:
+            return page_rows.version(conn)
+
+    def get_entries_page(self, query: page_rows.EntryQuery) -> list[Entry]:
+        with self._read() as conn:
+            return page_rows.get_entries(conn, query)
+
+    def get_stories_page(
+        self,
+        limit: int,
+        before: int | None = None,
+        after: int | None = None,
+        min_sources: int = 2,
+        tag: str | None = None,
+        since: datetime | None = None,
+    ) -> list[Story]:
+        with self._read() as conn:
+            return page_rows.get_stories(conn, limit, before, after, min_sources, tag, since)
+
+    def get_top_stories(
+        self,
+        limit: int,
+        min_sources: int = 2,
+        tag: str | None = None,
+        since: datetime | None = None,
+        exclude: Sequence[int] = (),
+    ) -> list[Story]:
+        with self._read() as conn:
+            return page_rows.get_top_stories(conn, limit, min_sources, tag, since, exclude)
+
+    def get_story_coverage(self, story_ids: Sequence[int]) -> dict[int, list[Entry]]:
+        with self._read() as conn:
+            return page_rows.get_story_coverage(conn, story_ids)
+
+    def get_tags(self) -> list[str]:
+        with self._read() as conn:
+            return page_rows.get_tags(conn)
+
+    def get_group_reasons(self, story_id: int) -> dict[int, page_rows.GroupReason]:
+        with self._read() as conn:
+            return page_rows.get_group_reasons(conn, story_id)
+
+    def get_daily_counts(self, since: datetime) -> dict[int, dict[date, int]]:
+        with self._read() as conn:
+            return page_rows.get_daily_counts(conn, since)
+
+    def get_metrics(self) -> dict[str, Any]:
+        with self._read() as conn:
+            return page_rows.get_metrics(conn)
 
 
 def _required(state: FeedUpdate) -> datetime:
@@ -298,5 +355,7 @@ def _state_values(state: FeedUpdate) -> dict[str, Any]:
     if state.url is not None:
         values["url"] = state.url
     if not state.keep_document_fields:
-        values.update(feed_title=state.feed_title, site_link=state.site_link, language=state.language)
+        values.update(
+            feed_title=state.feed_title, site_link=state.site_link, language=state.language
+        )
     return values

@@ -118,7 +118,9 @@ def save_entries(
 def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
-    result = conn.execute(insert(entries).returning(entries.c.id, sort_by_parameter_order=True), rows)
+    result = conn.execute(
+        insert(entries).returning(entries.c.id, sort_by_parameter_order=True), rows
+    )
     return list(result.scalars())
 
 
@@ -239,17 +241,24 @@ def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
     """
     rank = (
         func.row_number()
-        .over(partition_by=entries.c.feed_id, order_by=(entries.c.published_at.desc(), entries.c.id.desc()))
+        .over(
+            partition_by=entries.c.feed_id,
+            order_by=(entries.c.published_at.desc(), entries.c.id.desc()),
+        )
         .label("rank")
     )
     ranked = select(entries.c.id, entries.c.published_at, entries.c.story_id, rank).subquery()
     doomed = conn.execute(
-        select(ranked.c.id, ranked.c.story_id).where(ranked.c.rank > keep_min, ranked.c.published_at < cutoff)
+        select(ranked.c.id, ranked.c.story_id).where(
+            ranked.c.rank > keep_min, ranked.c.published_at < cutoff
+        )
     ).all()
     ids = [row.id for row in doomed]
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        conn.execute(update(entries).where(entries.c.duplicate_of.in_(chunk)).values(duplicate_of=None))
+        conn.execute(
+            update(entries).where(entries.c.duplicate_of.in_(chunk)).values(duplicate_of=None)
+        )
         conn.execute(delete(entries).where(entries.c.id.in_(chunk)))
     return sorted({row.story_id for row in doomed if row.story_id is not None})
 
@@ -260,7 +269,8 @@ def count_entries(conn: Connection) -> int:
 
 def newest_change(conn: Connection) -> datetime | None:
     """When the newest entry was stored or changed (for cache validators)."""
-    return conn.execute(select(func.max(entries.c.updated_at))).scalar_one()
+    newest: datetime | None = conn.execute(select(func.max(entries.c.updated_at))).scalar_one()
+    return newest
 
 
 def _entry_tags(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:

@@ -37,7 +37,9 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
         if row is None:
             feed_id = conn.execute(
                 insert(feeds)
-                .values(config_url=source.url, url=source.url, error_count=0, created_at=now, **wanted)
+                .values(
+                    config_url=source.url, url=source.url, error_count=0, created_at=now, **wanted
+                )
                 .returning(feeds.c.id)
             ).scalar_one()
         else:
@@ -71,7 +73,9 @@ def _set_tags(conn: Connection, feed_id: int, tags: Iterable[str]) -> None:
 
 def pollable() -> Any:
     """The condition for a feed the service should poll at all."""
-    return and_(feeds.c.enabled.is_(True), feeds.c.in_config.is_(True), feeds.c.disabled_reason.is_(None))
+    return and_(
+        feeds.c.enabled.is_(True), feeds.c.in_config.is_(True), feeds.c.disabled_reason.is_(None)
+    )
 
 
 def claim_due(
@@ -85,7 +89,9 @@ def claim_due(
     """
     condition = and_(pollable(), or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now))
     if not force:
-        condition = and_(condition, or_(feeds.c.next_check_at.is_(None), feeds.c.next_check_at <= now))
+        condition = and_(
+            condition, or_(feeds.c.next_check_at.is_(None), feeds.c.next_check_at <= now)
+        )
     candidates = (
         select(feeds.c.id)
         .where(condition)
@@ -143,7 +149,10 @@ def flag_duplicate_subscription(conn: Connection, feed_id: int, new_url: str) ->
 
 def _feed_query() -> Any:
     entry_count = (
-        select(func.count()).select_from(entries).where(entries.c.feed_id == feeds.c.id).scalar_subquery()
+        select(func.count())
+        .select_from(entries)
+        .where(entries.c.feed_id == feeds.c.id)
+        .scalar_subquery()
     )
     return select(feeds, entry_count.label("entry_count"))
 

@@ -125,9 +125,13 @@ def get_stories(
             .where(feed_tags.c.tag == tag, entries.c.story_id.is_not(None))
         )
         query = query.where(stories.c.id.in_(tagged))
-    query = query.order_by(
-        stories.c.source_count.desc(), stories.c.last_updated_at.desc(), stories.c.id.desc()
-    ).limit(limit).offset(offset)
+    query = (
+        query.order_by(
+            stories.c.source_count.desc(), stories.c.last_updated_at.desc(), stories.c.id.desc()
+        )
+        .limit(limit)
+        .offset(offset)
+    )
     rows = conn.execute(query).all()
     sources = _sources(conn, [row.id for row in rows])
     return [_to_story(row, sources.get(row.id, ())) for row in rows]

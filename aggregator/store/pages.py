@@ -1,0 +1,258 @@
+"""Read-only queries for the web: a cheap store version for response caches, keyset
+paging of entries and stories, stories' coverage, why entries were grouped, entries per
+day for sparklines, and totals for metrics. Nothing here writes.
+
+Keyset paging orders entries by (published_at, id) and stories by (last_updated_at, id),
+newest first; a page is addressed by the id of the row it starts after (`before`, older
+rows) or before (`after`, newer rows), so pages stay stable while new rows arrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from aggregator.models import Entry, Story
+from aggregator.store.entries import _latest_query, entries_from_rows
+from aggregator.store.schema import entries, feed_tags, feeds, stories, workers
+from aggregator.store.stories import _sources, _to_story
+
+
+@dataclass(frozen=True)
+class GroupReason:
+    """Why an entry joined its story, as grouping recorded it."""
+
+    score: float | None
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EntryQuery:
+    """Which entries a page shows: the scope, a time window and the keyset cursor."""
+
+    limit: int
+    before: int | None = None  # entry id: rows older than it
+    after: int | None = None  # entry id: rows newer than it
+    feed_id: int | None = None  # one source, duplicates included
+    tag: str | None = None
+    story_id: int | None = None  # one story's coverage, duplicates included
+    since: datetime | None = None
+
+
+def version(conn: Connection) -> tuple[Any, ...]:
+    """A cheap value that changes whenever what the web shows changes.
+
+    Every sub-select is answered from an index or a small table: new and pruned entries
+    move the entry id bounds; every saved fetch (and so every edited entry) moves the
+    newest `last_fetch_at`; grouping moves the stories' newest update and count.
+    """
+    row = conn.execute(
+        select(
+            select(func.max(entries.c.id)).scalar_subquery(),
+            select(func.min(entries.c.id)).scalar_subquery(),
+            select(func.max(feeds.c.last_fetch_at)).scalar_subquery(),
+            select(func.count()).select_from(feeds).scalar_subquery(),
+            select(func.max(stories.c.last_updated_at)).scalar_subquery(),
+            select(func.count()).select_from(stories).scalar_subquery(),
+        )
+    ).one()
+    return tuple(row)
+
+
+def _cursor(conn: Connection, entry_id: int) -> tuple[datetime, int] | None:
+    row = conn.execute(
+        select(entries.c.published_at, entries.c.id).where(entries.c.id == entry_id)
+    ).first()
+    return (row.published_at, row.id) if row else None
+
+
+def get_entries(conn: Connection, query: EntryQuery) -> list[Entry]:
+    """A page of entries, newest first. An unknown cursor id gives an empty page."""
+    if query.story_id is not None:
+        statement = _latest_query(None, None, originals_only=False).where(
+            entries.c.story_id == query.story_id
+        )
+    else:
+        statement = _latest_query(query.feed_id, query.tag)
+    if query.since is not None:
+        statement = statement.where(entries.c.published_at >= query.since)
+    newest_first = (entries.c.published_at.desc(), entries.c.id.desc())
+    if query.before is not None or query.after is not None:
+        cursor = _cursor(conn, query.before if query.before is not None else query.after or 0)
+        if cursor is None:
+            return []
+        published, entry_id = cursor
+        if query.before is not None:
+            statement = statement.where(
+                or_(
+                    entries.c.published_at < published,
+                    and_(entries.c.published_at == published, entries.c.id < entry_id),
+                )
+            ).order_by(*newest_first)
+        else:
+            statement = statement.where(
+                or_(
+                    entries.c.published_at > published,
+                    and_(entries.c.published_at == published, entries.c.id > entry_id),
+                )
+            ).order_by(entries.c.published_at, entries.c.id)
+    else:
+        statement = statement.order_by(*newest_first)
+    rows = conn.execute(statement.limit(query.limit)).all()
+    if query.after is not None:
+        rows = rows[::-1]
+    return entries_from_rows(conn, rows)
+
+
+def get_stories(
+    conn: Connection,
+    limit: int,
+    before: int | None = None,
+    after: int | None = None,
+    min_sources: int = 2,
+    tag: str | None = None,
+    since: datetime | None = None,
+) -> list[Story]:
+    """A page of stories with at least `min_sources` sources, newest-updated first."""
+    statement = select(stories).where(stories.c.source_count >= min_sources)
+    if since is not None:
+        statement = statement.where(stories.c.last_updated_at >= since)
+    if tag is not None:
+        statement = statement.where(stories.c.id.in_(_tagged_story_ids(tag)))
+    newest_first = (stories.c.last_updated_at.desc(), stories.c.id.desc())
+    anchor_id = before if before is not None else after
+    if anchor_id is not None:
+        anchor = conn.execute(
+            select(stories.c.last_updated_at, stories.c.id).where(stories.c.id == anchor_id)
+        ).first()
+        if anchor is None:
+            return []
+        at, story_id = anchor
+        if before is not None:
+            older = or_(
+                stories.c.last_updated_at < at,
+                and_(stories.c.last_updated_at == at, stories.c.id < story_id),
+            )
+            statement = statement.where(older).order_by(*newest_first)
+        else:
+            newer = or_(
+                stories.c.last_updated_at > at,
+                and_(stories.c.last_updated_at == at, stories.c.id > story_id),
+            )
+            statement = statement.where(newer).order_by(stories.c.last_updated_at, stories.c.id)
+    else:
+        statement = statement.order_by(*newest_first)
+    rows = conn.execute(statement.limit(limit)).all()
+    if after is not None:
+        rows = rows[::-1]
+    names = _sources(conn, [row.id for row in rows])
+    return [_to_story(row, names.get(row.id, ())) for row in rows]
+
+
+def get_top_stories(
+    conn: Connection,
+    limit: int,
+    min_sources: int = 2,
+    tag: str | None = None,
+    since: datetime | None = None,
+    exclude: Sequence[int] = (),
+) -> list[Story]:
+    """The most covered stories (most sources, then newest), skipping `exclude`."""
+    statement = select(stories).where(stories.c.source_count >= min_sources)
+    if since is not None:
+        statement = statement.where(stories.c.last_updated_at >= since)
+    if tag is not None:
+        statement = statement.where(stories.c.id.in_(_tagged_story_ids(tag)))
+    if exclude:
+        statement = statement.where(stories.c.id.not_in(list(exclude)))
+    statement = statement.order_by(
+        stories.c.source_count.desc(), stories.c.last_updated_at.desc(), stories.c.id.desc()
+    ).limit(limit)
+    rows = conn.execute(statement).all()
+    names = _sources(conn, [row.id for row in rows])
+    return [_to_story(row, names.get(row.id, ())) for row in rows]
+
+
+def _tagged_story_ids(tag: str) -> Any:
+    return (
+        select(entries.c.story_id)
+        .join(feed_tags, feed_tags.c.feed_id == entries.c.feed_id)
+        .where(feed_tags.c.tag == tag, entries.c.story_id.is_not(None))
+    )
+
+
+def get_story_coverage(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[Entry]]:
+    """Every entry of each story (duplicates included), oldest first."""
+    if not story_ids:
+        return {}
+    statement = (
+        _latest_query(None, None, originals_only=False)
+        .where(entries.c.story_id.in_(list(story_ids)))
+        .order_by(entries.c.published_at, entries.c.id)
+    )
+    found: dict[int, list[Entry]] = {story_id: [] for story_id in story_ids}
+    for entry in entries_from_rows(conn, conn.execute(statement).all()):
+        if entry.story_id is not None:
+            found[entry.story_id].append(entry)
+    return found
+
+
+def get_tags(conn: Connection) -> list[str]:
+    """Every tag a feed carries, alphabetically."""
+    statement = select(feed_tags.c.tag).distinct().order_by(feed_tags.c.tag)
+    return list(conn.execute(statement).scalars())
+
+
+def get_group_reasons(conn: Connection, story_id: int) -> dict[int, GroupReason]:
+    """For each entry of a story: its similarity score and the terms it shared."""
+    statement = select(entries.c.id, entries.c.group_score, entries.c.group_terms).where(
+        entries.c.story_id == story_id
+    )
+    return {
+        row.id: GroupReason(row.group_score, tuple(json.loads(row.group_terms or "[]")))
+        for row in conn.execute(statement)
+    }
+
+
+def get_daily_counts(conn: Connection, since: datetime) -> dict[int, dict[date, int]]:
+    """Entries per feed per day (by published date, UTC) since `since`."""
+    day = func.date(entries.c.published_at)
+    statement = (
+        select(entries.c.feed_id, day.label("day"), func.count())
+        .where(entries.c.published_at >= since)
+        .group_by(entries.c.feed_id, day)
+    )
+    found: dict[int, dict[date, int]] = {}
+    for feed_id, value, count in conn.execute(statement):
+        when = value if isinstance(value, date) else date.fromisoformat(str(value))
+        found.setdefault(feed_id, {})[when] = count
+    return found
+
+
+def get_metrics(conn: Connection) -> dict[str, Any]:
+    """Totals for /metrics: feeds by status, entries, stories, worker heartbeats."""
+    by_status = {
+        (status or "new"): count
+        for status, count in conn.execute(
+            select(feeds.c.last_status, func.count()).group_by(feeds.c.last_status)
+        )
+    }
+    return {
+        "feeds": sum(by_status.values()),
+        "feeds_by_status": by_status,
+        "broken_feeds": conn.execute(
+            select(func.count()).select_from(feeds).where(feeds.c.error_count > 0)
+        ).scalar_one(),
+        "disabled_feeds": conn.execute(
+            select(func.count()).select_from(feeds).where(feeds.c.disabled_reason.is_not(None))
+        ).scalar_one(),
+        "entries": conn.execute(select(func.count()).select_from(entries)).scalar_one(),
+        "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
+        "newest_fetch": conn.execute(select(func.max(feeds.c.last_fetch_at))).scalar_one(),
+        "workers": conn.execute(select(func.count()).select_from(workers)).scalar_one(),
+    }
