@@ -1,39 +1,128 @@
-"""The web app over a real store: pages, merged feeds, caching, health and headers."""
+"""The web app over a real store (SQLite and PostgreSQL): pages, every feed, keyset
+paging, response caching (ETag, Last-Modified, 304, gzip), health and metrics.
+
+`fill_store` is the shared fixture data of the web tests (also used by test_clients,
+test_browser and test_xss): three sources over two tags, one story covered by all
+three, one by two, an article repeated by a second feed, an enclosure.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gzip
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import feedparser
+import html5lib
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from aggregator.models import EntryData, SourceConfig
+from aggregator.models import Enclosure, EntryData, SourceConfig, StoryAssignment, StoryLabel
 from aggregator.store import FeedUpdate, Store
 from aggregator.web import CONTENT_SECURITY_POLICY
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-XSS_TITLE = '<script>alert("x")</script> & \'quotes\''
+XSS_TITLE = "<script>alert(\"x\")</script> & 'quotes'"
+FEED_PATHS = ("/feed", "/tags/world/feed", "/sources/1/feed", "/stories/feed")
+FORMATS = ("atom", "rss", "json")
 
 
-def _fill(store: Store, count: int) -> None:
-    store.sync_sources([SourceConfig(url="https://a.example/feed", title="Feed <A>", tags=("world",))], NOW)
-    (feed,) = store.claim_due_feeds("w", NOW, timedelta(minutes=5), 10)
-    items = [
-        EntryData(
-            key=f"k{i}",
-            title=XSS_TITLE if i == 0 else f"Headline number {i}",
-            link=f"https://a.example/{i}",
-            published_at=NOW - timedelta(minutes=i),
-            updated_at=None,
-            summary=f"Summary {i}",
-            content_hash=str(i),
-        )
-        for i in range(count)
+@dataclass(frozen=True)
+class Filled:
+    feed_ids: list[int]
+    entry_ids: dict[int, list[int]]  # per feed, in the order given
+    big_story: int  # covered by all three sources
+    small_story: int  # covered by two
+
+
+def add_feed(store: Store, url: str, title: str, tags: Sequence[str], now: datetime = NOW) -> int:
+    configured = [SourceConfig(url=f.url, title=f.title, tags=f.tags) for f in store.get_feeds()]
+    store.sync_sources([*configured, SourceConfig(url=url, title=title, tags=tuple(tags))], now)
+    return next(f.id for f in store.get_feeds() if f.url == url)
+
+
+def save_entries(
+    store: Store, feed_id: int, items: Sequence[EntryData], now: datetime = NOW, **state: object
+) -> list[int]:
+    claimed = store.claim_due_feeds("test", now, timedelta(minutes=5), 100, force=True)
+    assert feed_id in {f.id for f in claimed}
+    for feed in claimed:
+        if feed.id != feed_id:
+            store.release_feed(feed.id, "test")
+    values: dict[str, object] = {"last_success_at": now, "last_status": "ok", **state}
+    update = FeedUpdate(last_fetch_at=now, **values)  # type: ignore[arg-type]
+    return list(store.save_update(feed_id, "test", update, items, now=now).new_ids)
+
+
+def entry(
+    key: str, title: str, minutes_ago: int, link: str | None = None, **extra: object
+) -> EntryData:
+    return EntryData(
+        key=key,
+        title=title,
+        link=link if link is not None else f"https://news.example/{key}",
+        published_at=NOW - timedelta(minutes=minutes_ago),
+        updated_at=None,
+        summary=extra.pop("summary", f"Summary of {title}"),  # type: ignore[arg-type]
+        content_hash=f"{key}:{title}",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def fill_store(store: Store, per_feed: int = 12) -> Filled:
+    """Three sources, `per_feed` entries each (5 minutes apart), two stories."""
+    names = [
+        ("alpha", "Alpha Times", "world"),
+        ("beta", "Beta Post", "world"),
+        ("gamma", "Gamma Wire", "tech"),
     ]
-    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+    feed_ids = [add_feed(store, f"https://{n}.example/feed.xml", t, [tag]) for n, t, tag in names]
+    ids: dict[int, list[int]] = {}
+    for index, feed_id in enumerate(feed_ids):
+        name = names[index][0]
+        items = [
+            entry(f"{name}-q", f"Earthquake shakes the capital ({name})", 3 + index),
+            entry(f"{name}-v", f"Parliament votes on the budget ({name})", 40 + index),
+            entry(
+                f"{name}-e",
+                f"Podcast: the week in {name}",
+                60 + index,
+                author=f"Reporter {name}",
+                tags=("audio", "weekly"),
+                enclosures=(Enclosure(f"https://cdn.example/{name}.mp3", "audio/mpeg", 12345),),
+                content_html="<p>Show <b>notes</b></p>",
+            ),
+        ]
+        items += [
+            entry(f"{name}-{i}", f"{name.title()} item {i}", 100 + 5 * i)
+            for i in range(per_feed - 3)
+        ]
+        if index == 1:  # the same article as alpha's item 1: shown once, "also in" Beta
+            items.append(
+                entry("beta-dup", "Alpha item 1", 105, link="https://news.example/alpha-1")
+            )
+        ids[feed_id] = save_entries(store, feed_id, items)
+    quake = [ids[f][0] for f in feed_ids]
+    vote = [ids[f][1] for f in feed_ids[:2]]
+    store.save_assignments(
+        [
+            StoryAssignment(e, quake[0], 0.9 if e != quake[0] else 1.0, ("earthquake", "capital"))
+            for e in quake
+        ]
+        + [StoryAssignment(e, vote[0], 0.7, ("parliament", "budget")) for e in vote],
+        [
+            StoryLabel(
+                quake[0], "Earthquake shakes the capital", quake[0], ("earthquake", "capital")
+            ),
+            StoryLabel(
+                vote[0], "Parliament votes on the budget", vote[0], ("parliament", "budget")
+            ),
+        ],
+    )
+    return Filled(feed_ids, ids, quake[0], vote[0])
 
 
 @pytest.fixture
@@ -41,23 +130,143 @@ def client(make_app: Callable[..., Flask]) -> FlaskClient:
     return make_app().test_client()
 
 
-def test_index_lists_entries_with_pagination_and_headers(store: Store, client: FlaskClient) -> None:
-    _fill(store, 40)
-    first = client.get("/")
-    html = first.get_data(as_text=True)
-    assert first.status_code == 200
-    assert first.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
-    assert first.headers["X-Content-Type-Options"] == "nosniff"
-    assert 'href="https://a.example/1"' in html and "Headline number 1<" in html
-    assert "Feed &lt;A&gt;" in html
-    assert 'rel="next" href="/?page=2"' in html
-    assert 'type="application/atom+xml"' in html
-    second = client.get("/?page=2").get_data(as_text=True)
-    assert "Headline number 39" in second and "Headline number 1<" not in second
+@pytest.fixture
+def filled(store: Store) -> Filled:
+    return fill_store(store)
+
+
+def _html(client: FlaskClient, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, path
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    html5lib.parse(response.data, namespaceHTMLElements=False)
+    return response.get_data(as_text=True)
+
+
+# pages
+
+
+def test_digest_shows_stories_sections_and_each_headline_once(
+    client: FlaskClient, filled: Filled
+) -> None:
+    html = _html(client, "/")
+    top = html.index('id="top-stories"')
+    assert top < html.index("More from") < html.index('id="latest"')
+    assert "Earthquake shakes the capital" in html and "3 sources" in html
+    assert "Parliament votes on the budget" in html and "2 sources" in html
+    for name in ("alpha", "beta", "gamma"):  # story members are not repeated below
+        assert html.count(f"Earthquake shakes the capital ({name})") <= 1
+    assert html.count(">Alpha item 1<") == 1 and "also in Beta Post" in html
+    for mime in ("application/atom+xml", "application/rss+xml", "application/feed+json"):
+        assert f'rel="alternate" type="{mime}"' in html
+
+
+def test_digest_filters_by_tag_and_time_window(client: FlaskClient, filled: Filled) -> None:
+    tech = _html(client, "/?tag=tech")
+    assert "Gamma item 1" in tech and "Alpha item 1" not in tech
+    assert 'href="/tags/tech/feed.atom"' in tech
+    recent = _html(client, "/?hours=1")
+    assert "Alpha item 0" not in recent and "Earthquake shakes the capital" in recent
+    assert client.get("/?tag=Bad!").status_code == 400
+    assert client.get("/?hours=0").status_code == 400
+
+
+def test_digest_pages_walk_back_with_keyset_cursors(client: FlaskClient, filled: Filled) -> None:
+    seen: list[str] = []
+    path = "/?limit=10"
+    for _ in range(10):
+        html = _html(client, path)
+        tree = html5lib.parse(html, namespaceHTMLElements=False)
+        latest = tree.find(".//section[@class='latest']")
+        seen += [a.text or "" for a in latest.iterfind(".//li/h3/a")]
+        older = latest.find(".//a[@rel='next']")
+        if older is None:
+            break
+        path = older.get("href")
+        assert "before=" in path and "limit=10" in path
+        newer = _html(client, path).count('rel="prev"')
+        assert newer == 1
+    assert "Gamma item 8" in seen  # the oldest entry is reachable
+    assert len(seen) == len(set(seen))
+
+
+def test_story_page_lists_coverage_timeline_and_why(client: FlaskClient, filled: Filled) -> None:
+    html = _html(client, f"/stories/{filled.big_story}")
+    assert html.index("(gamma)") < html.index("(beta)") < html.index("(alpha)")  # oldest first
+    assert "<svg" in html and 'role="img"' in html and "<rect" in html
+    assert "similarity 0.90" in html and "earthquake" in html
+    assert f'href="/stories/{filled.big_story}/feed.atom"' in html
+    assert client.get("/stories/999999").status_code == 404
+
+
+def test_sources_page_shows_health_and_sparklines(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    broken = add_feed(store, "https://broken.example/feed", "Broken <Feed>", ["tech"])
+    save_entries(
+        store, broken, [], last_status="error", last_error="fetch: HTTP 500", error_count=3
+    )
+    html = _html(client, "/sources")
+    assert html.index("Broken &lt;Feed&gt;") < html.index("Alpha Times")  # failing first
+    assert "fetch: HTTP 500" in html and "1 failing" in html
+    assert html.count("<polyline") == 4
+    source = _html(client, f"/sources/{filled.feed_ids[0]}")
+    assert "Alpha item 1" in source and "<polyline" in source
+
+
+def test_stories_page_and_tag_redirect(client: FlaskClient, filled: Filled) -> None:
+    html = _html(client, "/stories")
+    assert "Earthquake shakes the capital" in html and "Parliament votes on the budget" in html
+    assert client.get("/tags/world").headers["Location"].endswith("/?tag=world")
+
+
+# feeds
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_feed_parses_with_links_ids_and_dates(
+    client: FlaskClient, filled: Filled, fmt: str
+) -> None:
+    paths = [*FEED_PATHS, f"/stories/{filled.big_story}/feed"]
+    for base in paths:
+        response = client.get(f"{base}.{fmt}")
+        assert response.status_code == 200, base
+        if fmt == "json":
+            document = json.loads(response.data)
+            assert document["feed_url"] == f"http://127.0.0.1:8080{base}.json"
+            assert document["items"] and all(item["id"] for item in document["items"])
+            continue
+        parsed = feedparser.parse(response.data)
+        assert parsed.bozo == 0, (base, parsed.get("bozo_exception"))
+        links = {link.rel: link.href for link in parsed.feed.links}
+        assert links["self"] == f"http://127.0.0.1:8080{base}.{fmt}"
+        assert parsed.entries and all(
+            e.id and e.link and e.published_parsed for e in parsed.entries
+        )
+
+
+def test_entry_feed_carries_author_source_categories_enclosure(
+    client: FlaskClient, filled: Filled
+) -> None:
+    parsed = feedparser.parse(client.get("/sources/1/feed.atom").data)
+    podcast = next(e for e in parsed.entries if e.title.startswith("Podcast"))
+    assert podcast.author == "Reporter alpha"
+    assert podcast.source.title == "Alpha Times"
+    assert [t.term for t in podcast.tags] == ["audio", "weekly"]
+    (enclosure,) = podcast.enclosures
+    assert enclosure.href == "https://cdn.example/alpha.mp3"
+    assert enclosure.type == "audio/mpeg" and enclosure.length == "12345"
+    assert podcast.content[0].type == "text/html" and "<b>notes</b>" in podcast.content[0].value
+    rss = feedparser.parse(client.get("/sources/1/feed.rss").data)
+    podcast = next(e for e in rss.entries if e.title.startswith("Podcast"))
+    assert podcast.enclosures[0].type == "audio/mpeg" and podcast.author == "Reporter alpha"
+    assert podcast.source.title == "Alpha Times"
 
 
 def test_titles_are_escaped_in_pages_and_feeds(store: Store, client: FlaskClient) -> None:
-    _fill(store, 1)
+    feed_id = add_feed(store, "https://x.example/feed", "Feed <A>", ["world"])
+    save_entries(store, feed_id, [entry("x", XSS_TITLE, 1)])
     html = client.get("/").get_data(as_text=True)
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#39;quotes&#39;" in html
@@ -65,35 +274,139 @@ def test_titles_are_escaped_in_pages_and_feeds(store: Store, client: FlaskClient
         parsed = feedparser.parse(client.get(path).data)
         assert parsed.bozo == 0
         assert parsed.entries[0].title == XSS_TITLE
+    assert json.loads(client.get("/feed.json").data)["items"][0]["title"] == XSS_TITLE
 
 
-def test_feeds_answer_304_to_their_etag(store: Store, client: FlaskClient) -> None:
-    _fill(store, 3)
+def test_stories_feed_item_updates_when_an_outlet_joins(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    before = feedparser.parse(client.get("/stories/feed.atom").data)
+    vote = next(e for e in before.entries if e.title.startswith("Parliament"))
+    assert vote.id.endswith(f"story/{filled.small_story}") and "Beta Post" in vote.content[0].value
+    assert "Gamma Wire" not in vote.content[0].value
+    later = NOW + timedelta(minutes=5)
+    gamma = filled.feed_ids[2]
+    (new,) = save_entries(store, gamma, [entry("gamma-late", "Budget vote, late", 0)], now=later)
+    store.save_assignments([StoryAssignment(new, filled.small_story, 0.6, ("budget",))])
+    after = feedparser.parse(client.get("/stories/feed.atom").data)
+    vote2 = next(e for e in after.entries if e.id == vote.id)
+    assert vote2.updated_parsed > vote.updated_parsed
+    assert "Gamma Wire" in vote2.content[0].value and "3 sources" in vote2.content[0].value
+
+
+def test_feed_paging_follows_rfc5005_links(client: FlaskClient, filled: Filled) -> None:
+    ids: list[str] = []
+    url = "/feed.atom?limit=7"
+    pages = 0
+    while url:
+        parsed = feedparser.parse(client.get(url.replace("http://127.0.0.1:8080", "")).data)
+        assert parsed.bozo == 0
+        links = {link.rel: link.href for link in parsed.feed.links}
+        assert links["first"] == "http://127.0.0.1:8080/feed.atom?limit=7"
+        if pages:
+            assert "previous" in links
+        ids += [e.id for e in parsed.entries]
+        url = links.get("next", "")
+        pages += 1
+    everything = feedparser.parse(client.get("/feed.atom?limit=200").data)
+    assert ids == [e.id for e in everything.entries] and pages == 6
+    assert len(ids) == 36  # 37 stored, the repeated article once
+    default = feedparser.parse(client.get("/feed.atom").data)
+    assert len(default.entries) == 36  # under the default limit of 50
+    assert client.get("/feed.atom?limit=201").status_code == 400
+    newer = json.loads(client.get(f"/feed.json?limit=5&after={ids[7].rsplit('/', 1)[1]}").data)
+    assert [i["id"] for i in newer["items"]] == ids[2:7]
+
+
+def test_unknown_feeds_are_404(client: FlaskClient, filled: Filled) -> None:
+    for path in (
+        "/tags/nope/feed.atom",
+        "/sources/999/feed.rss",
+        "/stories/999/feed.json",
+        "/feed.xml",
+    ):
+        assert client.get(path).status_code == 404, path
+
+
+# caching
+
+
+def test_feeds_answer_304_to_etag_and_if_modified_since(
+    client: FlaskClient, filled: Filled
+) -> None:
     first = client.get("/feed.atom")
     assert first.headers["ETag"] and "max-age" in first.headers["Cache-Control"]
+    assert first.headers["Last-Modified"] and first.headers["Vary"] == "Accept-Encoding"
     again = client.get("/feed.atom", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == first.headers["ETag"]
+    since = client.get("/feed.atom", headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert since.status_code == 304
     rss = client.get("/feed.rss", headers={"If-None-Match": first.headers["ETag"]})
     assert rss.status_code == 200  # each format has its own validator
 
 
-def test_feed_self_link_uses_base_url(store: Store, make_app: Callable[..., Flask]) -> None:
-    _fill(store, 1)
-    app = make_app(BASE_URL="https://news.example.com/")
-    parsed = feedparser.parse(app.test_client().get("/feed.atom").data)
-    links = {link.rel: link.href for link in parsed.feed.links}
-    assert links["self"] == "https://news.example.com/feed.atom"
-    assert links["alternate"] == "https://news.example.com/"
+def test_gzip_when_asked(client: FlaskClient, filled: Filled) -> None:
+    plain = client.get("/feed.atom")
+    zipped = client.get("/feed.atom", headers={"Accept-Encoding": "gzip, deflate"})
+    assert zipped.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    assert gzip.decompress(zipped.data) == plain.data
+    assert zipped.headers["ETag"] != plain.headers["ETag"]
+    revalidated = client.get(
+        "/feed.atom", headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]}
+    )
+    assert revalidated.status_code == 304
+    assert (
+        client.get("/", headers={"Accept-Encoding": "gzip"}).headers["Content-Encoding"] == "gzip"
+    )
+
+
+def test_rendered_responses_are_reused_until_the_store_changes(
+    store: Store, make_app: Callable[..., Flask], filled: Filled
+) -> None:
+    app = make_app()
+    client, cache = app.test_client(), app.extensions["response_cache"]
+    first = client.get("/feed.atom")
+    misses = cache.misses
+    for _ in range(3):
+        assert client.get("/feed.atom").data == first.data
+    assert cache.misses == misses and cache.hits >= 3
+    later = NOW + timedelta(minutes=1)
+    save_entries(store, filled.feed_ids[0], [entry("alpha-new", "Fresh news", 0)], now=later)
+    changed = client.get("/feed.atom", headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status_code == 200 and b"Fresh news" in changed.data
+    assert cache.misses == misses + 1
+
+
+# health, metrics, headers
 
 
 def test_healthz_follows_the_worker_heartbeat(store: Store, client: FlaskClient) -> None:
     assert client.get("/healthz").status_code == 503
     store.record_tick("w", datetime.now(UTC), 30)
     ok = client.get("/healthz")
-    assert ok.status_code == 200 and ok.json["status"] == "ok"
+    assert ok.status_code == 200 and ok.json is not None and ok.json["status"] == "ok"
     store.record_tick("w", datetime.now(UTC) - timedelta(seconds=91), 30)
     assert client.get("/healthz").status_code == 503
 
 
-def test_bad_page_is_404(store: Store, client: FlaskClient) -> None:
-    assert client.get("/?page=0").status_code == 404
+def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: Filled) -> None:
+    store.record_tick("w", datetime.now(UTC), 30)
+    response = client.get("/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in response.get_data(as_text=True).splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples["aggregator_feeds"] == 3 and samples["aggregator_feeds_broken"] == 0
+    assert samples["aggregator_entries"] == 37 and samples["aggregator_stories"] == 2
+    assert samples['aggregator_feeds_by_status{status="ok"}'] == 3
+    assert 0 <= samples["aggregator_last_tick_age_seconds"] < 60
+
+
+def test_every_response_carries_the_security_headers(client: FlaskClient, filled: Filled) -> None:
+    for path in ("/", "/stories", "/sources", "/feed.atom", "/feed.json", "/metrics", "/nope"):
+        response = client.get(path)
+        assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path

@@ -9,7 +9,9 @@ from typing import Any
 from flask import Flask
 
 from aggregator.config import load_config, resolve_config_path
+from aggregator.render import safe_url
 from aggregator.store import Store
+from aggregator.web.cache import ResponseCache
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -34,18 +36,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
     app.config.update(overrides)
     app.extensions["store"] = Store(app.config["DATABASE_URL"])
+    app.extensions["response_cache"] = ResponseCache()
+    app.jinja_env.filters["safe_url"] = safe_url
 
-    from aggregator.web import views
+    from aggregator.web import feeds, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(feeds.bp)
     app.after_request(_security_headers)
     return app
 
 
 def _security_headers(response: Any) -> Any:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    """Every response: no MIME sniffing, no referrer, and the strict CSP (feeds and JSON
+    included, so a browser opening one cannot run anything from it either).
+    """
+    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response

@@ -1,84 +1,185 @@
-"""Routes: the latest digest, the merged feeds and the health check."""
+"""Page routes: the digest, stories, sources, health and metrics.
+
+    /                       digest (?tag=, ?hours=, ?limit=, ?before= / ?after=)
+    /tags/<tag>             → /?tag=<tag>
+    /stories                stories, newest-updated first (paged)
+    /stories/<id>           one story's coverage in time order, timeline, why grouped
+    /sources                every source with its health and entries per day
+    /sources/<id>           one source: health and its newest entries (paged)
+    /healthz                JSON counts and the worker heartbeat (503 when stale)
+    /metrics                Prometheus text format
+
+Pages are cached like feeds (see `cache.py`); a page that depends on the clock puts the
+current minute into its cache key.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from aggregator.render import FeedMeta, render_atom, render_rss
-from aggregator.store import Store
+from aggregator.store.pages import EntryQuery
+from aggregator.web import charts
+from aggregator.web.common import (
+    get_store,
+    hours_arg,
+    paginate,
+    paging_args,
+    serve,
+    site_title,
+    tag_arg,
+)
+from aggregator.web.digest import build_digest
+from aggregator.web.feeds import feed_links
+from aggregator.web.metrics import metrics_text
 
 bp = Blueprint("views", __name__)
 
 PAGE_SIZE = 30
-FEED_SIZE = 50
+PAGE_MAX = 200
+PAGE_MAX_AGE = 60
+TOP_STORIES_HOURS = 48  # top stories look this far back unless ?hours= says otherwise
+SPARK_DAYS = 14
 HEARTBEAT_TICKS = 3  # unhealthy after this many missed worker ticks
 
 
-def get_store() -> Store:
-    store: Store = current_app.extensions["store"]
-    return store
+def _html(template: str, **context: Any) -> bytes:
+    context.setdefault("feeds", feed_links("/", site_title()))
+    return render_template(template, site_title=site_title(), **context).encode("utf-8")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _minute(now: datetime) -> int:
+    return int(now.timestamp() // 60)
 
 
 @bp.route("/")
-def index() -> str:
-    page = request.args.get("page", 1, type=int)
-    if page < 1:
-        abort(404)
-    entries = get_store().get_latest(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
-    return render_template(
-        "index.html",
-        entries=entries[:PAGE_SIZE],
-        page=page,
-        has_next=len(entries) > PAGE_SIZE,
-        site_title=current_app.config["SITE_TITLE"],
-    )
+def index() -> Response:
+    tag, hours = tag_arg(), hours_arg()
+    paging = paging_args(PAGE_SIZE, PAGE_MAX)
+    now = _now()
+    first = paging.before is None and paging.after is None
+    clock = _minute(now) if first or hours else None
 
-
-def _absolute(endpoint: str) -> str:
-    return urljoin(current_app.config["BASE_URL"], url_for(endpoint))
-
-
-def _feed_response(body_of: Any, mimetype: str) -> Response:
-    store = get_store()
-    changed = store.newest_change()
-    validator = f"{changed.isoformat() if changed else '-'}:{store.count_entries()}:{mimetype}"
-    etag = hashlib.sha256(validator.encode()).hexdigest()[:32]
-    if request.if_none_match.contains(etag):
-        response = Response(status=304)
-    else:
-        entries = store.get_latest(limit=FEED_SIZE)
-        meta = FeedMeta(
-            title=current_app.config["SITE_TITLE"],
-            feed_id=_absolute("views.index"),
-            self_url=urljoin(current_app.config["BASE_URL"], request.path),
-            site_url=_absolute("views.index"),
-            updated=changed,
+    def render(_changed: datetime) -> tuple[bytes, str]:
+        since = now - timedelta(hours=hours) if hours else None
+        stories_since = since or now - timedelta(hours=TOP_STORIES_HOURS)
+        digest = build_digest(get_store(), paging, tag, since, stories_since)
+        feeds = feed_links(f"/tags/{tag}/", f"{site_title()}: {tag}") if tag else None
+        body = _html(
+            "index.html",
+            digest=digest,
+            tag=tag,
+            hours=hours,
+            paging=paging,
+            tags=get_store().get_tags(),
+            **({"feeds": feeds} if feeds else {}),
         )
-        response = Response(body_of(meta, entries), mimetype=mimetype)
-    response.set_etag(etag)
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+        return body, "text/html"
+
+    return serve(("index", tag, hours, paging, clock), render, PAGE_MAX_AGE)
 
 
-@bp.route("/feed.atom")
-def feed_atom() -> Response:
-    return _feed_response(render_atom, "application/atom+xml")
+@bp.route("/tags/<tag>")
+def tag_page(tag: str) -> Response:
+    return redirect(url_for("views.index", tag=tag))  # type: ignore[return-value]
 
 
-@bp.route("/feed.rss")
-def feed_rss() -> Response:
-    return _feed_response(render_rss, "application/rss+xml")
+@bp.route("/stories")
+def stories() -> Response:
+    paging = paging_args(PAGE_SIZE, PAGE_MAX)
+
+    def render(_changed: datetime) -> tuple[bytes, str]:
+        store = get_store()
+        rows = store.get_stories_page(paging.limit + 1, paging.before, paging.after)
+        page = paginate(rows, paging, lambda story: story.id)
+        feeds = feed_links("/stories/", f"{site_title()}: stories")
+        return _html("stories.html", page=page, paging=paging, feeds=feeds), "text/html"
+
+    return serve(("stories", paging), render, PAGE_MAX_AGE)
+
+
+@bp.route("/stories/<int:story_id>")
+def story(story_id: int) -> Response:
+    def render(_changed: datetime) -> tuple[bytes, str]:
+        store = get_store()
+        found = store.get_story(story_id)
+        if found is None:
+            abort(404)
+        coverage = store.get_story_coverage([story_id]).get(story_id, [])
+        body = _html(
+            "story.html",
+            story=found,
+            coverage=coverage,
+            reasons=store.get_group_reasons(story_id),
+            timeline=charts.timeline([entry.published_at for entry in coverage]),
+            outlets=len({entry.feed_id for entry in coverage}),
+            feeds=feed_links(f"/stories/{story_id}/", f"Story: {found.headline}"),
+        )
+        return body, "text/html"
+
+    return serve(("story", story_id), render, PAGE_MAX_AGE)
+
+
+@bp.route("/sources")
+def sources() -> Response:
+    now = _now()
+
+    def render(_changed: datetime) -> tuple[bytes, str]:
+        store = get_store()
+        today = now.date()
+        since = datetime.combine(today - timedelta(days=SPARK_DAYS - 1), datetime.min.time(), UTC)
+        daily = store.get_daily_counts(since)
+        feeds = sorted(store.get_feeds(now), key=lambda f: (_healthy(f), f.display_title.lower()))
+        rows = [(f, charts.sparkline(daily.get(f.id, {}), today, SPARK_DAYS)) for f in feeds]
+        broken = sum(1 for feed in feeds if not _healthy(feed))
+        return _html("sources.html", rows=rows, broken=broken, days=SPARK_DAYS), "text/html"
+
+    return serve(("sources", _minute(now)), render, PAGE_MAX_AGE)
+
+
+def _healthy(feed: Any) -> bool:
+    return feed.error_count == 0 and feed.disabled_reason is None and feed.last_status != "error"
+
+
+@bp.route("/sources/<int:feed_id>")
+def source(feed_id: int) -> Response:
+    paging = paging_args(PAGE_SIZE, PAGE_MAX)
+    now = _now()
+
+    def render(_changed: datetime) -> tuple[bytes, str]:
+        store = get_store()
+        feed = store.get_feed(feed_id)
+        if feed is None:
+            abort(404)
+        query = EntryQuery(paging.limit + 1, paging.before, paging.after, feed_id=feed_id)
+        page = paginate(store.get_entries_page(query), paging, lambda entry: entry.id)
+        today = now.date()
+        since = datetime.combine(today - timedelta(days=SPARK_DAYS - 1), datetime.min.time(), UTC)
+        spark = charts.sparkline(store.get_daily_counts(since).get(feed_id, {}), today, SPARK_DAYS)
+        body = _html(
+            "source.html",
+            feed=feed,
+            page=page,
+            paging=paging,
+            spark=spark,
+            healthy=_healthy(feed),
+            feeds=feed_links(f"/sources/{feed_id}/", f"{site_title()}: {feed.display_title}"),
+        )
+        return body, "text/html"
+
+    return serve(("source", feed_id, paging, _minute(now)), render, PAGE_MAX_AGE)
 
 
 @bp.route("/healthz")
 def healthz() -> tuple[dict[str, Any], int]:
     store = get_store()
-    now = datetime.now(UTC)
+    now = _now()
     tick = store.last_tick()
     body: dict[str, Any] = {**store.counts(), "last_tick": tick[0].isoformat() if tick else None}
     if tick is None:
@@ -88,3 +189,33 @@ def healthz() -> tuple[dict[str, Any], int]:
     else:
         body["status"] = "ok"
     return body, 200 if body["status"] == "ok" else 503
+
+
+@bp.route("/metrics")
+def metrics() -> Response:
+    text = metrics_text(get_store(), _now())
+    response = Response(text, mimetype="text/plain")
+    response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.app_template_filter("when")
+def when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+@bp.app_template_filter("iso")
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@bp.app_template_global("page_url")
+def page_url(**changes: Any) -> str:
+    """This page's URL with some query parameters changed (None removes one)."""
+    args: dict[str, Any] = dict(request.args.items())
+    args.pop("before", None)
+    args.pop("after", None)
+    args.update(changes)
+    values = {**(request.view_args or {}), **{k: v for k, v in args.items() if v not in (None, "")}}
+    return url_for(request.endpoint or "views.index", **values)

@@ -1,0 +1,149 @@
+"""What every view shares: the store, absolute URLs, request parameters, keyset pages
+and serving a cached rendering.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from flask import Response, abort, current_app, request
+
+from aggregator.store import Store
+from aggregator.web.cache import Rendered, ResponseCache, respond
+
+T = TypeVar("T")
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+TAG_PATTERN = re.compile(r"[a-z0-9_-]{1,32}")
+MAX_HOURS = 24 * 90
+
+
+def get_store() -> Store:
+    store: Store = current_app.extensions["store"]
+    return store
+
+
+def get_cache() -> ResponseCache:
+    cache: ResponseCache = current_app.extensions["response_cache"]
+    return cache
+
+
+def absolute(path: str, **query: Any) -> str:
+    """The public URL of `path` (under BASE_URL) with the non-empty `query` values."""
+    url = urljoin(current_app.config["BASE_URL"], path.lstrip("/"))
+    return with_query(url, **query)
+
+
+def with_query(url: str, **query: Any) -> str:
+    params = {key: value for key, value in query.items() if value not in (None, "")}
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def authority() -> str:
+    """The host of BASE_URL, for tag: URIs."""
+    return urlsplit(current_app.config["BASE_URL"]).hostname or "localhost"
+
+
+def site_title() -> str:
+    title: str = current_app.config["SITE_TITLE"]
+    return title
+
+
+# request parameters
+
+
+@dataclass(frozen=True)
+class Paging:
+    """`?limit=`, and a keyset cursor: `?before=<id>` (older) or `?after=<id>` (newer)."""
+
+    limit: int
+    default_limit: int
+    before: int | None = None
+    after: int | None = None
+
+    @property
+    def limit_arg(self) -> int | None:
+        """The limit to repeat in links, None when it is the default."""
+        return None if self.limit == self.default_limit else self.limit
+
+
+def int_arg(name: str, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """An integer query parameter; 400 when it is not one or out of range."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 12:
+        abort(400, f"{name} must be a positive integer")
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        abort(400, f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def paging_args(default: int, maximum: int) -> Paging:
+    before, after = int_arg("before"), int_arg("after")
+    if before is not None and after is not None:
+        abort(400, "use before or after, not both")
+    return Paging(int_arg("limit", 1, maximum) or default, default, before, after)
+
+
+def tag_arg() -> str | None:
+    tag = request.args.get("tag") or None
+    if tag is not None and not TAG_PATTERN.fullmatch(tag):
+        abort(400, "tag: lower-case letters, digits, - and _")
+    return tag
+
+
+def hours_arg() -> int | None:
+    return int_arg("hours", 1, MAX_HOURS)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One keyset page: its rows and the cursors of the pages beside it."""
+
+    items: list[T]
+    older: int | None  # pass as ?before= for the next (older) page
+    newer: int | None  # pass as ?after= for the previous (newer) page
+
+
+def paginate(rows: Sequence[T], paging: Paging, id_of: Callable[[T], int]) -> Page[T]:
+    """Cut rows fetched with `limit + 1` into a page, newest first."""
+    limit = paging.limit
+    if paging.after is not None:
+        more = len(rows) > limit
+        items = list(rows[1:] if more else rows)
+        newer = id_of(items[0]) if more and items else None
+        return Page(items, id_of(items[-1]) if items else None, newer)
+    items = list(rows[:limit])
+    older = id_of(items[-1]) if len(rows) > limit and items else None
+    newer = id_of(items[0]) if paging.before is not None and items else None
+    return Page(items, older, newer)
+
+
+# serving
+
+
+def version_time(version: Sequence[Any]) -> datetime:
+    """The newest time in a store version: the Last-Modified of what it renders."""
+    times = [value for value in version if isinstance(value, datetime)]
+    return max(times, default=EPOCH)
+
+
+def serve(key: Hashable, render: Callable[[datetime], tuple[bytes, str]], max_age: int) -> Response:
+    """Serve `key` from the response cache, rendering it on a miss.
+
+    `render` gets the store's newest change time and returns (body, mimetype).
+    """
+    version = get_store().web_version()
+
+    def build() -> Rendered:
+        changed = version_time(version)
+        body, mimetype = render(changed)
+        return Rendered(body, mimetype, changed, max_age)
+
+    return respond(request, get_cache().get_or_render(key, version, build))

@@ -1,0 +1,136 @@
+"""The digest on `/`: top stories, then a section per tag ("More from world": the tag's
+top stories and newest entries), then the newest single entries.
+
+Each headline appears once on the page: an entry shown inside a story (or with the same
+title as one already shown) is left out of the later blocks, and the store already
+leaves out entries that repeat another feed's article (`duplicate_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aggregator.models import Entry, Story
+from aggregator.store import Store
+from aggregator.store.pages import EntryQuery
+from aggregator.web.common import Page, Paging, paginate
+
+TOP_STORIES = 8
+SECTION_STORIES = 3
+SECTION_ENTRIES = 5
+
+
+@dataclass(frozen=True)
+class StoryBlock:
+    """A story with its lead entry and one entry from each other outlet."""
+
+    story: Story
+    lead: Entry | None
+    others: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    tag: str
+    stories: list[StoryBlock]
+    entries: list[Entry]
+
+
+@dataclass(frozen=True)
+class Digest:
+    top: list[StoryBlock]
+    sections: list[Section]
+    latest: Page[Entry]
+
+
+@dataclass
+class Seen:
+    """What the page already shows."""
+
+    entries: set[int] = field(default_factory=set)
+    stories: set[int] = field(default_factory=set)
+    titles: set[str] = field(default_factory=set)
+
+    def fresh(self, entry: Entry) -> bool:
+        return (
+            entry.id not in self.entries
+            and (entry.story_id is None or entry.story_id not in self.stories)
+            and _title_key(entry.title) not in self.titles
+        )
+
+    def add(self, entry: Entry) -> None:
+        self.entries.add(entry.id)
+        self.titles.add(_title_key(entry.title))
+
+    def take(self, entries: Iterable[Entry], limit: int | None = None) -> list[Entry]:
+        taken: list[Entry] = []
+        for entry in entries:
+            if limit is not None and len(taken) >= limit:
+                break
+            if self.fresh(entry):
+                self.add(entry)
+                taken.append(entry)
+        return taken
+
+
+def _title_key(title: str) -> str:
+    return " ".join(title.casefold().split())
+
+
+def build_digest(
+    store: Store,
+    paging: Paging,
+    tag: str | None,
+    since: datetime | None,
+    stories_since: datetime,
+) -> Digest:
+    """The digest; on pages after the first, only the newest entries."""
+    seen = Seen()
+    top: list[StoryBlock] = []
+    sections: list[Section] = []
+    if paging.before is None and paging.after is None:
+        top_stories = store.get_top_stories(TOP_STORIES, tag=tag, since=stories_since)
+        seen.stories.update(story.id for story in top_stories)
+        tags = [] if tag is not None else store.get_tags()
+        section_stories = {
+            name: _section_stories(store, name, stories_since, seen) for name in tags
+        }
+        every = top_stories + [s for stories in section_stories.values() for s in stories]
+        coverage = store.get_story_coverage([story.id for story in every])
+        top = [_block(story, coverage.get(story.id, []), seen) for story in top_stories]
+        for name, stories in section_stories.items():
+            blocks = [_block(story, coverage.get(story.id, []), seen) for story in stories]
+            newest = store.get_entries_page(EntryQuery(SECTION_ENTRIES * 4, tag=name, since=since))
+            entries = seen.take(newest, SECTION_ENTRIES)
+            if blocks or entries:
+                sections.append(Section(name, blocks, entries))
+    query = EntryQuery(paging.limit + 1, paging.before, paging.after, tag=tag, since=since)
+    page = paginate(store.get_entries_page(query), paging, lambda entry: entry.id)
+    latest = Page(seen.take(page.items), page.older, page.newer)
+    return Digest(top, sections, latest)
+
+
+def _section_stories(store: Store, tag: str, since: datetime, seen: Seen) -> list[Story]:
+    exclude = sorted(seen.stories)
+    stories = store.get_top_stories(SECTION_STORIES, tag=tag, since=since, exclude=exclude)
+    seen.stories.update(story.id for story in stories)
+    return stories
+
+
+def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
+    """The story's lead (its headline entry) and the first entry of every other outlet."""
+    lead = next((e for e in coverage if e.id == story.headline_entry_id), None)
+    if lead is None and coverage:
+        lead = coverage[0]
+    outlets = {lead.feed_id} if lead else set()
+    others = []
+    for entry in coverage:
+        if entry.feed_id not in outlets:
+            outlets.add(entry.feed_id)
+            others.append(entry)
+    for entry in coverage:
+        seen.add(entry)
+    seen.titles.add(_title_key(story.headline))
+    return StoryBlock(story, lead, tuple(others))

@@ -1,0 +1,91 @@
+"""`/metrics` in the Prometheus text exposition format (version 0.0.4).
+
+The store records no poll durations, so the worker's liveness is given as the time of
+the newest heartbeat and its age; the newest fetch time shows whether polling moves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+
+from aggregator.store import Store
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def _metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines += [f"{name}{labels} {_number(value)}" for labels, value in samples]
+    return lines
+
+
+def metrics_text(store: Store, now: datetime) -> str:
+    totals = store.get_metrics()
+    tick = store.last_tick()
+    cache = current_app.extensions["response_cache"]
+    by_status = sorted(totals["feeds_by_status"].items())
+    lines = [
+        *_metric("aggregator_feeds", "gauge", "Feeds in the store.", [("", totals["feeds"])]),
+        *_metric(
+            "aggregator_feeds_broken",
+            "gauge",
+            "Feeds whose last fetches failed (error count above 0).",
+            [("", totals["broken_feeds"])],
+        ),
+        *_metric(
+            "aggregator_feeds_disabled",
+            "gauge",
+            "Feeds disabled by the service (e.g. HTTP 410).",
+            [("", totals["disabled_feeds"])],
+        ),
+        *_metric(
+            "aggregator_feeds_by_status",
+            "gauge",
+            "Feeds by the outcome of their last fetch.",
+            [(f'{{status="{_escape(status)}"}}', count) for status, count in by_status],
+        ),
+        *_metric("aggregator_entries", "gauge", "Entries stored.", [("", totals["entries"])]),
+        *_metric("aggregator_stories", "gauge", "Stories stored.", [("", totals["stories"])]),
+        *_metric("aggregator_workers", "gauge", "Worker heartbeats.", [("", totals["workers"])]),
+    ]
+    if tick is not None:
+        lines += _metric(
+            "aggregator_last_tick_timestamp_seconds",
+            "gauge",
+            "Unix time of the newest worker heartbeat.",
+            [("", tick[0].timestamp())],
+        )
+        lines += _metric(
+            "aggregator_last_tick_age_seconds",
+            "gauge",
+            "Seconds since the newest worker heartbeat.",
+            [("", round((now - tick[0]).total_seconds(), 3))],
+        )
+    if totals["newest_fetch"] is not None:
+        lines += _metric(
+            "aggregator_last_fetch_timestamp_seconds",
+            "gauge",
+            "Unix time of the newest feed fetch.",
+            [("", totals["newest_fetch"].timestamp())],
+        )
+    lines += _metric(
+        "aggregator_web_cache_hits_total",
+        "counter",
+        "Responses served from this process's render cache.",
+        [("", cache.hits)],
+    )
+    lines += _metric(
+        "aggregator_web_cache_misses_total",
+        "counter",
+        "Responses this process rendered.",
+        [("", cache.misses)],
+    )
+    return "\n".join(lines) + "\n"
