@@ -180,6 +180,9 @@ class Entry:
     feed_link: str | None
     story_id: int | None = None
     also_in: tuple[str, ...] = field(default=())  # other sources carrying the same article
+    group_score: float | None = None  # similarity with its story when it joined
+    group_terms: tuple[str, ...] = ()  # key terms it shared with its story
+    duplicate_of: int | None = None  # the entry (of another feed) this one repeats
 
 
 @dataclass(frozen=True)

@@ -305,4 +305,7 @@ def _to_entry(row: Row[Any], tags: tuple[str, ...], also_in: tuple[str, ...] = (
         feed_link=row.feed_link,
         story_id=row.story_id,
         also_in=also_in,
+        group_score=row.group_score,
+        group_terms=tuple(json.loads(row.group_terms)) if row.group_terms else (),
+        duplicate_of=row.duplicate_of,
     )
