@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,62 @@ def feeds(state: _State) -> None:
         )
         if feed.last_error:
             click.echo(f"{'':>4} {'':<12} last error: {feed.last_error}")
+
+
+@cli.command()
+@pass_state
+def regroup(state: _State) -> None:
+    """Forget all stories and group every stored entry again (after changing the rules)."""
+    from aggregator.grouper import Grouper
+
+    config = state.config()
+    store = state.store(config)
+    total = store.count_entries()
+    grouper = Grouper(store, name=f"regroup:{uuid.uuid4().hex[:8]}", window=_group_window(config))
+    with click.progressbar(length=total, label="regrouping", file=sys.stderr) as bar:
+        grouped = grouper.regroup(progress=bar.update)
+    click.echo(f"regrouped {grouped} entries into {store.counts()['stories']} stories")
+
+
+def _group_window(config: Config) -> timedelta:
+    return timedelta(seconds=config.settings.group_window)
+
+
+@cli.command()
+@click.option("--explain", "explain_id", type=int, metavar="ID", help="Show why a story's entries were grouped.")
+@click.option("--limit", default=20, show_default=True, help="How many stories to list.")
+@pass_state
+def stories(state: _State, explain_id: int | None, limit: int) -> None:
+    """List the top stories (two or more sources), or explain one."""
+    config = state.config()
+    store = state.store(config)
+    if explain_id is not None:
+        _explain(store, explain_id)
+        return
+    click.echo(f"{'ID':>7} {'SOURCES':>7} {'ENTRIES':>7} {'UPDATED':<17} HEADLINE")
+    for story in store.get_stories(limit=limit):
+        updated = story.last_updated_at.strftime("%Y-%m-%d %H:%M")
+        click.echo(
+            f"{story.id:>7} {story.source_count:>7} {story.entry_count:>7} {updated:<17} {story.headline}"
+        )
+
+
+def _explain(store: Any, story_id: int) -> None:
+    story = store.get_story(story_id)
+    if story is None:
+        raise click.ClickException(f"no story {story_id}")
+    click.echo(f"story {story.id}: {story.headline}")
+    click.echo(f"key terms: {', '.join(story.terms)}")
+    click.echo(f"{story.source_count} sources, {story.entry_count} entries")
+    for entry in store.get_story_entries(story_id):
+        if entry.id == story.id:
+            why = "founded the story"
+        else:
+            score = f"{entry.group_score:.2f}" if entry.group_score is not None else "-"
+            why = f"score {score}, shared: {', '.join(entry.group_terms) or '-'}"
+        if entry.duplicate_of is not None:
+            why += f"; same article as entry {entry.duplicate_of}"
+        click.echo(f"  [{entry.feed_title}] {entry.title}\n      {why}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

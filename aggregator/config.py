@@ -344,6 +344,11 @@ class Settings:
     lease_seconds: int = _duration_setting(
         300, "How long a worker holds a feed it is updating before another may take it."
     )
+    group_window: int = _duration_setting(
+        72 * 3600,
+        "How long a story stays open to new entries after its last one (story grouping).",
+        low=3600,
+    )
 
     def fetch_options(self) -> FetchOptions:
         """Return the options `fetch` needs, built from these settings."""
