@@ -80,7 +80,6 @@ class FeedItem:
     source_title: str | None = None
     source_feed_url: str | None = None
     source_site_url: str | None = None
-    source_id: str | None = None
 
 
 def tag_uri(authority: str, path: str) -> str:

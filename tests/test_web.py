@@ -9,6 +9,7 @@ three, one by two, an article repeated by a second feed, an enclosure.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class Filled:
     small_story: int  # covered by two
 
 
-def add_feed(store: Store, url: str, title: str, tags: Sequence[str], now: datetime = NOW) -> int:
+def add_feed(
+    store: Store, url: str, title: str | None, tags: Sequence[str], now: datetime = NOW
+) -> int:
     configured = [SourceConfig(url=f.url, title=f.title, tags=f.tags) for f in store.get_feeds()]
     store.sync_sources([*configured, SourceConfig(url=url, title=title, tags=tuple(tags))], now)
     return next(f.id for f in store.get_feeds() if f.url == url)
@@ -67,7 +70,7 @@ def entry(
         published_at=NOW - timedelta(minutes=minutes_ago),
         updated_at=None,
         summary=extra.pop("summary", f"Summary of {title}"),  # type: ignore[arg-type]
-        content_hash=f"{key}:{title}",
+        content_hash=hashlib.sha256(f"{key}:{title}".encode()).hexdigest(),
         **extra,  # type: ignore[arg-type]
     )
 

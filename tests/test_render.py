@@ -1,0 +1,150 @@
+"""The feed serializer on its own: well-formed XML whatever the text, the Atom attributes
+feedgen used to drop, RSS description escaping, JSON Feed shape, URL vetting."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from datetime import UTC, datetime, timedelta
+
+import feedparser
+
+from aggregator.models import Enclosure, Entry, Story
+from aggregator.render import (
+    FeedMeta,
+    item_from_entry,
+    item_from_story,
+    render_atom,
+    render_json,
+    render_rss,
+    safe_url,
+    tag_uri,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ATOM = "{http://www.w3.org/2005/Atom}"
+META = FeedMeta(
+    title="Site & <Co>",
+    feed_id="tag:example.com,2026:feed/all",
+    self_url="https://example.com/feed.atom?limit=2",
+    site_url="https://example.com/",
+    first_url="https://example.com/feed.atom?limit=2",
+    next_url="https://example.com/feed.atom?limit=2&before=7",
+    prev_url="https://example.com/feed.atom?limit=2&after=9",
+)
+
+
+def make_entry(entry_id: int = 1, **changes: object) -> Entry:
+    values: dict[str, object] = {
+        "id": entry_id,
+        "feed_id": 3,
+        "key": f"k{entry_id}",
+        "title": "Title \x00\x1b with controls \ufffe and <b>tags</b>",
+        "link": "https://news.example/a?x=1&y=2",
+        "published_at": NOW - timedelta(hours=1),
+        "updated_at": NOW,
+        "first_seen_at": NOW,
+        "author": "Ann <ann@example.com>",
+        "summary": "Plain <b>text</b> summary",
+        "content_html": "<p>Rich &amp; <b>bold</b></p>",
+        "image_url": "javascript:alert(1)",
+        "tags": ("world", "a&b"),
+        "enclosures": (Enclosure("https://cdn.example/a.mp3", "audio/mpeg", 1234),),
+        "language": "en",
+        "feed_title": 'Source "One"',
+        "feed_url": "https://source.example/feed.xml",
+        "feed_link": "https://source.example/",
+    }
+    values.update(changes)
+    return Entry(**values)  # type: ignore[arg-type]
+
+
+def test_atom_is_well_formed_and_keeps_every_attribute() -> None:
+    item = item_from_entry(make_entry(), tag_uri("example.com", "entry/1"))
+    body = render_atom(META, [item])
+    root = ElementTree.fromstring(body)
+    links = {link.get("rel"): link.attrib for link in root.findall(f"{ATOM}link")}
+    assert links["self"]["type"] == "application/atom+xml"
+    assert links["alternate"] == {
+        "rel": "alternate",
+        "href": "https://example.com/",
+        "type": "text/html",
+    }
+    assert {"first", "next", "previous"} <= set(links)
+    (entry,) = root.findall(f"{ATOM}entry")
+    assert entry.findtext(f"{ATOM}title") == "Title  with controls  and <b>tags</b>"
+    enclosure = entry.find(f"{ATOM}link[@rel='enclosure']")
+    assert enclosure is not None
+    assert enclosure.attrib == {
+        "rel": "enclosure",
+        "href": "https://cdn.example/a.mp3",
+        "type": "audio/mpeg",
+        "length": "1234",
+    }
+    assert entry.find(f"{ATOM}content").get("type") == "html"  # type: ignore[union-attr]
+    assert entry.find(f"{ATOM}source/{ATOM}id").text == "https://source.example/feed.xml"  # type: ignore[union-attr]
+    parsed = feedparser.parse(body)
+    assert parsed.bozo == 0 and parsed.entries[0].published == "2026-11-25T11:00:00Z"
+    assert parsed.entries[0].updated == "2026-11-25T12:00:00Z"
+
+
+def test_rss_description_keeps_plain_text_as_text() -> None:
+    item = item_from_entry(make_entry(), "tag:example.com,2026:entry/1")
+    root = ElementTree.fromstring(render_rss(META, [item]))
+    rss_item = root.find("channel/item")
+    assert rss_item is not None
+    assert rss_item.findtext("description") == "Plain &lt;b&gt;text&lt;/b&gt; summary"
+    assert rss_item.findtext("{http://purl.org/rss/1.0/modules/content/}encoded") == (
+        "<p>Rich &amp; <b>bold</b></p>"
+    )
+    assert rss_item.findtext("pubDate") == "Wed, 25 Nov 2026 11:00:00 GMT"
+    assert rss_item.find("guid").get("isPermaLink") == "false"  # type: ignore[union-attr]
+    parsed = feedparser.parse(render_rss(META, [item]))
+    assert (
+        parsed.bozo == 0 and parsed.entries[0].summary == "Plain &lt;b&gt;text&lt;/b&gt; summary"
+    )  # as HTML
+
+
+def test_json_feed_shape() -> None:
+    item = item_from_entry(make_entry(), "tag:example.com,2026:entry/1")
+    document = json.loads(render_json(META, [item]))
+    assert document["version"] == "https://jsonfeed.org/version/1.1"
+    assert document["next_url"] == META.next_url
+    (value,) = document["items"]
+    assert (
+        value["id"] == "tag:example.com,2026:entry/1" and "image" not in value
+    )  # javascript: dropped
+    assert value["attachments"] == [
+        {"url": "https://cdn.example/a.mp3", "mime_type": "audio/mpeg", "size_in_bytes": 1234}
+    ]
+    assert value["date_published"] == "2026-11-25T11:00:00Z"
+    assert value["_source"]["title"] == 'Source "One"'
+
+
+def test_entry_without_content_or_link_still_valid_atom() -> None:
+    bare = make_entry(link=None, content_html="", summary="", author=None, enclosures=())
+    body = render_atom(META, [item_from_entry(bare, "tag:example.com,2026:entry/1")])
+    parsed = feedparser.parse(body)
+    assert parsed.bozo == 0 and parsed.entries[0].content[0].type == "text/plain"
+
+
+def test_story_item_lists_outlets_escaped() -> None:
+    story = Story(
+        7, "Quake <hits>", 1, ("quake",), None, NOW - timedelta(hours=2), NOW, 2, 2, ("A", "B")
+    )
+    entries = [
+        make_entry(1, title="<script>x</script>", feed_title="A & Co"),
+        make_entry(2, feed_id=4, link="javascript:alert(1)", title="Plain", feed_title="B"),
+    ]
+    item = item_from_story(
+        story, entries, "tag:example.com,2026:story/7", "https://example.com/stories/7"
+    )
+    assert item.updated == NOW and item.title == "Quake <hits>"
+    assert "&lt;script&gt;x&lt;/script&gt;</a> — A &amp; Co" in item.content_html
+    assert "javascript" not in item.content_html and "<li>Plain — B</li>" in item.content_html
+
+
+def test_safe_url() -> None:
+    assert safe_url("https://a.example/x") == "https://a.example/x"
+    for bad in ("javascript:alert(1)", "/relative", "data:text/html,x", "", None, "http://"):
+        assert safe_url(bad) is None
