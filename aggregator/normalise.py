@@ -13,15 +13,16 @@ fill a `RawEntry` with what the document says; `normalise_entry` turns it into a
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import html
-import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
@@ -56,6 +57,15 @@ MAX_ENCLOSURES = 20
 
 KEY_MAX_CHARS = 512
 """Longer guids are hashed so the key fits an indexed column."""
+
+SECONDS_PER_UPDATE_PERIOD = {
+    "hourly": 3600,
+    "daily": 86400,
+    "weekly": 7 * 86400,
+    "monthly": 30 * 86400,
+    "yearly": 365 * 86400,
+}
+"""sy:updatePeriod values (RSS 1.0 syndication module) in seconds."""
 
 ELLIPSIS = "\u2026"
 
@@ -168,24 +178,37 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "a": {"href", "title", "hreflang"},
     "img": {"src", "alt", "title", "width", "height"},
     "abbr": {"title"},
-    "blockquote": {"cite"},
-    "q": {"cite"},
-    "del": {"cite", "datetime"},
-    "ins": {"cite", "datetime"},
+    "del": {"datetime"},
+    "ins": {"datetime"},
     "time": {"datetime"},
     "td": {"colspan", "rowspan"},
     "th": {"colspan", "rowspan", "scope"},
     "ol": {"start"},
 }
-"""Attributes we keep, per tag: no style, class, id or event handlers anywhere."""
-
-URL_ATTRIBUTES = frozenset({"href", "src", "cite"})
-"""Attributes holding a URL, resolved against the content's base."""
+"""Attributes we keep, per tag: no style, class, id or event handlers anywhere; no
+`cite` either (nh3 checks the scheme of href and src only, and readers never see it)."""
 
 CLEAN_CONTENT_TAGS = frozenset({"script", "style", "noscript", "template", "textarea"})
 """Tags dropped together with their text: what they contain is not prose."""
 
+HTML_CLEANER_CACHE_SIZE = 1024
+"""nh3 cleaners are cached per base URL (building one costs ~20 µs, a third of a
+typical clean); a feed has one base or a handful (xml:base per entry)."""
+
+SUMMARY_PREFIX_FACTOR = 8
+"""`summary_of_html` reads this many times `SUMMARY_MAX_CHARS` of HTML: article markup
+rarely has more than 8 characters of markup per character of text at its start; when
+it does, the summary is merely shorter."""
+
 _WHITESPACE = re.compile(r"\s+")
+_PARTIAL_TAIL = re.compile(r"<[^>]*\Z|&[#\w]*\Z")
+_TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quoted attrs)
+URL_ATTRIBUTES = frozenset({"href", "src"})
+"""Attributes of `ALLOWED_ATTRIBUTES` that hold a URL."""
+
+_EMPTY_URL_HINT = re.compile(r"""(?:href|src)\s*=\s*(?:(["'])\s*\1|(?=[\s>]))""", re.I)
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
+_PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:[/?#]|\Z)", re.IGNORECASE)
 _IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]+)"')
 
 
@@ -241,26 +264,27 @@ def normalise_entry(
     published = clamp_date(raw.published, fetched_at)
     updated = clamp_date(raw.updated, fetched_at)
     content_html = sanitise_html(_as_html(raw.content, raw.content_is_text), base)
-    summary_src = raw.summary if raw.summary else raw.content
-    summary_text = raw.summary_is_text if raw.summary else raw.content_is_text
-    if not content_html and raw.summary:
-        content_html = sanitise_html(_as_html(raw.summary, raw.summary_is_text), base)
-    summary = summarise(summary_src, is_text=summary_text)
-    entry = EntryData(
-        key=entry_key(guid, link, title, published or updated, content_html),
-        title=title,
-        link=link,
-        published_at=published or updated,
-        updated_at=updated or published,
-        author=plain_text(raw.author, AUTHOR_MAX_CHARS) or None,
-        summary=summary,
-        content_html=content_html,
-        image_url=lead_image(raw, content_html, feed_url),
-        tags=normalise_tags(raw.tags),
-        enclosures=normalise_enclosures(raw.enclosures, feed_url),
-        language=normalise_language(raw.language) or normalise_language(feed_language),
-    )
-    return _with_hash(entry)
+    if content_html and raw.summary:
+        summary = summarise(raw.summary, is_text=raw.summary_is_text)
+    else:
+        if not content_html:  # the summary is all the content there is
+            content_html = sanitise_html(_as_html(raw.summary, raw.summary_is_text), base)
+        summary = summary_of_html(content_html)
+    fields: dict[str, Any] = {
+        "key": entry_key(guid, link, title, published or updated, content_html),
+        "title": title,
+        "link": link,
+        "published_at": published or updated,
+        "updated_at": updated or published,
+        "author": plain_text(raw.author, AUTHOR_MAX_CHARS) or None,
+        "summary": summary,
+        "content_html": content_html,
+        "image_url": lead_image(raw, content_html, feed_url),
+        "tags": normalise_tags(raw.tags),
+        "enclosures": normalise_enclosures(raw.enclosures, feed_url),
+        "language": normalise_language(raw.language) or normalise_language(feed_language),
+    }
+    return EntryData(**fields, content_hash=_hash_fields(fields))
 
 
 def entry_key(
@@ -287,29 +311,32 @@ def _sha256_key(text: str) -> str:
 
 def content_hash(entry: EntryData) -> str:
     """sha256 over the reader-visible fields, so an edited entry is detected."""
-    parts = [
-        entry.title,
-        entry.link or "",
-        entry.summary,
-        entry.content_html,
-        entry.published_at.isoformat() if entry.published_at else "",
-        entry.updated_at.isoformat() if entry.updated_at else "",
-        entry.author or "",
-        entry.image_url or "",
-        list(entry.tags),
-        [[e.url, e.type, e.length] for e in entry.enclosures],
-    ]
-    blob = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return _hash_fields({name: getattr(entry, name) for name in EntryData.__dataclass_fields__})
+
+
+def _hash_fields(fields: Mapping[str, Any]) -> str:
+    published, updated = fields["published_at"], fields["updated_at"]
+    enclosures: tuple[Enclosure, ...] = fields["enclosures"]
+    parts = (
+        fields["title"],
+        fields["link"] or "",
+        fields["summary"],
+        fields["content_html"],
+        published.isoformat() if published else "",
+        updated.isoformat() if updated else "",
+        fields["author"] or "",
+        fields["image_url"] or "",
+        "\x1f".join(fields["tags"]),
+        "\x1f".join(f"{e.url} {e.type or ''} {e.length or ''}" for e in enclosures),
+    )
+    # NUL cannot occur in XML text, so it separates the fields unambiguously
+    blob = "\0".join(parts)
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _rekey_by_content(entry: EntryData) -> EntryData:
+def _rekey_by_content(entry: EntryData) -> EntryData:  # rare: a shared link
     date = entry.published_at or entry.updated_at
     return replace(entry, key=entry_key(None, None, entry.title, date, entry.content_html))
-
-
-def _with_hash(entry: EntryData) -> EntryData:
-    return replace(entry, content_hash=content_hash(entry))
 
 
 # --- dates -------------------------------------------------------------------------
@@ -375,8 +402,11 @@ def absolute_url(
     url = url.strip()
     if not url:
         return None
+    if _PLAIN_HTTP_URL.match(url) and not _UNSAFE_URL_CHARS.search(url):
+        return url  # the common case, without urlsplit's cost
     try:
-        resolved = urljoin(base, url) if base else url
+        absolute = url.startswith(("http://", "https://")) and not _UNSAFE_URL_CHARS.search(url)
+        resolved = urljoin(base, url) if base and not absolute else url
         parts = urlsplit(resolved)
     except ValueError:
         return None
@@ -389,6 +419,8 @@ def absolute_url(
 
 def strip_tracking(url: str) -> str:
     """`url` without tracking query parameters (`TRACKING_PARAMS`, `TRACKING_PREFIXES`)."""
+    if "?" not in url:
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -426,9 +458,10 @@ def plain_text(value: str | None, limit: int | None = None) -> str:
     collapsed; cut to `limit` characters at a word boundary when given."""
     if not value:
         return ""
-    if "<" in value or "&" in value:
-        stripped = nh3.clean(value, tags=set(), clean_content_tags=set(CLEAN_CONTENT_TAGS))
-        value = html.unescape(stripped)
+    if "<" in value:
+        value = html.unescape(_TEXT_CLEANER.clean(value))
+    elif "&" in value:
+        value = html.unescape(value)  # entities only: what nh3 would decode
     text = collapse_whitespace(value)
     return truncate_words(text, limit) if limit else text
 
@@ -445,9 +478,13 @@ def truncate_words(text: str, limit: int) -> str:
 
 
 def summarise(value: str | None, *, is_text: bool = False) -> str:
-    """Plain-text summary bounded to `SUMMARY_MAX_CHARS`."""
+    """Plain-text summary bounded to `SUMMARY_MAX_CHARS`.
+
+    Only a prefix of `value` is read (see `SUMMARY_PREFIX_FACTOR`): a summary field can
+    hold a whole article, and the cost of stripping it would be wasted."""
     if not value:
         return ""
+    value = value[: SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR]
     if is_text:
         return truncate_words(collapse_whitespace(value), SUMMARY_MAX_CHARS)
     return plain_text(value, SUMMARY_MAX_CHARS)
@@ -463,26 +500,68 @@ def sanitise_html(value: str, base: str) -> str:
     """Sanitised HTML: allow-listed tags and attributes, URLs resolved against `base`
     and limited to http/https/mailto, `rel` forced on links, no style or handlers.
 
-    nh3 checks URL schemes first (relative URLs pass), then calls the attribute filter,
-    which resolves against `base` and checks the scheme of the result once more.
+    nh3 resolves relative URLs against `base` (WHATWG rules) and then checks the scheme
+    of the result; when `base` is not an absolute URL, relative URLs are dropped.
     """
     if not value or not value.strip():
         return ""
+    # the attribute filter costs a Python call per attribute: only when it may matter
+    cleaner = _html_cleaner(base, _EMPTY_URL_HINT.search(value) is not None)
+    cleaned: str = cleaner.clean(value).strip()
+    return cleaned
 
-    def resolve(tag: str, attribute: str, url: str) -> str | None:
-        if attribute not in URL_ATTRIBUTES:
-            return url
-        return absolute_url(url, base, URL_SCHEMES)
 
-    return nh3.clean(
-        value,
-        tags=set(ALLOWED_TAGS),
-        clean_content_tags=set(CLEAN_CONTENT_TAGS),
-        attributes=ALLOWED_ATTRIBUTES,
-        attribute_filter=resolve,
-        link_rel=LINK_REL,
-        url_schemes=set(URL_SCHEMES),
-    ).strip()
+def summary_of_html(sanitised: str) -> str:
+    """The plain-text summary of HTML that `sanitise_html` produced.
+
+    Cheaper than `summarise`: nh3's output is regular (tags closed, attributes
+    double-quoted), so a pattern strips the tags; and only a prefix long enough for
+    `SUMMARY_MAX_CHARS` of text is read, minus any tag or entity the cut splits.
+    """
+    head = sanitised[: SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR]
+    if len(head) < len(sanitised):
+        head = _PARTIAL_TAIL.sub("", head)
+    text = collapse_whitespace(html.unescape(_TAG.sub(" ", head)))
+    return truncate_words(text, SUMMARY_MAX_CHARS)
+
+
+def _drop_empty_urls(tag: str, attribute: str, value: str) -> str | None:
+    """An empty href/src would be resolved to the base (the feed, not the article) and
+    an empty <img src> would become the lead image: drop them.
+
+    nh3 calls this before it resolves relative URLs; it must never raise (nh3 would
+    report the error through `sys.unraisablehook` and drop the attribute).
+    """
+    return None if attribute in URL_ATTRIBUTES and not value.strip() else value
+
+
+def _cleaner(base: str | None, drop_empty: bool) -> nh3.Cleaner:
+    """A cleaner resolving relative URLs against `base`, or dropping them (None)."""
+    common: dict[str, Any] = {
+        "tags": set(ALLOWED_TAGS),
+        "clean_content_tags": set(CLEAN_CONTENT_TAGS),
+        "attributes": ALLOWED_ATTRIBUTES,
+        "link_rel": LINK_REL,
+        "url_schemes": set(URL_SCHEMES),
+    }
+    if drop_empty:
+        common["attribute_filter"] = _drop_empty_urls
+    if base is None:
+        return nh3.Cleaner(**common, url_relative="deny")
+    return nh3.Cleaner(**common, url_relative=("rewrite_with_base", base))
+
+
+@functools.lru_cache(maxsize=HTML_CLEANER_CACHE_SIZE)
+def _html_cleaner(base: str, drop_empty: bool) -> nh3.Cleaner:
+    if absolute_url(base, None) is not None:
+        try:
+            return _cleaner(base, drop_empty)
+        except ValueError:
+            pass
+    return _cleaner(None, True)  # no usable base: relative URLs are dropped
+
+
+_TEXT_CLEANER = nh3.Cleaner(tags=set(), clean_content_tags=set(CLEAN_CONTENT_TAGS))
 
 
 # --- images, tags, enclosures, language ---------------------------------------------
@@ -553,6 +632,26 @@ def normalise_language(value: str | None) -> str | None:
         return None
     text = value.strip().replace("_", "-").lower()
     return text[:35] or None
+
+
+def ttl_seconds(feed: Mapping[str, Any]) -> int | None:
+    """RSS <ttl> (minutes), else sy:updatePeriod / sy:updateFrequency, in seconds."""
+    ttl = _positive_int(feed.get("ttl"))
+    if ttl is not None:
+        return ttl * 60
+    period = str(feed.get("sy_updateperiod") or "").strip().lower()
+    if period not in SECONDS_PER_UPDATE_PERIOD:
+        return None
+    frequency = _positive_int(feed.get("sy_updatefrequency")) or 1
+    return max(1, SECONDS_PER_UPDATE_PERIOD[period] // frequency)
+
+
+def _positive_int(value: object) -> int | None:
+    text = str(value).strip() if value is not None else ""
+    if not text.isdigit() or len(text) > 9:
+        return None
+    number = int(text)
+    return number if number > 0 else None
 
 
 def normalise_entries(

@@ -65,6 +65,8 @@ XSS_PAYLOADS = (
     "<style>@import 'https://evil.example/x.css';</style>",
     '<link rel="stylesheet" href="https://evil.example/x.css">',
     '<details open ontoggle="alert(1)">t</details>',
+    '<blockquote cite="javascript:alert(1)">q</blockquote>',
+    '<a href="">empty</a><img src=" ">',
 )
 """RELIABILITY.md S6 payloads plus a few OWASP cheat-sheet classics."""
 
@@ -198,6 +200,16 @@ def test_sanitised_html_is_safe(payload: str) -> None:
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)
 def test_plain_text_of_payload_has_no_markup(payload: str) -> None:
     assert text_problems(plain_text(payload)) == []
+
+
+def test_empty_urls_are_dropped_not_resolved_to_the_base() -> None:
+    out = sanitise_html('<a href="">a</a><a href=" ">b</a><img src="">', "https://x.org/d/")
+    assert "href" not in out and "src" not in out
+
+
+def test_relative_urls_dropped_without_a_usable_base() -> None:
+    out = sanitise_html('<a href="/a">a</a><a href="https://y.org/">b</a>', "not a url")
+    assert 'href="https://y.org/"' in out and out.count("href") == 1
 
 
 def test_relative_urls_resolved_and_rel_forced() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from aggregator.exceptions import ParseError
+from aggregator.fastparse import parse_fast, refusal
 from aggregator.models import Enclosure, ParsedFeed
 from aggregator.normalise import MAX_FUTURE_SKEW
 from aggregator.parse import parse_feed
@@ -344,10 +346,15 @@ def _assert_safe(feed: ParsedFeed) -> None:
             assert url is None or url.startswith(("http://", "https://"))
 
 
-def test_xss_payloads_in_rss() -> None:
-    feed = parse_bytes(_xss_feed())
+@pytest.mark.parametrize("fast", [True, False])
+def test_xss_payloads_in_rss(fast: bool) -> None:
+    feed = parse_bytes(_xss_feed(), fast=fast)
     assert len(feed.entries) == len(XSS_PAYLOADS)
     _assert_safe(feed)
+
+
+def test_xss_feed_takes_the_fast_path() -> None:
+    assert refusal(_xss_feed()) is None
 
 
 def test_xss_payloads_in_json_feed() -> None:
@@ -370,3 +377,82 @@ def test_xss_payloads_in_json_feed() -> None:
     feed = parse_bytes(json.dumps(doc).encode())
     assert feed.entries[0].link is None
     _assert_safe(feed)
+
+
+# --- fast path (phase 2) ----------------------------------------------------------------
+
+FAST_FIXTURES = ["rss20.xml", "atom10.xml", "rss10.rdf", "latin1.xml", "dates.xml"]
+
+
+@pytest.mark.parametrize("name", FAST_FIXTURES)
+def test_fast_path_gives_the_same_feed_as_feedparser(name: str) -> None:
+    data = (DATA / name).read_bytes()
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    slow = parse_bytes(data, fast=False)
+    assert fast.entries == slow.entries
+    assert (fast.format, fast.title, fast.link, fast.language, fast.ttl_seconds) == (
+        slow.format,
+        slow.title,
+        slow.link,
+        slow.language,
+        slow.ttl_seconds,
+    )
+    assert fast.dropped == slow.dropped
+
+
+BASIC_ITEM = "<item><title>t</title><guid>g</guid>{extra}</item>"
+
+
+def _rss(extra: str = "", version: str = "2.0", channel_extra: str = "") -> bytes:
+    item = BASIC_ITEM.format(extra=extra)
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="{version}" '
+        'xmlns:media="http://search.yahoo.com/mrss/" xmlns:x="urn:unknown" '
+        'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">'
+        f"<channel><title>c</title>{channel_extra}{item}</channel></rss>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ((DATA / "truncated.xml").read_bytes(), "not well-formed"),
+        ((DATA / "wrong_charset.xml").read_bytes(), "not well-formed"),
+        ((DATA / "rss091_netscape.xml").read_bytes(), "RSS version"),
+        ((DATA / "not_a_feed.html").read_bytes(), "not RSS 2.0"),
+        (_rss("<itunes:owner><itunes:name>n</itunes:name></itunes:owner>"), "itunes_owner"),
+        (_rss("<x:wrap><title>inner</title></x:wrap>"), "known element inside"),
+        (_rss("<description><p>raw markup</p></description>"), "markup where text"),
+        (_rss("<textinput><title>x</title></textinput>"), "feedparser reads: textinput"),
+        (_rss(channel_extra="<item><item><title>n</title></item></item>"), "outside"),
+    ],
+)
+def test_fast_path_declines_when_in_doubt(data: bytes, reason: str) -> None:
+    assert reason in (refusal(data) or "")
+    assert parse_fast(data, url=FEED_URL, fetched_at=FETCHED) is None
+    with contextlib.suppress(ParseError):  # the HTML page is not a feed at all
+        parse_bytes(data)  # feedparser reads the rest
+
+
+def test_fast_path_declines_a_contradicting_http_charset() -> None:
+    data = (DATA / "latin1.xml").read_bytes()
+    assert refusal(data, content_type="text/xml; charset=utf-8") is not None
+    assert refusal(data, content_type="text/xml; charset=ISO-8859-1") is None
+    assert parse_bytes(data, content_type="text/xml; charset=utf-8").entries
+
+
+def test_fast_path_ignores_unknown_extensions_and_blank_lines_before_declaration() -> None:
+    data = b"\n\n  " + _rss("<x:rating>5</x:rating><x:meta a='1'><x:deep/></x:meta>")
+    feed = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert feed is not None and [e.key for e in feed.entries] == ["g"]
+    assert feed.warning is not None and "whitespace" in feed.warning
+
+
+def test_fast_path_caps_100k_items_quickly() -> None:
+    data = _big_rss(100_000)
+    assert refusal(data) is None
+    start = time.perf_counter()
+    feed = parse_bytes(data, max_entries=500)
+    assert time.perf_counter() - start < 2.0
+    assert len(feed.entries) == 500 and feed.dropped == 99_500

@@ -1,0 +1,847 @@
+"""The lxml fast path of `parse`: well-formed RSS 2.0, Atom 1.0 and RSS 1.0 only.
+
+This module owns reading those documents with lxml into the same `RawEntry` values the
+feedparser path produces, many times faster. It follows feedparser 6's rules for the
+fields we keep (which element wins, xml:base, guid-as-link, the UTF-8 and cp1252
+repairs, date parsing) and returns None — "let feedparser do it" — whenever in doubt:
+not well-formed, another format, a charset the HTTP header contradicts, an element in
+an entry that feedparser maps onto one of our fields but this module does not model,
+markup where text was expected, base64 content, an item outside its channel, ...
+
+Element names are compared the way feedparser sees them: lower-cased, prefixed with
+feedparser's prefix for known namespace URIs (`dc_creator`, `content_encoded`) or the
+document's own prefix for unknown ones, bare for the RSS/Atom namespaces. Whether
+feedparser has a handler for a name is asked of feedparser itself, so an element it
+would read and we do not is always a reason to fall back.
+
+feedparser's URL-joining and date helpers are reused (they are what makes the two
+paths agree); if a feedparser upgrade removes them, the fast path switches itself off.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from email.message import Message
+from html import escape
+from typing import Any
+
+from lxml import etree
+
+from aggregator.models import ParsedFeed
+from aggregator.normalise import (
+    RawEntry,
+    absolute_url,
+    normalise_entries,
+    normalise_language,
+    plain_text,
+    struct_to_datetime,
+    ttl_seconds,
+)
+
+try:  # feedparser internals, pinned by feedparser<7 in pyproject
+    from feedparser.api import StrictFeedParser as _FeedparserClass
+    from feedparser.datetimes import _parse_date as _feedparser_date
+    from feedparser.html import _cp1252 as _CP1252
+    from feedparser.mixin import _FeedParserMixin as _Mixin
+    from feedparser.urls import _urljoin as _feedparser_urljoin
+    from feedparser.urls import make_safe_absolute_uri as _feedparser_safe_uri
+
+    _NAMESPACE_PREFIXES: dict[str, str] = {k.lower(): v for k, v in _Mixin.namespaces.items()}
+    _looks_like_html: Callable[[str], bool] = _Mixin.looks_like_html
+    AVAILABLE = True
+except (ImportError, AttributeError):  # pragma: no cover - depends on feedparser
+    AVAILABLE = False
+
+FEED_TITLE_MAX_CHARS = 300
+"""Bound on a feed's title (same as `parse`)."""
+
+ATOM = "http://www.w3.org/2005/Atom"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+RSS10 = "http://purl.org/rss/1.0/"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+XHTML = "http://www.w3.org/1999/xhtml"
+XML_BASE = f"{{{XML_NS}}}base"
+XML_LANG = f"{{{XML_NS}}}lang"
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+TEXT_TYPES = frozenset({"text/plain"}) | HTML_TYPES
+"""Content types feedparser keeps as text; anything else it may base64-decode."""
+
+PUBLISHED_NAMES = frozenset({"pubdate", "published", "issued", "dcterms_issued"})
+UPDATED_NAMES = frozenset({"updated", "modified", "dc_date", "dcterms_modified"})
+SUMMARY_NAMES = frozenset({"description", "summary", "itunes_summary"})
+CONTENT_NAMES = frozenset({"content", "content_encoded"})
+AUTHOR_TEXT_NAMES = frozenset({"dc_creator", "dc_author", "itunes_author"})
+TITLE_NAMES = frozenset({"title", "dc_title"})
+CATEGORY_NAMES = frozenset({"category", "dc_subject", "media_category"})
+IGNORED_NAMES = frozenset(
+    {
+        "comments",
+        "itunes_explicit",
+        "itunes_image",
+        "itunes_subtitle",
+        "itunes_block",
+        "itunes_duration",
+        "rights",
+        "dc_rights",
+        "dc_publisher",
+        "copyright",
+        "media_rating",
+        "media_restriction",
+        "media_license",
+        "media_player",
+        "media_credit",
+        "media_text",
+        "georss_point",
+        "georss_line",
+        "georss_polygon",
+        "georss_box",
+        "georss_where",
+        "georss_elev",
+        "georss_featurename",
+        "georss_featuretypetag",
+        "georss_relationshiptag",
+        "psc_chapters",
+        "expirationdate",
+        "created",
+        "dcterms_created",
+        "contributor",
+        "dc_contributor",
+        "cc_license",
+        "creativecommons_license",
+        "newlocation",
+        "source",
+        "subtitle",
+        "language",
+        "dc_language",
+    }
+)
+"""Entry elements feedparser reads into fields we do not use: skipped with their whole
+subtree (Atom `source` holds its own title/id/link, which feedparser files apart)."""
+
+TITLE_RESET_NAMES = frozenset({"source"})
+"""Elements after which feedparser lets a later title replace the first one."""
+
+LEADING_SPACE_WARNING = "whitespace before the XML declaration (ignored)"
+"""The one defect the fast path repairs: blank lines before `<?xml` make a document
+not well-formed (feedparser then falls back to its slow loose parser), yet they change
+nothing about its content. 20 of the 31 ill-formed snapshots have only this defect."""
+
+_LEADING_SPACE_BEFORE_DECLARATION = re.compile(rb"\s+<\?xml\s")
+_LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
+_C1_CONTROLS = re.compile("[\x80-\x9f]")
+
+
+class _Doubt(Exception):
+    """Raised anywhere in the fast path to fall back to feedparser; says why."""
+
+
+def parse_fast(
+    data: bytes,
+    *,
+    url: str,
+    content_type: str | None = None,
+    fetched_at: datetime,
+    max_entries: int = 500,
+) -> ParsedFeed | None:
+    """Parse a well-formed RSS 2.0 / Atom 1.0 / RSS 1.0 document with lxml.
+
+    Args:
+        data: The document (already past the DTD guard).
+        url: The feed URL, the base of relative links.
+        content_type: The response's Content-Type; a charset it names that differs
+            from the document's own sends the document to feedparser.
+        fetched_at: The fetch time, for date clamping.
+        max_entries: Entries kept at most; the rest are counted as dropped.
+
+    Returns:
+        The parsed feed, or None when feedparser should read the document instead.
+    """
+    try:
+        return _parse(data, url, content_type, fetched_at, max_entries)
+    except _Doubt:
+        return None
+
+
+def refusal(data: bytes, *, content_type: str | None = None) -> str | None:
+    """Why the fast path leaves `data` to feedparser (None: it does not); for `bench`."""
+    try:
+        _parse(data, "https://example.invalid/", content_type, datetime.now().astimezone(), 1)
+    except _Doubt as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _parse(
+    data: bytes, url: str, content_type: str | None, fetched_at: datetime, cap: int
+) -> ParsedFeed:
+    if not AVAILABLE:
+        raise _Doubt("feedparser helpers unavailable")
+    warning = None
+    if _LEADING_SPACE_BEFORE_DECLARATION.match(data):
+        data = data.lstrip()
+        warning = LEADING_SPACE_WARNING
+    try:
+        root = etree.fromstring(data, _parser())
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        raise _Doubt("not well-formed") from exc
+    if root is None:
+        raise _Doubt("no root element")
+    parsed = _read(root, url=url, content_type=content_type, fetched_at=fetched_at, cap=cap)
+    return replace(parsed, warning=warning) if warning else parsed
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        recover=False,
+    )
+
+
+# --- document level -------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What the whole document decides about reading its text."""
+
+    atom: bool  # feedparser guesses HTML in "plain text" only outside Atom
+    names: dict[tuple[str | None, str], str] = field(default_factory=dict)  # fp names
+    bases: dict[etree._Element, str] | None = None  # None: no xml:base in the document
+
+    def base(self, element: etree._Element) -> str:
+        """feedparser's base URI while it reads `element` (see `_sequential_bases`)."""
+        return self.bases.get(element, "") if self.bases is not None else ""
+
+
+def _read(
+    root: etree._Element, *, url: str, content_type: str | None, fetched_at: datetime, cap: int
+) -> ParsedFeed:
+    _check_charset(content_type, _document_encoding(root))
+    fmt, channel, items = _layout(root)
+    ctx = _Context(atom=fmt == "atom10")
+    ctx.bases = _sequential_bases(root)
+    feed = _read_channel(ctx, root, channel)
+    language = normalise_language(feed.language)
+    entries, dropped = normalise_entries(
+        _entries(ctx, items, cap),
+        feed_url=url,
+        feed_language=language,
+        fetched_at=fetched_at,
+        max_entries=cap,
+    )
+    return ParsedFeed(
+        format=fmt,
+        title=plain_text(feed.title, FEED_TITLE_MAX_CHARS) or None,
+        link=absolute_url(feed.link, url),
+        language=language,
+        entries=entries,
+        ttl_seconds=feed.ttl_seconds,
+        dropped=dropped + max(0, len(items) - cap),
+    )
+
+
+def _entries(ctx: _Context, items: list[etree._Element], cap: int) -> Iterator[RawEntry]:
+    for item in items[:cap]:
+        yield _read_entry(ctx, item)
+
+
+def _document_encoding(root: etree._Element) -> str:
+    declared = root.getroottree().docinfo.encoding or "utf-8"
+    try:
+        return codecs.lookup(declared).name
+    except LookupError as exc:
+        raise _Doubt("unknown encoding") from exc
+
+
+def _check_charset(content_type: str | None, encoding: str) -> None:
+    """feedparser lets an HTTP charset override the document's: leave that to it."""
+    if not content_type:
+        return
+    message = Message()
+    message["content-type"] = content_type
+    charset = message.get_param("charset")
+    if not isinstance(charset, str):
+        return
+    try:
+        same = codecs.lookup(charset).name == encoding
+    except LookupError as exc:
+        raise _Doubt("unknown HTTP charset") from exc
+    if not same:
+        raise _Doubt("HTTP charset differs from the document's")
+
+
+def _layout(root: etree._Element) -> tuple[str, etree._Element, list[etree._Element]]:
+    """The format, the channel-like element and the entries; doubt for anything else."""
+    tag = root.tag
+    if tag == "rss":
+        if not (root.get("version") or "").startswith("2."):
+            raise _Doubt("RSS version other than 2.x")
+        channels = [c for c in root if c.tag == "channel"]
+        if len(channels) != 1:
+            raise _Doubt("not exactly one channel")
+        items = [c for c in channels[0] if c.tag == "item"]
+        _only_these(root, "item", items)
+        return "rss20", channels[0], items
+    if tag == f"{{{ATOM}}}feed":
+        entries = [c for c in root if c.tag == f"{{{ATOM}}}entry"]
+        _only_these(root, f"{{{ATOM}}}entry", entries)
+        return "atom10", root, entries
+    if tag == f"{{{RDF}}}RDF":
+        channels = [c for c in root if c.tag == f"{{{RSS10}}}channel"]
+        if len(channels) != 1:
+            raise _Doubt("not exactly one RSS 1.0 channel")
+        items = [c for c in root if c.tag == f"{{{RSS10}}}item"]
+        _only_these(root, f"{{{RSS10}}}item", items)
+        return "rss10", channels[0], items
+    raise _Doubt("not RSS 2.0, Atom 1.0 or RSS 1.0")
+
+
+def _only_these(root: etree._Element, tag: str, expected: list[etree._Element]) -> None:
+    """feedparser reads items wherever they are: any item elsewhere is a doubt."""
+    if sum(1 for _ in root.iter(tag, "item", "entry")) != len(expected):
+        raise _Doubt("entries outside their channel")
+
+
+def _sequential_bases(root: etree._Element) -> dict[etree._Element, str] | None:
+    """The base URI feedparser holds at each element, replaying its state machine.
+
+    feedparser starts from "" (it is not told the feed URL), joins each xml:base onto
+    the current base at a start tag, and at an end tag restores the parent's base only
+    when that is non-empty — so a base can outlive its element and apply to later
+    siblings. Replaying the same steps with its own join functions gives the same
+    results. Documents without any xml:base skip this (the base is "" throughout).
+    """
+    if root.get("base") is not None or root.find(".//*[@base]") is not None:
+        raise _Doubt("a bare base attribute")
+    if root.get(XML_BASE) is None and root.find(f".//*[@{XML_BASE}]") is None:
+        return None
+    bases: dict[etree._Element, str] = {}
+    stack: list[str] = []
+    current = ""
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            given = element.get(XML_BASE) or current
+            if current:
+                current = _feedparser_safe_uri(current, given) or current
+            else:
+                current = _feedparser_urljoin(current, given)
+            stack.append(current)
+            bases[element] = current
+        else:
+            stack.pop()
+            if stack and stack[-1]:
+                current = stack[-1]
+    return bases
+
+
+# --- names, text, URLs ------------------------------------------------------------------
+
+
+def _fp_name(ctx: _Context, element: etree._Element) -> str:
+    """The name feedparser dispatches on (`dc_creator`, `title`, `media_content`)."""
+    tag = element.tag
+    if not isinstance(tag, str):
+        raise _Doubt("special node in an entry")
+    key = (element.prefix, tag)
+    cached = ctx.names.get(key)
+    if cached is not None:
+        return cached
+    qname = etree.QName(tag)
+    local = qname.localname.lower()
+    namespace = (qname.namespace or "").lower()
+    if "backend.userland.com/rss" in namespace:
+        namespace = "http://backend.userland.com/rss"
+    prefix = _NAMESPACE_PREFIXES.get(namespace, element.prefix) if namespace else None
+    name = f"{prefix.lower()}_{local}" if prefix else local
+    ctx.names[key] = name
+    return name
+
+
+_HANDLED: dict[str, bool] = {}
+
+
+def _has_handler(name: str) -> bool:
+    """Whether feedparser has a handler for `name` (it then reads it into a field)."""
+    known = _HANDLED.get(name)
+    if known is None:
+        known = hasattr(_FeedparserClass, f"_start_{name}") or hasattr(
+            _FeedparserClass, f"_end_{name}"
+        )
+        _HANDLED[name] = known
+    return known
+
+
+def _text(ctx: _Context, element: etree._Element) -> str:
+    """Element text as feedparser pops it: stripped, UTF-8 repaired, cp1252 mapped."""
+    if len(element):
+        raise _Doubt("markup where text was expected")
+    return _repair(ctx, (element.text or "").strip())
+
+
+def _repair(ctx: _Context, text: str) -> str:
+    """feedparser's two repairs: UTF-8 that was read as Latin-1 (it applies this to
+    every document, having converted them all to UTF-8 first), and C1 controls that
+    are really cp1252 characters."""
+    if not text or text.isascii():
+        return text
+    try:
+        text = text.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    # str.translate with a dict costs a lookup per character: only when needed
+    return text.translate(_CP1252) if _C1_CONTROLS.search(text) else text
+
+
+def _attrs(element: etree._Element) -> dict[str, str]:
+    """Attributes as feedparser normalises them: names lower-cased (with feedparser's
+    prefix for known namespaces), rel and type values lower-cased."""
+    out: dict[str, str] = {}
+    for key, value in element.attrib.items():
+        name = str(key)
+        if name.startswith("{"):
+            namespace, _, local = name[1:].partition("}")
+            if namespace == XML_NS:
+                name = f"xml:{local}"
+            else:
+                prefix = _NAMESPACE_PREFIXES.get(namespace.lower(), "")
+                name = f"{prefix}:{local}" if prefix else local
+        name = name.lower()
+        out[name] = value.lower() if name in ("rel", "type") else str(value)
+    return out
+
+
+def _resolve(base: str, uri: str) -> str:
+    """feedparser's `_urljoin`; with an empty base that only folds extra slashes after
+    "scheme://", so the common case skips it."""
+    if not base and ":///" not in uri:
+        return uri
+    return str(_feedparser_urljoin(base or "", uri))
+
+
+def _lang_of(element: etree._Element) -> str | None:
+    node: etree._Element | None = element
+    while node is not None:
+        lang = node.get(XML_LANG)
+        if lang is not None:
+            return lang.replace("_", "-") or None
+        node = node.getparent()
+    return None
+
+
+def _href(attrs: dict[str, str]) -> str | None:
+    """The href as feedparser's `_enforce_href` leaves it: url, uri or href when one is
+    non-empty, else an empty href attribute ("" still counts), else None."""
+    value = attrs.get("url", attrs.get("uri", attrs.get("href")))
+    if value:
+        return value
+    return attrs.get("href")
+
+
+def _map_type(kind: str) -> str:
+    kind = kind.lower()
+    if kind in ("text", "plain"):
+        return "text/plain"
+    if kind == "html":
+        return "text/html"
+    return "application/xhtml+xml" if kind == "xhtml" else kind
+
+
+def _link_value(ctx: _Context, element: etree._Element) -> str | None:
+    """What a <link> sets as the link: an html alternate href, or its text; else None."""
+    base = ctx.base(element)
+    attrs = _attrs(element)
+    href = _href(attrs)
+    if href is not None:
+        rel = attrs.get("rel", "alternate")
+        kind = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html")
+        if rel == "alternate" and _map_type(kind) in HTML_TYPES:
+            return _resolve(base, href)
+        return None
+    text = _text(ctx, element)
+    if text:
+        text = _resolve(base, text)
+    # feedparser's repair of query strings read as entity references
+    if "&" not in text:
+        return text
+    return _LINK_ENTITY.sub(r"&\g<1>", text.replace("&amp;", "&"))
+
+
+# --- channel ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Feed:
+    title: str | None = None
+    link: str | None = None
+    language: str | None = None
+    ttl_seconds: int | None = None
+
+
+def _read_channel(ctx: _Context, root: etree._Element, channel: etree._Element) -> _Feed:
+    feed = _Feed(language=_lang_of(root))
+    title_lang: str | None = None
+    hints: dict[str, str] = {}
+    for child in channel:
+        if len(child):
+            continue
+        name = _fp_name(ctx, child)
+        if name in TITLE_NAMES and feed.title is None:
+            feed.title = _text(ctx, child) or None
+            title_lang = _lang_of(child)
+        elif name == "link":
+            link = _link_value(ctx, child)
+            if link is not None:
+                feed.link = link
+        elif name in ("language", "dc_language"):
+            feed.language = _text(ctx, child) or feed.language
+        elif name in ("ttl", "sy_updateperiod", "sy_updatefrequency"):
+            hints[name] = _text(ctx, child)
+    feed.ttl_seconds = ttl_seconds(hints)
+    feed.language = feed.language or title_lang
+    return feed
+
+
+# --- entries ----------------------------------------------------------------------------
+
+
+@dataclass
+class _EntryState:
+    """One entry being read, with the bits of feedparser state that decide which
+    element wins: a title or summary is replaced only by one at the same depth or
+    shallower, the first non-empty title locks out later ones at its depth or deeper
+    (until an image or source element resets that), and a second summary becomes
+    content when there is no content yet."""
+
+    raw: RawEntry = field(default_factory=RawEntry)
+    link_set: bool = False
+    link_from_guid: bool = False
+    title_lock: int = -1  # feedparser's title_depth
+    title_depth: int | None = None  # depth of the stored title
+    summary_set: bool = False
+    summary_depth: int | None = None  # None also when copied from content
+    has_content: bool = False
+    tags: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)
+    thumbs: list[str] = field(default_factory=list)
+    media: list[str] = field(default_factory=list)
+
+
+def _read_entry(ctx: _Context, item: etree._Element) -> RawEntry:
+    attrs = _attrs(item)
+    if "href" in attrs or "lastmod" in attrs:
+        raise _Doubt("CDF attributes on an item")
+    state = _EntryState()
+    about = attrs.get("rdf:about")
+    if about:
+        state.raw.id = about
+    _read_children(ctx, state, item, 1)
+    raw = state.raw
+    if state.link_from_guid and raw.link == raw.id and not absolute_url(raw.link, None):
+        raw.link = None  # a guid is a link only if it is a URL (as in `parse`)
+    raw.tags = [term or label or "" for term, _scheme, label in state.tags]
+    raw.images = state.thumbs + state.media
+    return raw
+
+
+def _read_children(ctx: _Context, state: _EntryState, parent: etree._Element, depth: int) -> None:
+    for child in parent:
+        name = _fp_name(ctx, child)
+        handler = _ENTRY_HANDLERS.get(name)
+        if handler is not None:
+            handler(ctx, state, child, depth)
+        elif name in IGNORED_NAMES:
+            if name in TITLE_RESET_NAMES:
+                state.title_lock = -1
+        elif _has_handler(name):
+            raise _Doubt(f"entry element feedparser reads: {name}")
+        else:
+            _check_unknown(ctx, child)
+
+
+def _check_unknown(ctx: _Context, element: etree._Element) -> None:
+    """feedparser walks unknown elements too: nothing inside may be one it reads."""
+    for child in element:
+        name = _fp_name(ctx, child)
+        if _has_handler(name):
+            raise _Doubt(f"known element inside an unknown one: {name}")
+        _check_unknown(ctx, child)
+
+
+def _on_title(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    value = _content_value(ctx, child, "text/plain", guess=False)[0]
+    _store_title(state, child, value, depth)
+    if value:
+        state.title_lock = depth
+
+
+def _on_media_title(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    _store_title(state, child, _content_value(ctx, child, "text/plain", guess=False)[0], depth)
+
+
+def _store_title(state: _EntryState, child: etree._Element, value: str, depth: int) -> None:
+    if -1 < state.title_lock <= depth:
+        return
+    if state.title_depth is None or depth <= state.title_depth:
+        state.raw.title = value
+        state.title_depth = depth
+        state.raw.language = _lang_of(child)
+
+
+def _on_image(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    """An RSS <image> inside an item: its title and description count (deeper), its
+    link and url do not."""
+    state.title_lock = -1
+    for sub in child:
+        name = _fp_name(ctx, sub)
+        if name in ("title", "description"):
+            _ENTRY_HANDLERS[name](ctx, state, sub, depth + 1)
+        elif name not in ("link", "url", "width", "height"):
+            if _has_handler(name):
+                raise _Doubt(f"element inside an item image: {name}")
+            _check_unknown(ctx, sub)
+
+
+def _on_link(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    attrs = _attrs(child)
+    href = _href(attrs)
+    if href is not None:
+        _read_children(ctx, state, child, depth + 1)  # feedparser reads what is inside
+    if href is not None and attrs.get("rel") == "enclosure":
+        url = _resolve(ctx.base(child), href)
+        state.raw.enclosures.append((url, attrs.get("type"), attrs.get("length")))
+        return
+    value = _link_value(ctx, child)
+    if value is not None:
+        state.raw.link = value
+        state.link_set = True
+        state.link_from_guid = False
+
+
+def _on_guid(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    is_link = _attrs(child).get("ispermalink", "true") == "true"
+    value = _text(ctx, child)
+    if value and is_link:
+        value = _resolve(ctx.base(child), value)
+    state.raw.id = value
+    if is_link and not state.link_set:
+        state.raw.link = value
+        state.link_set = True
+        state.link_from_guid = True
+
+
+def _on_published(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    state.raw.published = _date(_text(ctx, child))
+
+
+def _on_updated(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    state.raw.updated = _date(_text(ctx, child))
+
+
+def _date(text: str) -> datetime | None:
+    return struct_to_datetime(_feedparser_date(text)) if text else None
+
+
+def _on_summary(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    if state.summary_set and not state.has_content:
+        _on_content(ctx, state, child, depth)  # feedparser's second summary is content
+        return
+    name = _fp_name(ctx, child)
+    default = "text/html" if name in ("description", "media_description") else "text/plain"
+    value, kind = _content_value(ctx, child, default)
+    if state.summary_depth is not None and depth > state.summary_depth:
+        return
+    state.raw.summary = value
+    state.raw.summary_is_text = kind == "text/plain"
+    state.summary_set = True
+    state.summary_depth = depth
+    if state.raw.base is None:
+        state.raw.base = ctx.base(child) or None
+
+
+def _on_content(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    if child.get("src") is not None:
+        raise _Doubt("out-of-line content")
+    default = "text/html" if _fp_name(ctx, child) == "content_encoded" else "text/plain"
+    value, kind = _content_value(ctx, child, default)
+    state.has_content = True
+    if state.raw.content is None:
+        state.raw.content = value
+        state.raw.content_is_text = kind == "text/plain"
+        state.raw.base = ctx.base(child) or None
+    if not state.summary_set:  # feedparser copies content to a missing summary,
+        state.raw.summary = value  # without its type (so it counts as HTML)
+        state.raw.summary_is_text = False
+        state.summary_set = True
+
+
+def _content_value(
+    ctx: _Context, element: etree._Element, default_type: str, guess: bool = True
+) -> tuple[str, str]:
+    """(value, mapped type) of a text construct; xhtml serialised without its div.
+    `guess`: apply feedparser's HTML guess (pointless for titles: always plain text)."""
+    given = _attrs(element).get("type") if len(element.attrib) else None
+    kind = _map_type(given or default_type) if given is not None else default_type
+    if kind not in TEXT_TYPES or element.get("mode") is not None:
+        raise _Doubt("base64 or escaped content mode")
+    if kind == "application/xhtml+xml":
+        return _xhtml(ctx, element), kind
+    value = _text(ctx, element)
+    if guess and kind == "text/plain" and not ctx.atom and _looks_like_html(value):
+        kind = "text/html"  # feedparser's guess for RSS "plain text" holding HTML
+    return value, kind
+
+
+def _xhtml(ctx: _Context, element: etree._Element) -> str:
+    children = list(element)
+    if len(children) == 1 and etree.QName(children[0]).localname == "div":
+        if (element.text or "").strip() or (children[0].tail or "").strip():
+            raise _Doubt("text around an xhtml div")
+        html = _serialise_children(children[0])
+    else:
+        html = _serialise_children(element)
+    return _repair(ctx, html.strip())
+
+
+def _serialise_children(element: etree._Element) -> str:
+    parts = [escape(element.text or "", quote=False)]
+    for child in element:
+        if not isinstance(child.tag, str):
+            raise _Doubt("special node in xhtml")
+        if etree.QName(child).namespace not in (XHTML, None):
+            raise _Doubt("MathML/SVG in xhtml")  # feedparser's handling is its own
+        local = etree.QName(child).localname
+        attrs = "".join(
+            f' {etree.QName(k).localname}="{escape(str(v))}"' for k, v in child.attrib.items()
+        )
+        parts.append(f"<{local}{attrs}>{_serialise_children(child)}</{local}>")
+        parts.append(escape(child.tail or "", quote=False))
+    return "".join(parts)
+
+
+def _on_author(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    if len(child) == 0:
+        state.raw.author = _text(ctx, child)
+        return
+    parts: dict[str, str] = {}
+    for sub in child:
+        name = _fp_name(ctx, sub)
+        if name in ("name", "email"):
+            parts[name] = _text(ctx, sub)
+        elif name not in ("uri", "url", "homepage"):
+            if _has_handler(name):
+                raise _Doubt(f"unexpected author part: {name}")
+            _check_unknown(ctx, sub)
+    person, email = parts.get("name"), parts.get("email")
+    if person and email:
+        state.raw.author = f"{person} ({email})"
+    elif person or email:
+        state.raw.author = person or email
+
+
+def _on_author_text(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    state.raw.author = _text(ctx, child)
+
+
+def _on_category(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    attrs = _attrs(child)
+    scheme = attrs.get("scheme", attrs.get("domain"))
+    if _fp_name(ctx, child) == "media_category" and scheme is None:
+        scheme = "http://search.yahoo.com/mrss/category_schema"
+    _add_tag(state, attrs.get("term"), scheme, attrs.get("label"))
+    value = _text(ctx, child)
+    if not value:
+        return
+    if state.tags and not state.tags[-1][0]:
+        _, last_scheme, last_label = state.tags[-1]
+        state.tags[-1] = (value, last_scheme, last_label)
+    else:
+        _add_tag(state, value, None, None)
+
+
+def _add_tag(state: _EntryState, term: str | None, scheme: str | None, label: str | None) -> None:
+    if not term and not scheme and not label:
+        return
+    if (term, scheme, label) not in state.tags:
+        state.tags.append((term, scheme, label))
+
+
+def _on_keywords(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    scheme = "http://www.itunes.com/" if _fp_name(ctx, child) == "itunes_keywords" else None
+    for term in _text(ctx, child).split(","):
+        if term.strip():
+            _add_tag(state, term.strip(), scheme, None)
+
+
+def _on_itunes_category(
+    ctx: _Context, state: _EntryState, child: etree._Element, depth: int
+) -> None:
+    _add_tag(state, _attrs(child).get("text"), "http://www.itunes.com/", None)
+    _read_children(ctx, state, child, depth + 1)  # nested sub-categories add tags too
+
+
+def _on_enclosure(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    attrs = _attrs(child)
+    _read_children(ctx, state, child, depth + 1)
+    href = _href(attrs)
+    if href:
+        state.raw.enclosures.append((href, attrs.get("type"), attrs.get("length")))
+
+
+def _on_media_thumbnail(
+    ctx: _Context, state: _EntryState, child: etree._Element, depth: int
+) -> None:
+    url = _attrs(child).get("url")
+    if url:
+        _read_children(ctx, state, child, depth + 1)
+    else:
+        url = _text(ctx, child)
+    if url:
+        state.thumbs.append(url)
+
+
+def _on_media_content(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    attrs = _attrs(child)
+    _read_children(ctx, state, child, depth + 1)  # may hold media:title, media:thumbnail
+    kind = attrs.get("type", "")
+    if attrs.get("url") and (attrs.get("medium") == "image" or kind.startswith("image/")):
+        state.media.append(attrs["url"])
+
+
+def _on_media_group(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+    _read_children(ctx, state, child, depth + 1)  # feedparser ignores the group itself
+
+
+_Handler = Callable[[_Context, _EntryState, Any, int], None]
+
+_ENTRY_HANDLERS: dict[str, _Handler] = {
+    **dict.fromkeys(TITLE_NAMES, _on_title),
+    "media_title": _on_media_title,
+    "image": _on_image,
+    "link": _on_link,
+    "guid": _on_guid,
+    "id": _on_guid,
+    **dict.fromkeys(PUBLISHED_NAMES, _on_published),
+    **dict.fromkeys(UPDATED_NAMES, _on_updated),
+    **dict.fromkeys(SUMMARY_NAMES, _on_summary),
+    "media_description": _on_summary,
+    **dict.fromkeys(CONTENT_NAMES, _on_content),
+    "author": _on_author,
+    **dict.fromkeys(AUTHOR_TEXT_NAMES, _on_author_text),
+    **dict.fromkeys(CATEGORY_NAMES, _on_category),
+    "itunes_keywords": _on_keywords,
+    "itunes_category": _on_itunes_category,
+    "media_keywords": _on_keywords,
+    "enclosure": _on_enclosure,
+    "media_thumbnail": _on_media_thumbnail,
+    "media_content": _on_media_content,
+    "media_group": _on_media_group,
+}

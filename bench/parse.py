@@ -1,0 +1,189 @@
+"""Parse-path benchmark over $AGGREGATOR_SHARED_DATA/realfeeds (a benchmark, not a test).
+
+Prints entries/s and MB/s for: feedparser with its defaults, our feedparser path
+(DTD guard + feedparser without its sanitiser + normalise), our full path (lxml fast
+path first) and lxml's bare parse (the floor); the same split by documents the fast
+path takes and documents it leaves to feedparser; then how well the fast path agrees
+with the feedparser path on ids, titles, links and dates (and on whole entries).
+
+Times are CPU seconds of this process (`time.process_time`), the best of ROUNDS
+rounds with the modes interleaved: the machine is shared, and CPU time is what parsing
+costs the service. Entries are those read (kept + dropped).
+
+    AGGREGATOR_SHARED_DATA=/work/shared/data /work/venv/bin/python bench/parse.py [-v]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+from lxml import etree
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aggregator.exceptions import ParseError  # noqa: E402
+from aggregator.fastparse import parse_fast, refusal  # noqa: E402
+from aggregator.models import EntryData  # noqa: E402
+from aggregator.parse import parse_feed  # noqa: E402
+
+FETCHED = datetime(2030, 1, 1, tzinfo=UTC)  # after every snapshot: no clamping
+FEED_URL = "https://feeds.example.net/feed"
+ROUNDS = 5  # best of five per mode, modes interleaved: the machine is shared
+AGREEMENT_FIELDS = ("key", "title", "link", "published_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Doc:
+    name: str
+    data: bytes
+
+
+def load(root: Path) -> list[Doc]:
+    """Every XML document of the corpus (JSON Feed is not feedparser's, so not timed)."""
+    with open(root / "MANIFEST.tsv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [
+        Doc(r["file"], (root / r["file"]).read_bytes())
+        for r in rows
+        if not r["format"].startswith("jsonfeed")
+    ]
+
+
+Mode = tuple[str, Callable[[bytes], int]]
+
+
+def timed(docs: list[Doc], modes: list[Mode]) -> dict[str, tuple[float, int]]:
+    """Best CPU time and entry count per mode, over ROUNDS interleaved rounds."""
+    best: dict[str, tuple[float, int]] = {}
+    for _ in range(ROUNDS):
+        for label, run in modes:
+            start = time.process_time()
+            entries = sum(run(doc.data) for doc in docs)
+            seconds = time.process_time() - start
+            if label not in best or seconds < best[label][0]:
+                best[label] = (seconds, entries)
+    return best
+
+
+def report(title: str, docs: list[Doc], modes: list[Mode]) -> None:
+    megabytes = sum(len(d.data) for d in docs) / 1e6
+    print(f"\n{title}: {len(docs)} documents, {megabytes:.1f} MB")
+    baseline = 0.0
+    for label, (seconds, entries) in timed(docs, modes).items():
+        rate = entries / seconds
+        baseline = baseline or rate
+        speedup = f"{rate / baseline:5.1f}x" if entries else ""
+        print(
+            f"  {label:<22}{seconds:7.2f} s {rate:8.0f} entries/s "
+            f"{megabytes / seconds:7.1f} MB/s {speedup}"
+        )
+
+
+def feedparser_defaults(data: bytes) -> int:
+    return len(feedparser.parse(data).entries)
+
+
+def ours(fast: bool) -> Callable[[bytes], int]:
+    def run(data: bytes) -> int:
+        try:
+            feed = parse_feed(data, url=FEED_URL, fetched_at=FETCHED, fast=fast)
+        except ParseError:
+            return 0
+        return len(feed.entries) + feed.dropped
+
+    return run
+
+
+def lxml_bare(data: bytes) -> int:
+    try:
+        etree.fromstring(data.lstrip(), etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        pass
+    return 0
+
+
+def agreement(docs: list[Doc], verbose: bool) -> None:
+    fast_docs = fast_entries = agree = whole = total = 0
+    for doc in docs:
+        slow = parse_feed(doc.data, url=FEED_URL, fetched_at=FETCHED, fast=False)
+        total += len(slow.entries)
+        fast = parse_fast(doc.data, url=FEED_URL, fetched_at=FETCHED)
+        if fast is None:
+            agree += len(slow.entries)
+            whole += len(slow.entries)
+            continue
+        fast_docs += 1
+        fast_entries += len(slow.entries)
+        if len(fast.entries) != len(slow.entries) and verbose:
+            print(f"  count {doc.name}: fast {len(fast.entries)} slow {len(slow.entries)}")
+        for a, b in zip(fast.entries, slow.entries, strict=False):
+            same = _same(a, b)
+            agree += same
+            whole += a == b
+            if verbose and not same:
+                print(f"  differs {doc.name}: {_diff(a, b)}")
+            elif verbose > 1 and a != b:
+                print(f"  detail {doc.name}: {_diff(a, b, all_fields=True)}")
+    print(
+        f"fast path took {fast_docs}/{len(docs)} documents, "
+        f"{fast_entries}/{total} entries ({fast_entries / max(total, 1):.1%})"
+    )
+    print(
+        f"agreement (ids, titles, links, dates): {agree}/{total} = {agree / max(total, 1):.2%}; "
+        f"whole entries identical: {whole}/{total} = {whole / max(total, 1):.2%}"
+    )
+
+
+def _same(a: EntryData, b: EntryData) -> bool:
+    return all(getattr(a, f) == getattr(b, f) for f in AGREEMENT_FIELDS)
+
+
+def _diff(a: EntryData, b: EntryData, all_fields: bool = False) -> str:
+    names = EntryData.__dataclass_fields__ if all_fields else AGREEMENT_FIELDS
+    return "; ".join(
+        f"{n}: fast={getattr(a, n)!r:.80} slow={getattr(b, n)!r:.80}"
+        for n in names
+        if getattr(a, n) != getattr(b, n) and n != "content_hash"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    args = parser.parse_args()
+    shared = os.environ.get("AGGREGATOR_SHARED_DATA")
+    if not shared:
+        sys.exit("set AGGREGATOR_SHARED_DATA (e.g. /work/shared/data)")
+    docs = load(Path(shared) / "realfeeds")
+    print(f"CPU seconds, best of {ROUNDS} interleaved rounds")
+    modes: list[Mode] = [
+        ("feedparser defaults", feedparser_defaults),
+        ("our feedparser path", ours(fast=False)),
+        ("our full path", ours(fast=True)),
+        ("lxml bare parse", lxml_bare),
+    ]
+    report("all XML documents", docs, modes)
+    taken = [d for d in docs if refusal(d.data) is None]
+    report("documents the fast path takes", taken, modes)
+    left = [d for d in docs if refusal(d.data) is not None]
+    report("documents left to feedparser", left, modes[:3])
+    print()
+    agreement(docs, args.verbose)
+    if args.verbose:
+        reasons = Counter(refusal(d.data) for d in left)
+        for reason, count in reasons.most_common():
+            print(f"  left to feedparser: {count:3} {reason}")
+
+
+if __name__ == "__main__":
+    main()
