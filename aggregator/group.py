@@ -1,0 +1,615 @@
+"""Incremental story grouping: when ten outlets report the same event, one story.
+
+Entries arrive one at a time. Each entry is turned into a sparse feature vector
+(word unigrams, word bigrams and character 4-grams of its title and summary,
+weighted by sublinear term frequency and an IDF learned online from the stream)
+and compared with the centroids of the *active* stories that share at least one
+word term with it (an inverted index over active stories, so the cost does not
+grow with the archive). The entry joins the best story whose score reaches the
+threshold, or founds a new story whose id is the entry's own id.
+
+Before any text comparison two exact signals are checked: an entry whose
+canonical link, or whose normalised title (from another feed), is already in an
+active story joins that story and is marked as a duplicate of the earlier entry.
+
+Stories leave the active set once no entry has joined them for ``window``.
+Everything is in memory; the caller persists assignments and warm-starts an
+index by replaying stored assignments with ``add(item, story_id=...)``.
+
+The constants below were chosen on ``shared/data/stories/dev.tsv`` with
+``bench/grouping.py`` (thresholds picked on one half of the stories, checked on
+the other); ``docs/grouping.md`` has the numbers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_WINDOW",
+    "Assignment",
+    "GroupItem",
+    "StoryIndex",
+    "StoryLabel",
+    "canonical_link",
+    "title_key",
+]
+
+# Stories quiet for longer than this leave the active set (DESIGN.md: "say 72 h").
+DEFAULT_WINDOW = timedelta(hours=72)
+
+# Minimum score (centroid cosine x size bonus x time factor) to join a story.
+# Sweep on half A of dev.tsv (bench/grouping.py --sweep): B-cubed F1 peaks at
+# 0.06-0.08; 0.07 is the middle of the plateau (see docs/grouping.md).
+DEFAULT_THRESHOLD = 0.07
+
+# Score multiplier 1 + SIZE_BONUS * ln(size): big stories are likelier homes for
+# an ambiguous headline. 0.2 beat 0 by ~0.02 F1 on half A; 0.4 lost precision.
+SIZE_BONUS = 0.2
+
+# Weight of the character 4-gram block relative to word features. Char grams
+# bridge spelling variants ("MtGox" / "Mt. Gox", "hacker" / "hacked").
+CHAR_WEIGHT = 0.3
+CHAR_NGRAM = 4
+
+# Summary text counts less than the title (titles are written to identify the
+# event; summaries add context and boilerplate). Not measurable on dev.tsv,
+# which has titles only.
+SUMMARY_WEIGHT = 0.5
+
+# Time factor 1 / (1 + gap / TIME_SCALE), gap = time since the story's last
+# entry. Mild on purpose: with 72 h windows it costs a story at most 1/2.
+TIME_SCALE = timedelta(hours=72)
+
+# Stop using a term to fetch candidates when more than this many active stories
+# contain it (it is too common to be a clue); the candidates it would add are
+# still reachable through the entry's rarer terms. Bounds the cost per entry.
+MAX_POSTING = 400
+
+# Centroids keep at most MAX_CENTROID_TERMS features (the lightest are pruned
+# down to PRUNE_TO), bounding memory and scoring cost for very large stories.
+MAX_CENTROID_TERMS = 600
+PRUNE_TO = 450
+
+# Document frequencies are halved every DF_HALF_LIFE entries, so IDF follows
+# the recent stream and the vocabulary cannot grow without bound.
+DF_HALF_LIFE = 50_000
+
+# Label: this many key terms (highest tf-idf in the centroid).
+KEY_TERMS = 3
+
+# Shared terms reported by explain(): at most this many.
+MAX_SHARED_TERMS = 5
+
+_STOPWORDS = frozenset(
+    """a about after all also amid an and any are as at be been before being but by
+    can could did do does down during for from get gets got had has have he her here
+    him his how i if in into is it its just may might more most my new no not now of
+    off on or our out over s says said say she so some t than that the their them
+    then there these they this those to up us via vs was we were what when where who
+    why will with would you your""".split()
+)
+_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "ers", "er", "es", "ed", "ly", "s")
+_TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|ncid|rss|track)$")
+_TRAILING_SOURCE = re.compile(r"\s+[-|–—]\s+[^-|–—]{1,40}$")
+
+
+@dataclass(frozen=True)
+class GroupItem:
+    """One entry to group."""
+
+    entry_id: int
+    title: str
+    summary: str
+    link: str | None
+    source: str  # feed identity
+    published_at: datetime  # aware UTC
+    language: str | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where an entry went and why."""
+
+    entry_id: int
+    story_id: int
+    score: float  # 1.0 for link/title duplicates and replays; else the join score
+    shared_terms: tuple[str, ...]
+    new_story: bool
+    duplicate_of: int | None  # earlier entry of the same article inside the story
+
+
+@dataclass(frozen=True)
+class StoryLabel:
+    """How a story is shown: representative headline plus key terms."""
+
+    headline: str
+    terms: tuple[str, ...]
+    sources: int
+    first_seen: datetime
+    last_updated: datetime
+
+
+@dataclass
+class _Member:
+    entry_id: int
+    title: str
+    published_at: datetime
+    tf: dict[str, float]
+
+
+@dataclass
+class _Story:
+    story_id: int
+    language: str | None
+    first_seen: datetime
+    last_updated: datetime
+    centroid: dict[str, float] = field(default_factory=dict)
+    members: list[_Member] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
+    titles: set[str] = field(default_factory=set)
+    surface: dict[str, str] = field(default_factory=dict)
+    norm: float = 0.0
+    norm_at: float = -1.0  # document count when `norm` was computed; -1 = stale
+
+
+def canonical_link(link: str | None) -> str | None:
+    """Return a canonical form of ``link`` for same-article detection.
+
+    Lower-cases scheme and host, drops ``www.``, the fragment, tracking query
+    parameters (``utm_*``, ``fbclid``...) and a trailing slash; ``http`` and
+    ``https`` are treated alike.
+
+    Args:
+        link: The entry link, or None.
+
+    Returns:
+        The canonical link, or None when there is no usable link.
+    """
+    if not link or not link.strip():
+        return None
+    parts = urlsplit(link.strip())
+    if not parts.netloc:
+        return None
+    host = parts.netloc.lower().removeprefix("www.")
+    query = [(k, v) for k, v in parse_qsl(parts.query) if not _TRACKING_PARAMS.match(k.lower())]
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit(("http", host, path, urlencode(sorted(query)), ""))
+
+
+def title_key(title: str) -> str:
+    """Return the normalised title used to spot the same article from another feed.
+
+    Case, accents, punctuation and a trailing `` - Publisher`` are ignored.
+
+    Args:
+        title: The entry title.
+
+    Returns:
+        Space-joined lower-case tokens (empty when the title has no words).
+    """
+    text = _TRAILING_SOURCE.sub("", title.strip())
+    return " ".join(_tokens(text))
+
+
+def _tokens(text: str) -> list[str]:
+    folded = unicodedata.normalize("NFKD", text.replace("’", "'")).casefold()
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    return _TOKEN.findall(folded)
+
+
+def _stem(word: str) -> str:
+    """Light suffix stripping: 'hackers', 'hacked', 'hacking' -> 'hack'."""
+    word = word.removesuffix("'s").replace("'", "")
+    for suffix in _SUFFIXES:
+        if len(word) >= len(suffix) + 4 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            if suffix in ("ies", "ied"):
+                word += "y"
+            break
+    if len(word) > 4 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]
+    return word
+
+
+def _text_features(text: str, weight: float, out: Counter[str], surface: dict[str, str]) -> None:
+    """Add word, bigram, joined-short-pair and char-gram counts of ``text`` to ``out``."""
+    raw = _tokens(text)
+    words: list[str] = []
+    for token in raw:
+        stem = _stem(token)
+        if stem in _STOPWORDS or len(stem) < 2:
+            continue
+        words.append(stem)
+        surface.setdefault("w:" + stem, token.replace("'", ""))
+    for word in words:
+        out["w:" + word] += weight
+    for first, second in zip(words, words[1:], strict=False):
+        key = f"b:{first} {second}"
+        out[key] += weight
+        surface.setdefault(key, f"{surface['w:' + first]} {surface['w:' + second]}")
+    for first, second in zip(raw, raw[1:], strict=False):
+        short = min(len(first), len(second)) <= 3
+        if short and first not in _STOPWORDS and second not in _STOPWORDS:
+            out["w:" + _stem(first + second)] += weight  # "mt gox" also as "mtgox"
+    if CHAR_WEIGHT > 0:
+        for word in words:
+            padded = f"<{word}>"
+            for i in range(len(padded) - CHAR_NGRAM + 1):
+                out["c:" + padded[i : i + CHAR_NGRAM]] += weight
+
+
+def _unit_tf(counts: Counter[str]) -> dict[str, float]:
+    """Sublinear, block-weighted, length-normalised term frequencies."""
+    tf: dict[str, float] = {}
+    for term, count in counts.items():
+        value = 1.0 + math.log(count) if count >= 1.0 else count
+        tf[term] = value * (CHAR_WEIGHT if term[0] == "c" else 1.0)
+    norm = math.sqrt(sum(v * v for v in tf.values())) or 1.0
+    return {term: v / norm for term, v in tf.items()}
+
+
+class StoryIndex:
+    """Online story grouping over the active stories of a time window.
+
+    Args:
+        window: Stories quiet for longer than this leave the active set.
+        threshold: Minimum score for an entry to join an existing story.
+        size_bonus: Weight of the log story size in the score.
+        time_scale: Scale of the mild penalty for a story's quiet time.
+    """
+
+    def __init__(
+        self,
+        window: timedelta = DEFAULT_WINDOW,
+        threshold: float = DEFAULT_THRESHOLD,
+        size_bonus: float = SIZE_BONUS,
+        time_scale: timedelta = TIME_SCALE,
+    ) -> None:
+        self.window = window
+        self.threshold = threshold
+        self.size_bonus = size_bonus
+        self.time_scale = time_scale.total_seconds()
+        self._df: dict[str, float] = {}
+        self._docs = 0.0
+        self._seen = 0
+        self._stories: dict[int, _Story] = {}
+        self._postings: dict[str, set[int]] = {}
+        self._links: dict[str, tuple[int, int]] = {}  # canonical link -> (story, entry)
+        self._titles: dict[str, tuple[int, int, str]] = {}  # key -> (story, entry, source)
+        self._assignments: dict[int, Assignment] = {}
+        self._heap: list[tuple[datetime, int]] = []
+
+    # ----------------------------------------------------------------- public
+
+    @property
+    def active_count(self) -> int:
+        """Number of stories in the active set."""
+        return len(self._stories)
+
+    @property
+    def active_story_ids(self) -> tuple[int, ...]:
+        """Ids of the active stories, oldest first."""
+        return tuple(self._stories)
+
+    def add(self, item: GroupItem, story_id: int | None = None) -> Assignment:
+        """Group one entry.
+
+        Args:
+            item: The entry.
+            story_id: When given, replay a stored assignment (warm start): the
+                entry joins that story (re-created if not active) with no decision.
+
+        Returns:
+            The assignment: story id, score, shared key terms, whether the entry
+            founded the story and which earlier entry it duplicates, if any.
+        """
+        counts, surface = self._features(item)
+        self._learn_df(counts)
+        tf = _unit_tf(counts)
+        link = canonical_link(item.link)
+        tkey = title_key(item.title)
+        duplicate = self._duplicate(item, link, tkey)
+        if story_id is not None:
+            assignment = self._replay(item, story_id, tf, duplicate)
+        elif duplicate is not None:
+            assignment = Assignment(item.entry_id, duplicate[0], 1.0, (), False, duplicate[1])
+        else:
+            assignment = self._decide(item, tf)
+        story = self._stories.get(assignment.story_id)
+        if story is None:
+            story = self._new_story(assignment.story_id, item)
+        self._join(story, item, tf, surface, link, tkey)
+        self._assignments[item.entry_id] = assignment
+        return assignment
+
+    def expire(self, now: datetime) -> int:
+        """Drop stories that have been quiet for longer than the window.
+
+        Args:
+            now: The current time (aware UTC).
+
+        Returns:
+            How many stories left the active set.
+        """
+        cutoff = now - self.window
+        removed = 0
+        while self._heap and self._heap[0][0] < cutoff:
+            last, sid = heapq.heappop(self._heap)
+            story = self._stories.get(sid)
+            if story is None or story.last_updated != last:
+                continue  # stale heap entry: the story moved on or is gone
+            self._drop(story)
+            removed += 1
+        return removed
+
+    def label(self, story_id: int) -> StoryLabel:
+        """Describe an active story.
+
+        The headline is the member title closest (cosine, current IDF) to the
+        centroid; ties go to the earliest. Terms are the ``KEY_TERMS`` word or
+        bigram features with the highest tf-idf in the centroid, a bigram
+        hiding the unigrams it contains.
+
+        Args:
+            story_id: An active story's id.
+
+        Returns:
+            The label.
+
+        Raises:
+            KeyError: The story is not active.
+        """
+        story = self._stories[story_id]
+        return StoryLabel(
+            headline=self._headline(story),
+            terms=self._key_terms(story),
+            sources=len(story.sources),
+            first_seen=story.first_seen,
+            last_updated=story.last_updated,
+        )
+
+    def explain(self, entry_id: int) -> Assignment | None:
+        """Say why an entry is where it is (its assignment, with shared terms and score).
+
+        Args:
+            entry_id: An entry added to this index whose story is still active.
+
+        Returns:
+            The entry's assignment, or None when unknown or expired.
+        """
+        return self._assignments.get(entry_id)
+
+    def story_of(self, entry_id: int) -> int | None:
+        """Return the story id of an entry in an active story, else None."""
+        found = self._assignments.get(entry_id)
+        return found.story_id if found else None
+
+    def members(self, story_id: int) -> tuple[int, ...]:
+        """Return the entry ids of an active story in arrival order."""
+        return tuple(m.entry_id for m in self._stories[story_id].members)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _features(self, item: GroupItem) -> tuple[Counter[str], dict[str, str]]:
+        counts: Counter[str] = Counter()
+        surface: dict[str, str] = {}
+        _text_features(item.title, 1.0, counts, surface)
+        if item.summary:
+            _text_features(item.summary, SUMMARY_WEIGHT, counts, surface)
+        return counts, surface
+
+    def _learn_df(self, counts: Iterable[str]) -> None:
+        self._seen += 1
+        if self._seen % DF_HALF_LIFE == 0:
+            self._docs /= 2
+            self._df = {t: c / 2 for t, c in self._df.items() if c >= 2}
+        self._docs += 1
+        df = self._df
+        for term in counts:
+            df[term] = df.get(term, 0.0) + 1.0
+
+    def _idf(self, term: str) -> float:
+        return math.log((self._docs + 1.0) / (self._df.get(term, 0.0) + 0.5))
+
+    def _duplicate(self, item: GroupItem, link: str | None, tkey: str) -> tuple[int, int] | None:
+        if link is not None and link in self._links:
+            return self._links[link]
+        found = self._titles.get(tkey) if tkey.count(" ") >= 2 else None
+        if found is not None and found[2] != item.source:
+            story = self._stories[found[0]]
+            if _compatible(story.language, item.language):
+                return found[0], found[1]
+        return None
+
+    def _replay(
+        self, item: GroupItem, story_id: int, tf: dict[str, float], dup: tuple[int, int] | None
+    ) -> Assignment:
+        story = self._stories.get(story_id)
+        shared = self._shared_terms(story, tf) if story is not None else ()
+        duplicate_of = dup[1] if dup is not None and dup[0] == story_id else None
+        new = story is None and story_id == item.entry_id
+        return Assignment(item.entry_id, story_id, 1.0, shared, new, duplicate_of)
+
+    def _decide(self, item: GroupItem, tf: dict[str, float]) -> Assignment:
+        weights = {t: v * self._idf(t) for t, v in tf.items()}
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        doc = {t: w / norm for t, w in weights.items()}
+        best: _Story | None = None
+        best_score = 0.0
+        for story in self._candidates(item, doc):
+            score = self._score(story, doc, item.published_at)
+            if score > best_score or (
+                score == best_score and best is not None and story.story_id < best.story_id
+            ):
+                best, best_score = story, score
+        if best is None or best_score < self.threshold:
+            return Assignment(item.entry_id, item.entry_id, best_score, (), True, None)
+        shared = self._shared_terms(best, tf)
+        return Assignment(item.entry_id, best.story_id, best_score, shared, False, None)
+
+    def _candidates(self, item: GroupItem, doc: dict[str, float]) -> list[_Story]:
+        found: set[int] = set()
+        for term in doc:
+            posting = self._postings.get(term) if term[0] != "c" else None
+            if posting and len(posting) <= MAX_POSTING:
+                found |= posting
+        cutoff = item.published_at - self.window
+        out = []
+        for sid in found:
+            story = self._stories[sid]
+            if story.last_updated >= cutoff and _compatible(story.language, item.language):
+                out.append(story)
+        return out
+
+    def _score(self, story: _Story, doc: dict[str, float], when: datetime) -> float:
+        centroid = story.centroid
+        dot = 0.0
+        for term, value in doc.items():
+            mass = centroid.get(term)
+            if mass is not None:
+                dot += value * mass * self._idf(term)
+        if dot <= 0.0:
+            return 0.0
+        cosine = dot / self._centroid_norm(story)
+        size = len(story.members)
+        gap = max(0.0, (when - story.last_updated).total_seconds())
+        return cosine * (1.0 + self.size_bonus * math.log(size)) / (1.0 + gap / self.time_scale)
+
+    def _centroid_norm(self, story: _Story) -> float:
+        # IDF drifts slowly; recompute when the story changed or the stream grew 5 %.
+        if story.norm_at < 0 or self._docs > story.norm_at * 1.05 or self._docs < story.norm_at:
+            total = 0.0
+            for term, mass in story.centroid.items():
+                weight = mass * self._idf(term)
+                total += weight * weight
+            story.norm = math.sqrt(total) or 1.0
+            story.norm_at = self._docs
+        return story.norm
+
+    def _shared_terms(self, story: _Story, tf: dict[str, float]) -> tuple[str, ...]:
+        scored = []
+        for term, value in tf.items():
+            if term[0] != "c" and term in story.centroid and term in story.surface:
+                scored.append((value * story.centroid[term] * self._idf(term) ** 2, term))
+        scored.sort(reverse=True)
+        return tuple(story.surface[t] for _, t in scored[:MAX_SHARED_TERMS])
+
+    def _new_story(self, story_id: int, item: GroupItem) -> _Story:
+        story = _Story(story_id, item.language, item.published_at, item.published_at)
+        self._stories[story_id] = story
+        return story
+
+    def _join(
+        self,
+        story: _Story,
+        item: GroupItem,
+        tf: dict[str, float],
+        surface: dict[str, str],
+        link: str | None,
+        tkey: str,
+    ) -> None:
+        story.members.append(_Member(item.entry_id, item.title, item.published_at, tf))
+        story.sources.add(item.source)
+        if story.language is None:
+            story.language = item.language
+        story.first_seen = min(story.first_seen, item.published_at)
+        if item.published_at >= story.last_updated or len(story.members) == 1:
+            story.last_updated = max(story.last_updated, item.published_at)
+        heapq.heappush(self._heap, (story.last_updated, story.story_id))
+        centroid = story.centroid
+        for term, value in tf.items():
+            if term not in centroid and term[0] != "c":
+                self._postings.setdefault(term, set()).add(story.story_id)
+            centroid[term] = centroid.get(term, 0.0) + value
+        for term, text in surface.items():
+            story.surface.setdefault(term, text)
+        if len(centroid) > MAX_CENTROID_TERMS:
+            self._prune(story)
+        story.norm_at = -1.0
+        if link is not None and link not in self._links:
+            self._links[link] = (story.story_id, item.entry_id)
+            story.links.add(link)
+        if tkey and tkey not in self._titles:
+            self._titles[tkey] = (story.story_id, item.entry_id, item.source)
+            story.titles.add(tkey)
+
+    def _prune(self, story: _Story) -> None:
+        keep = heapq.nlargest(PRUNE_TO, story.centroid.items(), key=lambda kv: kv[1])
+        kept = dict(keep)
+        for term in story.centroid:
+            if term not in kept:
+                story.surface.pop(term, None)
+                if term[0] != "c":
+                    self._unpost(term, story.story_id)
+        story.centroid = kept
+
+    def _unpost(self, term: str, story_id: int) -> None:
+        posting = self._postings.get(term)
+        if posting is not None:
+            posting.discard(story_id)
+            if not posting:
+                del self._postings[term]
+
+    def _drop(self, story: _Story) -> None:
+        del self._stories[story.story_id]
+        for term in story.centroid:
+            if term[0] != "c":
+                self._unpost(term, story.story_id)
+        for link in story.links:
+            self._links.pop(link, None)
+        for tkey in story.titles:
+            self._titles.pop(tkey, None)
+        for member in story.members:
+            self._assignments.pop(member.entry_id, None)
+
+    def _headline(self, story: _Story) -> str:
+        idf = {t: self._idf(t) for t in story.centroid}
+        norm = self._centroid_norm(story)
+        best_title, best_sim = story.members[0].title, -1.0
+        for member in sorted(story.members, key=lambda m: m.published_at):
+            weights = {t: v * idf.get(t, self._idf(t)) for t, v in member.tf.items()}
+            length = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+            dot = sum(w * story.centroid.get(t, 0.0) * idf.get(t, 0.0) for t, w in weights.items())
+            sim = dot / (length * norm)
+            if sim > best_sim + 1e-12:
+                best_title, best_sim = member.title, sim
+        return best_title
+
+    def _key_terms(self, story: _Story) -> tuple[str, ...]:
+        ranked = sorted(
+            (t for t in story.centroid if t[0] != "c" and t in story.surface),
+            key=lambda t: (-story.centroid[t] * self._idf(t), t),
+        )
+        chosen: list[str] = []
+        hidden: set[str] = set()
+        for term in ranked:
+            if term in hidden:
+                continue
+            if term[0] == "b":
+                parts = {"w:" + p for p in term[2:].split(" ")}
+                if any(c in parts for c in chosen):
+                    continue
+                hidden |= parts
+            chosen.append(term)
+            if len(chosen) == KEY_TERMS:
+                break
+        return tuple(story.surface[t] for t in chosen)
+
+
+def _compatible(first: str | None, second: str | None) -> bool:
+    """Languages match, ignoring region (``en-GB`` ~ ``en``); None matches anything."""
+    if first is None or second is None:
+        return True
+    return first.split("-")[0].casefold() == second.split("-")[0].casefold()

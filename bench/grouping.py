@@ -1,0 +1,230 @@
+"""Story-grouping benchmark: quality on labelled headlines, and cost at 100k entries.
+
+Quality (default): replays ``stories/dev.tsv`` through ``StoryIndex`` in a fixed
+shuffled order (seed 0) with timestamps spread evenly over 48 h in replay order
+(the file's own timestamps are not used), writes the predicted clusters and
+scores them with the data set's ``score.py`` (B-cubed precision/recall/F1).
+It reports the whole file and each half of the stories (split with seed 1):
+thresholds are chosen on half A (``--sweep``) and half B is the held-out check.
+
+Cost (``--cost``): groups 100,000 perturbed headlines (word drops and swaps,
+time advancing so old stories expire) and prints the time per 1,000 entries at
+10k, 50k and 100k entries and the peak memory.
+
+usage:
+  python bench/grouping.py --data /work/shared/data [--sweep] [--cost]
+  (or set AGGREGATOR_SHARED_DATA instead of --data)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import resource
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aggregator import group  # noqa: E402
+from aggregator.group import GroupItem, StoryIndex  # noqa: E402
+
+PYTHON = "/work/venv/bin/python"
+START = datetime(2026, 11, 1, tzinfo=UTC)
+REPLAY_SPAN = timedelta(hours=48)
+
+
+def load_rows(data: Path) -> list[dict[str, str]]:
+    """Read dev.tsv rows in the fixed replay order (shuffled with seed 0)."""
+    with open(data / "stories" / "dev.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    random.Random(0).shuffle(rows)
+    return rows
+
+
+def halves(rows: Sequence[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Split the rows by story into halves A (tuning) and B (held out), seed 1."""
+    stories = sorted({r["story"] for r in rows})
+    random.Random(1).shuffle(stories)
+    in_a = set(stories[: len(stories) // 2])
+    return [r for r in rows if r["story"] in in_a], [r for r in rows if r["story"] not in in_a]
+
+
+def replay(rows: Sequence[dict[str, str]], make: Callable[[], StoryIndex]) -> dict[str, int]:
+    """Group rows in order; return row id -> story id."""
+    index = make()
+    step = REPLAY_SPAN / max(1, len(rows))
+    out = {}
+    for i, row in enumerate(rows):
+        item = GroupItem(
+            entry_id=int(row["id"]),
+            title=row["title"],
+            summary="",
+            link=row["url"],
+            source=row["publisher"],
+            published_at=START + i * step,
+            language="en",
+        )
+        out[row["id"]] = index.add(item).story_id
+    return out
+
+
+def bcubed(gold: Sequence[str], pred: Sequence[object]) -> tuple[float, float, float]:
+    """B-cubed precision, recall, F1 (same definition as score.py; for fast sweeps)."""
+    from collections import Counter
+
+    joint = Counter(zip(gold, pred, strict=True))
+    gsize, psize = Counter(gold), Counter(pred)
+    n = len(gold)
+    p = sum(c * c / psize[pl] for (_, pl), c in joint.items()) / n
+    r = sum(c * c / gsize[gl] for (gl, _), c in joint.items()) / n
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def score_with_script(data: Path, rows: Sequence[dict[str, str]], pred: dict[str, int]) -> dict:
+    """Write gold and predictions for ``rows`` and run score.py on them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        gold_path, pred_path = Path(tmp) / "gold.tsv", Path(tmp) / "pred.tsv"
+        with open(gold_path, "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(["id", "story"])
+            w.writerows([r["id"], r["story"]] for r in rows)
+        with open(pred_path, "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(["id", "cluster"])
+            w.writerows([r["id"], pred[r["id"]]] for r in rows)
+        script = data / "stories" / "score.py"
+        cmd = [PYTHON, str(script), str(gold_path), str(pred_path), "--json"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def quality(data: Path, make: Callable[[], StoryIndex], write: Path | None) -> None:
+    """Print B-cubed P/R/F1 for the whole file and both halves."""
+    rows = load_rows(data)
+    part_a, part_b = halves(rows)
+    for name, part in (("whole", rows), ("half A (tuning)", part_a), ("half B (held out)", part_b)):
+        pred = replay(part, make)
+        s = score_with_script(data, part, pred)
+        print(
+            f"{name:18} n={s['n_items']:5} gold={s['n_gold_clusters']:3} "
+            f"pred={s['n_pred_clusters']:4}  B3 P={s['b3_precision']:.3f} "
+            f"R={s['b3_recall']:.3f} F1={s['b3_f1']:.3f}  pairF1={s['pair_f1']:.3f} "
+            f"AMI={s['ami']:.3f}"
+        )
+        if write is not None and name == "whole":
+            with open(write, "w", newline="") as f:
+                w = csv.writer(f, delimiter="\t")
+                w.writerow(["id", "cluster"])
+                w.writerows([k, v] for k, v in pred.items())
+
+
+def sweep(data: Path) -> None:
+    """Threshold and constant sweeps on half A, with half B and whole for reference."""
+    rows = load_rows(data)
+    part_a, part_b = halves(rows)
+
+    def run(part: Sequence[dict[str, str]], **kw: float) -> tuple[float, float, float]:
+        pred = replay(part, lambda: StoryIndex(**kw))  # type: ignore[arg-type]
+        return bcubed([r["story"] for r in part], [pred[r["id"]] for r in part])
+
+    grid = {
+        "threshold": [0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.12],
+        "size_bonus": [0.0, 0.1, 0.2, 0.3, 0.4],
+    }
+    for name, values in grid.items():
+        for value in values:
+            a, b, w = (run(p, **{name: value}) for p in (part_a, part_b, rows))
+            print(
+                f"{name}={value:<5} A F1={a[2]:.3f} (P={a[0]:.2f} R={a[1]:.2f})  "
+                f"B F1={b[2]:.3f}  whole F1={w[2]:.3f} (P={w[0]:.2f} R={w[1]:.2f})",
+                flush=True,
+            )
+    for name, values in {"CHAR_WEIGHT": [0.0, 0.3, 0.5]}.items():
+        old = getattr(group, name)
+        for value in values:
+            setattr(group, name, value)
+            a, b, w = (run(p) for p in (part_a, part_b, rows))
+            print(f"{name}={value:<5} A F1={a[2]:.3f}  B F1={b[2]:.3f}  whole F1={w[2]:.3f}")
+        setattr(group, name, old)
+
+
+def perturb(title: str, rng: random.Random) -> str:
+    """Drop one word and swap two neighbours, so repeats are near, not exact, copies."""
+    words = title.split()
+    if len(words) > 4:
+        del words[rng.randrange(len(words))]
+    if len(words) > 3:
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
+
+
+def cost(data: Path, total: int = 100_000) -> None:
+    """Time per 1,000 entries at 10k/50k/100k processed, and peak RSS (ru_maxrss)."""
+    rows = load_rows(data)
+    rng = random.Random(0)
+    index = StoryIndex()
+    per_hour = 400  # entries per hour: 100k entries span ~10 days, so the 72 h window turns over
+    checkpoints = {10_000, 50_000, 100_000}
+    t_block = time.perf_counter()
+    for n in range(1, total + 1):
+        row = rows[n % len(rows)]
+        epoch = n // len(rows)  # each pass over the file is a fresh set of "events"
+        when = START + timedelta(hours=n / per_hour)
+        item = GroupItem(
+            entry_id=n,
+            title=f"{perturb(row['title'], rng)} e{epoch}",
+            summary="",
+            link=f"{row['url']}#{epoch}-{n}" if rng.random() < 0.5 else None,
+            source=row["publisher"],
+            published_at=when,
+            language="en",
+        )
+        index.add(item)
+        if n % 1000 == 0:
+            index.expire(when)
+            if n in checkpoints:
+                elapsed = time.perf_counter() - t_block
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(
+                    f"after {n:>7} entries: {elapsed:.3f} s per 1,000 (last 1,000), "
+                    f"active stories={index.active_count}, peak RSS={peak:.0f} MiB",
+                    flush=True,
+                )
+            t_block = time.perf_counter()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None, help="shared data dir (has stories/)")
+    ap.add_argument("--sweep", action="store_true", help="sweep constants on half A")
+    ap.add_argument("--cost", action="store_true", help="cost run with 100k entries")
+    ap.add_argument("--write", type=Path, default=None, help="write whole-file predictions")
+    a = ap.parse_args(argv)
+    data = a.data or (
+        Path(os.environ["AGGREGATOR_SHARED_DATA"])
+        if os.environ.get("AGGREGATOR_SHARED_DATA")
+        else None
+    )
+    if data is None:
+        ap.error("give --data or set AGGREGATOR_SHARED_DATA")
+    if a.sweep:
+        sweep(data)
+    elif a.cost:
+        cost(data)
+    else:
+        quality(data, StoryIndex, a.write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
