@@ -228,7 +228,8 @@ def _feed_status(feed: FeedState) -> str:
         return "removed"
     if not feed.enabled:
         return "off"
-    return feed.last_status or "new"
+    status = feed.last_status or "new"
+    return f"{status} (ids:link)" if feed.id_rule else status
 
 
 @cli.command()
@@ -238,18 +239,18 @@ def feeds(state: _State) -> None:
     config = state.config()
     store = state.store(config)
     now = datetime.now(UTC)
-    columns = f"{'ID':>4} {'STATUS':<12} {'ENTRIES':>7} {'ERRORS':>6} {'LAST FETCH':<11}"
+    columns = f"{'ID':>4} {'STATUS':<14} {'ENTRIES':>7} {'ERRORS':>6} {'LAST FETCH':<11}"
     click.echo(f"{columns} {'NEXT':<10} SOURCE")
     for feed in store.get_feeds(now):
         next_check = (
             "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)
         )
         click.echo(
-            f"{feed.id:>4} {_feed_status(feed):<12} {feed.entry_count:>7} {feed.error_count:>6} "
+            f"{feed.id:>4} {_feed_status(feed):<14} {feed.entry_count:>7} {feed.error_count:>6} "
             f"{_ago(feed.last_fetch_at, now):<11} {next_check:<10} {feed.display_title}"
         )
         if feed.last_error:
-            click.echo(f"{'':>4} {'':<12} last error: {feed.last_error}")
+            click.echo(f"{'':>4} {'':<14} last error: {feed.last_error}")
 
 
 @cli.command()
@@ -272,7 +273,13 @@ def _group_window(config: Config) -> timedelta:
 
 
 @cli.command()
-@click.option("--explain", "explain_id", type=int, metavar="ID", help="Show why a story's entries were grouped.")
+@click.option(
+    "--explain",
+    "explain_id",
+    type=int,
+    metavar="ID",
+    help="Show why a story's entries were grouped.",
+)
 @click.option("--limit", default=20, show_default=True, help="How many stories to list.")
 @pass_state
 def stories(state: _State, explain_id: int | None, limit: int) -> None:
@@ -285,9 +292,8 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
     click.echo(f"{'ID':>7} {'SOURCES':>7} {'ENTRIES':>7} {'UPDATED':<17} HEADLINE")
     for story in store.get_stories(limit=limit):
         updated = story.last_updated_at.strftime("%Y-%m-%d %H:%M")
-        click.echo(
-            f"{story.id:>7} {story.source_count:>7} {story.entry_count:>7} {updated:<17} {story.headline}"
-        )
+        counts = f"{story.source_count:>7} {story.entry_count:>7}"
+        click.echo(f"{story.id:>7} {counts} {updated:<17} {story.headline}")
 
 
 def _explain(store: Any, story_id: int) -> None:

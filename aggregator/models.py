@@ -148,6 +148,7 @@ class FeedState:
     last_error: str | None
     error_count: int
     disabled_reason: str | None
+    id_rule: str | None = None  # None: guid/id first; "link": guids proved unstable
     entry_count: int = 0
     entries_per_day: float = 0.0
 

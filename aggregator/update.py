@@ -21,11 +21,12 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from aggregator import schedule
+from aggregator import identity, schedule
 from aggregator.exceptions import ParseError
 from aggregator.fetch import Fetcher
 from aggregator.models import (
@@ -148,9 +149,14 @@ async def _update_feed(
     try:
         fetched = await fetcher.fetch(_request_for(feed))
         decision = await loop.run_in_executor(parse_pool, decide, feed, fetched, options, now)
+        rekeys: dict[str, str] = {}
+        if decision.items:
+            decision, rekeys = await loop.run_in_executor(
+                store_pool, _apply_identity, store, feed, decision
+            )
         outcome = await loop.run_in_executor(
             store_pool,
-            store.save_update,
+            partial(store.save_update, rekeys=rekeys),
             feed.id,
             owner,
             decision.state,
@@ -172,6 +178,21 @@ async def _update_feed(
         changed_entries=len(outcome.changed_ids),
         error=decision.error,
     )
+
+
+def _apply_identity(
+    store: Store, feed: FeedState, decision: Decision
+) -> tuple[Decision, dict[str, str]]:
+    """Key the entries by the feed's identity rule, switching it when guids prove unstable."""
+    links = [item.link for item in decision.items if item.link]
+    resolved = identity.resolve(
+        feed.id_rule, decision.items, store.get_keys_by_link(feed.id, links)
+    )
+    if resolved.note is None:
+        return replace(decision, items=resolved.items), resolved.rekeys
+    log.warning("update: %s: %s", feed.url, resolved.note)
+    state = replace(decision.state, id_rule=resolved.rule, last_error=resolved.note)
+    return replace(decision, items=resolved.items, state=state), resolved.rekeys
 
 
 def _request_for(feed: FeedState) -> FetchRequest:

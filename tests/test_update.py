@@ -276,3 +276,37 @@ def test_r7_one_failing_feed_in_a_hundred(
     assert summary.count("ok") == 99 and summary.count("error") == 1
     broken = [f for f in store.get_feeds() if f.error_count]
     assert [f.url for f in broken] == [feed_server.url("bad")]
+
+
+def _rss_with_guids(guids_and_links: list[tuple[str, str]]) -> bytes:
+    items = "".join(
+        f"<item><title>Story {link}</title><link>https://site.example/{link}</link>"
+        f'<guid isPermaLink="false">{guid}</guid></item>'
+        for guid, link in guids_and_links
+    )
+    return f'<rss version="2.0"><channel><title>Churn</title>{items}</channel></rss>'.encode()
+
+
+def test_feed_with_changing_guids_falls_back_to_links(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    (feed_dir / "churn.xml").write_bytes(_rss_with_guids([("g1", "a"), ("g2", "b"), ("g3", "c")]))
+    _, options = _setup(tmp_path, store, feed_server, ["churn.xml"])
+    poll_due(store, options, owner="test")
+    (feed_dir / "churn.xml").write_bytes(
+        _rss_with_guids([("x1", "a"), ("x2", "b"), ("x3", "c"), ("x4", "d")])
+    )
+
+    summary = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=2))
+
+    assert summary.new_entries == 1  # only "d" is new
+    (feed,) = store.get_feeds()
+    assert feed.id_rule == "link" and "guids change between fetches" in feed.last_error
+    assert sorted(e.link for e in store.get_latest()) == [
+        f"https://site.example/{x}" for x in "abcd"
+    ]
+    (feed_dir / "churn.xml").write_bytes(
+        _rss_with_guids([("y1", "a"), ("y2", "b"), ("y3", "c"), ("y4", "d")])
+    )
+    again = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=4))
+    assert again.new_entries == 0 and store.count_entries() == 4

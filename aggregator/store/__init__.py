@@ -7,7 +7,7 @@ package. Write transactions start with `BEGIN IMMEDIATE` on SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -57,6 +57,7 @@ class FeedUpdate:
     last_error: str | None = None
     error_count: int = 0
     disabled_reason: str | None = None
+    id_rule: str | None = None  # set to switch the feed's identity rule
     keep_document_fields: bool = False  # True when nothing was parsed (304, errors)
 
 
@@ -143,9 +144,11 @@ class Store:
         state: FeedUpdate,
         items: Sequence[EntryData] = (),
         now: datetime | None = None,
+        rekeys: Mapping[str, str] | None = None,
     ) -> SaveOutcome:
         """Save one feed's entries and new fetch state in one transaction, fenced by the
-        lease: if `owner` no longer holds the feed, nothing is written.
+        lease: if `owner` no longer holds the feed, nothing is written. `rekeys` renames
+        stored entry keys first (when the feed's identity rule changes).
         """
         with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
             try:
@@ -155,12 +158,19 @@ class Store:
                         return SaveOutcome(saved=False)
                     if state.url is not None:
                         feed_rows.flag_duplicate_subscription(conn, feed_id, state.url)
+                    if rekeys:
+                        entry_rows.rekey(conn, feed_id, rekeys)
                     saved = entry_rows.save_entries(conn, feed_id, items, now or _required(state))
             except SQLAlchemyError as e:
                 raise StoreError(f"store: unable to save feed {feed_id}: {e}") from e
         return SaveOutcome(True, saved.new_ids, saved.changed_ids)
 
     # entries
+
+    def get_keys_by_link(self, feed_id: int, links: Sequence[str]) -> list[tuple[str, str]]:
+        """(key, link) of the feed's stored entries with one of `links`."""
+        with self._read() as conn:
+            return entry_rows.keys_by_link(conn, feed_id, links)
 
     def get_latest(
         self, limit: int = 50, offset: int = 0, feed_id: int | None = None, tag: str | None = None
@@ -354,6 +364,8 @@ def _state_values(state: FeedUpdate) -> dict[str, Any]:
         values["last_success_at"] = state.last_success_at
     if state.url is not None:
         values["url"] = state.url
+    if state.id_rule is not None:
+        values["id_rule"] = state.id_rule
     if not state.keep_document_fields:
         values.update(
             feed_title=state.feed_title, site_link=state.site_link, language=state.language

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,37 @@ def _row_values(entry: EntryData, now: datetime) -> dict[str, Any]:
         "content_hash": entry.content_hash,
         "link_hash": key_hash(entry.link) if entry.link else None,
     }
+
+
+def keys_by_link(conn: Connection, feed_id: int, links: Sequence[str]) -> list[tuple[str, str]]:
+    hashes = [key_hash(link) for link in links]
+    rows = conn.execute(
+        select(entries.c.key, entries.c.link).where(
+            entries.c.feed_id == feed_id, entries.c.link_hash.in_(hashes)
+        )
+    )
+    return [(key, link) for key, link in rows]
+
+
+def rekey(conn: Connection, feed_id: int, rekeys: Mapping[str, str]) -> None:
+    """Rename stored keys of a feed; an entry whose new key is taken was a duplicate made
+    by unstable guids, and is deleted.
+    """
+    for old, new in rekeys.items():
+        taken = conn.execute(
+            select(entries.c.id).where(
+                entries.c.feed_id == feed_id, entries.c.key_hash == key_hash(new)
+            )
+        ).first()
+        stale = (entries.c.feed_id == feed_id) & (entries.c.key_hash == key_hash(old))
+        if taken is None:
+            conn.execute(update(entries).where(stale).values(key=new, key_hash=key_hash(new)))
+        else:
+            doomed = select(entries.c.id).where(stale).scalar_subquery()
+            conn.execute(
+                update(entries).where(entries.c.duplicate_of == doomed).values(duplicate_of=None)
+            )
+            conn.execute(delete(entries).where(stale))
 
 
 def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]]) -> None:

@@ -200,6 +200,7 @@ def _to_state(row: Row[Any], tags: tuple[str, ...], per_day: float) -> FeedState
         last_error=row.last_error,
         error_count=row.error_count,
         disabled_reason=row.disabled_reason,
+        id_rule=row.id_rule,
         entry_count=row.entry_count,
         entries_per_day=per_day,
     )

@@ -78,6 +78,8 @@ feeds = Table(
     Column("last_error", Text),
     Column("error_count", Integer, nullable=False, default=0),
     Column("disabled_reason", Text),
+    # How entries are identified: NULL = guid/id first; "link" when guids proved unstable.
+    Column("id_rule", String(16)),
     Column("lease_owner", String(64)),
     Column("lease_until", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
