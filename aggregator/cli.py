@@ -36,6 +36,7 @@ class _State:
         from aggregator.store import Store
 
         store = Store(config.settings.database_url)
+        click.get_current_context().call_on_close(store.close)
         if upgrade:
             store.upgrade()
         return store

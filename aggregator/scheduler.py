@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from aggregator.config import Config, load_config
 from aggregator.exceptions import ConfigError
+from aggregator.grouper import Grouper
 from aggregator.models import PollSummary
 from aggregator.store import Store
 from aggregator.update import PollOptions, poll_due
@@ -72,6 +73,7 @@ class Worker:
         self._resolver = resolver
         self._seen = _ConfigFile.of(config)
         self._ticks = 0
+        self.grouper = Grouper(store, self.name, timedelta(seconds=config.settings.group_window))
         store.sync_sources(config.sources, datetime.now(UTC))
 
     def reload_config(self) -> bool:
@@ -91,7 +93,9 @@ class Worker:
         return True
 
     def tick(self, now: datetime | None = None) -> PollSummary:
-        """One tick: reload config, poll what is due, record the heartbeat."""
+        """One tick: reload config, poll what is due, group new entries into stories,
+        record the heartbeat.
+        """
         self._ticks += 1
         self._heartbeat()
         self.reload_config()
@@ -101,6 +105,7 @@ class Worker:
             owner=f"{self.name}/{self._ticks}",
             now=now,
         )
+        self.grouper.run(now)
         self._heartbeat()
         if summary.results:
             log.info("worker: %s", summary.line())

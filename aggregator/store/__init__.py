@@ -201,13 +201,35 @@ class Store:
     # stories
 
     def save_assignments(
-        self, assignments: Sequence[StoryAssignment], labels: Sequence[StoryLabel] = ()
-    ) -> None:
-        with self._write() as conn:
-            story_rows.save_assignments(conn, assignments, labels)
+        self,
+        assignments: Sequence[StoryAssignment],
+        labels: Sequence[StoryLabel] = (),
+        fence: tuple[str, str, datetime] | None = None,
+    ) -> bool:
+        """Save grouping decisions. With `fence` (lock name, owner, new expiry) they are
+        written only while `owner` still holds the lock, which is renewed.
 
-    def clear_stories(self) -> None:
+        Returns:
+            False when the fence failed and nothing was written.
+        """
+        with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
+            try:
+                with conn.begin() as transaction:
+                    if fence is not None and not lock_rows.renew(conn, *fence):
+                        transaction.rollback()
+                        return False
+                    story_rows.save_assignments(conn, assignments, labels)
+            except SQLAlchemyError as e:
+                raise StoreError(f"store: unable to save stories: {e}") from e
+        return True
+
+    def clear_stories(self, lock: tuple[str, str, datetime] | None = None) -> None:
+        """Forget every story; with `lock` (name, owner, expiry), take that lock first,
+        whoever holds it, in the same transaction.
+        """
         with self._write() as conn:
+            if lock is not None:
+                lock_rows.take(conn, *lock)
             story_rows.clear(conn)
 
     def get_ungrouped(self, limit: int) -> list[Entry]:
@@ -252,6 +274,10 @@ class Store:
         """
         with self._write() as conn:
             return lock_rows.acquire(conn, name, owner, now, ttl)
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self._write() as conn:
+            lock_rows.release(conn, name, owner)
 
     # worker heartbeats
 

@@ -22,3 +22,26 @@ def acquire(
         return False, row.owner
     conn.execute(update(locks).where(locks.c.name == name).values(owner=owner, until=now + ttl))
     return True, row.owner
+
+
+def renew(conn: Connection, name: str, owner: str, until: datetime) -> bool:
+    """Extend `owner`'s hold on `name`; False if it no longer holds it (fencing)."""
+    result = conn.execute(
+        update(locks).where(locks.c.name == name, locks.c.owner == owner).values(until=until)
+    )
+    return result.rowcount == 1
+
+
+def take(conn: Connection, name: str, owner: str, until: datetime) -> None:
+    """Take `name` whoever holds it (an operator's command overriding a worker)."""
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(dialect_insert(locks).values(name=name).on_conflict_do_nothing())
+    conn.execute(update(locks).where(locks.c.name == name).values(owner=owner, until=until))
+
+
+def release(conn: Connection, name: str, owner: str) -> None:
+    conn.execute(
+        update(locks)
+        .where(locks.c.name == name, locks.c.owner == owner)
+        .values(owner=None, until=None)
+    )

@@ -1,0 +1,138 @@
+"""Runs story grouping over the store: the worker's grouping step and `regroup`.
+
+`group.StoryIndex` decides (pure, in memory); this module feeds it the entries the
+store has not grouped yet and saves what it decided. One worker groups at a time: the
+step holds the store's named lease "grouper". A worker that takes the lease over from
+another rebuilds its index from the store's recent grouped entries first (warm start),
+so its decisions continue the other's.
+
+    take the "grouper" lease (or skip: another worker is grouping)
+    if another worker grouped since we last did, or we never did: warm start
+    expire quiet stories
+    for each ungrouped entry, oldest first: index.add → assignment
+    save assignments and the touched stories' labels in one transaction
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from aggregator.group import GroupItem, StoryIndex
+from aggregator.models import Entry, StoryAssignment, StoryLabel
+from aggregator.store import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 2000  # ungrouped entries read and saved per transaction
+LEASE = timedelta(minutes=5)
+WARM_START_LIMIT = 200_000  # most entries replayed into a fresh index
+
+
+def item_of(entry: Entry) -> GroupItem:
+    """What grouping needs to know of a stored entry."""
+    return GroupItem(
+        entry_id=entry.id,
+        title=entry.title,
+        summary=entry.summary,
+        link=entry.link,
+        source=str(entry.feed_id),
+        published_at=entry.first_seen_at,
+        language=entry.language,
+    )
+
+
+class Grouper:
+    """Groups a store's new entries into stories, one worker at a time."""
+
+    def __init__(self, store: Store, name: str, window: timedelta | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.window = window
+        self._index: StoryIndex | None = None
+
+    def _new_index(self) -> StoryIndex:
+        return StoryIndex(window=self.window) if self.window else StoryIndex()
+
+    def run(
+        self, now: datetime | None = None, progress: Callable[[int], None] | None = None
+    ) -> int | None:
+        """Group every ungrouped entry.
+
+        Returns:
+            How many entries were grouped, or None when another worker holds the lease.
+        """
+        now = now or datetime.now(UTC)
+        acquired, previous = self.store.acquire_lock("grouper", self.name, now, LEASE)
+        if not acquired:
+            return None
+        if self._index is None or previous not in (None, self.name):
+            self._index = self._warm_start(now)
+        return self._group_pending(self._index, progress)
+
+    def _group_pending(self, index: StoryIndex, progress: Callable[[int], None] | None) -> int:
+        index.expire(datetime.now(UTC))
+        grouped = 0
+        while batch := self.store.get_ungrouped(BATCH):
+            if not self._group_batch(index, batch):
+                log.warning("group: lost the grouper lease; another process groups now")
+                self._index = None
+                break
+            grouped += len(batch)
+            if progress:
+                progress(len(batch))
+        return grouped
+
+    def regroup(self, progress: Callable[[int], None] | None = None) -> int:
+        """Forget every story and group all entries again from scratch.
+
+        Takes the grouper lease from whichever worker holds it (that worker's unsaved
+        decisions are then refused by the fence) and gives it back at the end, so the
+        worker warm-starts from the new stories.
+        """
+        self.store.clear_stories(lock=("grouper", self.name, datetime.now(UTC) + LEASE))
+        self._index = self._new_index()
+        try:
+            return self._group_pending(self._index, progress)
+        finally:
+            self.store.release_lock("grouper", self.name)
+
+    def _warm_start(self, now: datetime) -> StoryIndex:
+        index = self._new_index()
+        since = now - (self.window or index.window)
+        recent = self.store.get_grouped_since(since, WARM_START_LIMIT)
+        for entry in recent:
+            index.add(item_of(entry), story_id=entry.story_id)
+        log.info("group: warm start from %d recent entries", len(recent))
+        return index
+
+    def _group_batch(self, index: StoryIndex, batch: Sequence[Entry]) -> bool:
+        assignments = []
+        touched: set[int] = set()
+        for entry in batch:
+            decided = index.add(item_of(entry))
+            assignments.append(
+                StoryAssignment(
+                    entry_id=entry.id,
+                    story_id=decided.story_id,
+                    score=decided.score,
+                    shared_terms=tuple(decided.shared_terms),
+                    duplicate_of=decided.duplicate_of,
+                )
+            )
+            touched.add(decided.story_id)
+        labels = [self._label(index, story_id) for story_id in sorted(touched)]
+        fence = ("grouper", self.name, datetime.now(UTC) + LEASE)
+        return self.store.save_assignments(assignments, labels, fence=fence)
+
+    @staticmethod
+    def _label(index: StoryIndex, story_id: int) -> StoryLabel:
+        label = index.label(story_id)
+        return StoryLabel(
+            story_id=story_id,
+            headline=label.headline,
+            headline_entry_id=getattr(label, "headline_entry_id", None),
+            terms=tuple(label.terms),
+            language=getattr(label, "language", None),
+        )
