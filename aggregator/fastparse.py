@@ -232,7 +232,7 @@ def _read(
     ctx.bases = _sequential_bases(root)
     feed = _read_channel(ctx, root, channel)
     language = normalise_language(feed.language)
-    entries, dropped = normalise_entries(
+    normalised = normalise_entries(
         _entries(ctx, items, cap),
         feed_url=url,
         feed_language=language,
@@ -244,9 +244,10 @@ def _read(
         title=plain_text(feed.title, FEED_TITLE_MAX_CHARS) or None,
         link=absolute_url(feed.link, url),
         language=language,
-        entries=entries,
+        entries=normalised.entries,
+        repeated_guids=normalised.repeated_guids,
         ttl_seconds=feed.ttl_seconds,
-        dropped=dropped + max(0, len(items) - cap),
+        dropped=normalised.dropped + max(0, len(items) - cap),
     )
 
 

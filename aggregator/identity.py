@@ -32,7 +32,10 @@ class Identity:
 
 
 def resolve(
-    rule: str | None, items: Sequence[EntryData], stored: Sequence[tuple[str, str]]
+    rule: str | None,
+    items: Sequence[EntryData],
+    stored: Sequence[tuple[str, str]],
+    repeated_guids: int = 0,
 ) -> Identity:
     """Apply (and if needed switch) the feed's identity rule.
 
@@ -40,10 +43,12 @@ def resolve(
         rule: the feed's current rule.
         items: the entries just parsed, keyed guid-first.
         stored: (key, link) of the feed's stored entries that share a link with `items`.
+        repeated_guids: how many entries of the document reused an earlier entry's guid
+            with another link (see `normalise.normalise_entries`).
     """
     note = None
     if rule != LINK_RULE:
-        reason = unstable_guids(items, stored)
+        reason = unstable_guids(items, stored, repeated_guids)
         if reason is None:
             return Identity(rule, tuple(items))
         rule = LINK_RULE
@@ -52,13 +57,11 @@ def resolve(
     return Identity(rule, tuple(_by_link(item) for item in items), rekeys, note)
 
 
-def unstable_guids(items: Sequence[EntryData], stored: Sequence[tuple[str, str]]) -> str | None:
+def unstable_guids(
+    items: Sequence[EntryData], stored: Sequence[tuple[str, str]], repeated_guids: int = 0
+) -> str | None:
     """Why the guids of this feed cannot identify its entries, or None if they can."""
-    links_by_key: dict[str, set[str]] = {}
-    for item in items:
-        if item.link:
-            links_by_key.setdefault(item.key, set()).add(item.link)
-    if any(len(links) > 1 for links in links_by_key.values()):
+    if repeated_guids:
         return "the feed gives the same guid to different entries"
     stored_key = {link: key for key, link in stored}
     known = [item for item in items if item.link in stored_key]

@@ -121,6 +121,7 @@ class ParsedFeed:
     ttl_seconds: int | None = None  # from RSS <ttl> or sy:updatePeriod/updateFrequency
     warning: str | None = None  # survivable problem (bozo), for the feed's status
     dropped: int = 0  # entries skipped (no id, link or title at all; over the cap)
+    repeated_guids: int = 0  # entries whose guid an earlier entry with another link had
 
 
 @dataclass(frozen=True)

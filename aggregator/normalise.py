@@ -654,6 +654,13 @@ def _positive_int(value: object) -> int | None:
     return number if number > 0 else None
 
 
+@dataclass(frozen=True)
+class NormalisedEntries:
+    entries: tuple[EntryData, ...]
+    dropped: int  # not kept: no id, link or title; a repeated entry; over the cap
+    repeated_guids: int  # kept under their link: their guid was an earlier entry's
+
+
 def normalise_entries(
     raws: Iterable[RawEntry],
     *,
@@ -661,21 +668,21 @@ def normalise_entries(
     feed_language: str | None,
     fetched_at: datetime,
     max_entries: int,
-) -> tuple[tuple[EntryData, ...], int]:
+) -> NormalisedEntries:
     """Normalise a document's entries in order, keeping at most `max_entries`.
 
-    Entries with no id, link or title, entries repeating an earlier entry's key (the
-    store upserts by key; the first occurrence wins) and entries beyond the cap are
-    counted, not kept; beyond the cap they are not even normalised. An entry without
-    a guid whose link an earlier entry already uses (some feeds point every item at
-    one news page) is keyed by its content hash instead, as if it had no link.
-
-    Returns:
-        The kept entries and the number dropped.
+    Entries with no id, link or title, entries repeating an earlier entry (same key and
+    link: the store upserts by key, the first occurrence wins) and entries beyond the
+    cap are counted, not kept; beyond the cap they are not even normalised. An entry
+    whose guid an earlier entry with another link already used is kept, keyed by its
+    link, and counted in `repeated_guids` (the feed then identifies entries by link,
+    see `identity.py`). An entry without a guid whose link an earlier entry already
+    uses (some feeds point every item at one news page) is keyed by its content hash
+    instead, as if it had no link.
     """
     kept: list[EntryData] = []
-    keys: set[str] = set()
-    dropped = 0
+    links_by_key: dict[str, str | None] = {}
+    dropped = repeated = 0
     for raw in raws:
         if len(kept) >= max_entries:
             dropped += 1
@@ -683,11 +690,15 @@ def normalise_entries(
         entry = normalise_entry(
             raw, feed_url=feed_url, feed_language=feed_language, fetched_at=fetched_at
         )
-        if entry is not None and entry.key in keys and not (raw.id or "").strip():
-            entry = _rekey_by_content(entry)
-        if entry is None or entry.key in keys:
+        if entry is not None and entry.key in links_by_key:
+            if not (raw.id or "").strip():
+                entry = _rekey_by_content(entry)
+            elif entry.link and entry.link != links_by_key[entry.key]:
+                entry = replace(entry, key=entry_key(None, entry.link, "", None, ""))
+                repeated += 1
+        if entry is None or entry.key in links_by_key:
             dropped += 1
             continue
-        keys.add(entry.key)
+        links_by_key[entry.key] = entry.link
         kept.append(entry)
-    return tuple(kept), dropped
+    return NormalisedEntries(tuple(kept), dropped, repeated)

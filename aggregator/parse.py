@@ -188,7 +188,7 @@ def _parse_json(data: bytes, *, url: str, fetched_at: datetime, max_entries: int
     except JsonFeedError as exc:
         raise ParseError(url, f"parse: {exc}") from exc
     language = normalise_language(doc.language)
-    entries, dropped = normalise_entries(
+    normalised = normalise_entries(
         doc.items,
         feed_url=url,
         feed_language=language,
@@ -200,8 +200,9 @@ def _parse_json(data: bytes, *, url: str, fetched_at: datetime, max_entries: int
         title=plain_text(doc.title, FEED_TITLE_MAX_CHARS) or None,
         link=absolute_url(doc.link, url),
         language=language,
-        entries=entries,
-        dropped=dropped,
+        entries=normalised.entries,
+        repeated_guids=normalised.repeated_guids,
+        dropped=normalised.dropped,
     )
 
 
@@ -229,7 +230,7 @@ def _parse_feedparser(
     if not result.get("version") and not raw_entries:
         raise ParseError(url, "parse: not a feed" + _bozo_suffix(result))
     language = normalise_language(feed.get("language") or _detail_language(feed, "title"))
-    entries, dropped = normalise_entries(
+    normalised = normalise_entries(
         (_raw_from_feedparser(e) for e in raw_entries),
         feed_url=url,
         feed_language=language,
@@ -241,10 +242,11 @@ def _parse_feedparser(
         title=plain_text(feed.get("title"), FEED_TITLE_MAX_CHARS) or None,
         link=absolute_url(feed.get("link"), url),
         language=language,
-        entries=entries,
+        entries=normalised.entries,
+        repeated_guids=normalised.repeated_guids,
         ttl_seconds=ttl_seconds(feed),
         warning=bozo_warning(result),
-        dropped=dropped + skipped,
+        dropped=normalised.dropped + skipped,
     )
 
 

@@ -68,6 +68,7 @@ class Decision:
     state: FeedUpdate
     items: tuple[EntryData, ...] = ()
     error: str | None = None
+    repeated_guids: int = 0  # see normalise.normalise_entries
 
 
 def poll_due(
@@ -186,7 +187,10 @@ def _apply_identity(
     """Key the entries by the feed's identity rule, switching it when guids prove unstable."""
     links = [item.link for item in decision.items if item.link]
     resolved = identity.resolve(
-        feed.id_rule, decision.items, store.get_keys_by_link(feed.id, links)
+        feed.id_rule,
+        decision.items,
+        store.get_keys_by_link(feed.id, links),
+        decision.repeated_guids,
     )
     if resolved.note is None:
         return replace(decision, items=resolved.items), resolved.rekeys
@@ -347,4 +351,4 @@ def _parsed(
         last_error=parsed.warning,
         error_count=0,
     )
-    return Decision("ok", state, parsed.entries)
+    return Decision("ok", state, parsed.entries, repeated_guids=parsed.repeated_guids)

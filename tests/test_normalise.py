@@ -6,6 +6,8 @@ test_realfeeds import.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
@@ -311,9 +313,7 @@ def test_content_hash_detects_edits() -> None:
 
 def test_entries_without_id_link_or_title_are_dropped() -> None:
     raws = [RawEntry(summary="only text"), RawEntry(title="kept")]
-    entries, dropped = normalise_entries(
-        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=10
-    )
+    entries, dropped, _ = _normalise(raws, max_entries=10)
     assert [e.title for e in entries] == ["kept"]
     assert dropped == 1
 
@@ -325,9 +325,7 @@ def test_duplicate_guid_dropped_shared_link_rekeyed() -> None:
         RawEntry(link="https://x.org/news", title="a"),
         RawEntry(link="https://x.org/news", title="b"),
     ]
-    entries, dropped = normalise_entries(
-        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=10
-    )
+    entries, dropped, _ = _normalise(raws, max_entries=10)
     assert dropped == 1
     assert [e.title for e in entries] == ["one", "a", "b"]
     assert entries[1].key == "https://x.org/news"
@@ -336,7 +334,23 @@ def test_duplicate_guid_dropped_shared_link_rekeyed() -> None:
 
 def test_cap_counts_the_rest_as_dropped() -> None:
     raws = (RawEntry(id=str(i), title=str(i)) for i in range(50))
-    entries, dropped = normalise_entries(
-        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=20
-    )
+    entries, dropped, _ = _normalise(raws, max_entries=20)
     assert len(entries) == 20 and dropped == 30
+
+
+def _normalise(raws: Iterable[RawEntry], max_entries: int) -> tuple:
+    result = normalise_entries(
+        raws, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED, max_entries=max_entries
+    )
+    return result.entries, result.dropped, result.repeated_guids
+
+
+def test_guid_repeated_with_another_link_is_kept_under_its_link() -> None:
+    raws = [
+        RawEntry(id="same", link="https://x.org/a", title="a"),
+        RawEntry(id="same", link="https://x.org/b", title="b"),
+        RawEntry(id="same", link="https://x.org/a", title="a again"),
+    ]
+    entries, dropped, repeated = _normalise(raws, max_entries=10)
+    assert [(e.key, e.title) for e in entries] == [("same", "a"), ("https://x.org/b", "b")]
+    assert dropped == 1 and repeated == 1

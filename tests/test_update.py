@@ -310,3 +310,18 @@ def test_feed_with_changing_guids_falls_back_to_links(
     )
     again = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=4))
     assert again.new_entries == 0 and store.count_entries() == 4
+
+
+def test_feed_repeating_one_guid_falls_back_to_links(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    same = [("same", "a"), ("same", "b"), ("same", "c")]
+    (feed_dir / "same.xml").write_bytes(_rss_with_guids(same))
+    _, options = _setup(tmp_path, store, feed_server, ["same.xml"])
+    summary = poll_due(store, options, owner="test")
+    assert summary.new_entries == 3
+    (feed,) = store.get_feeds()
+    assert feed.id_rule == "link" and "same guid" in feed.last_error
+    (feed_dir / "same.xml").write_bytes(_rss_with_guids([("same", "c"), *same]))
+    again = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=2))
+    assert again.new_entries == 0 and store.count_entries() == 3
