@@ -6,9 +6,8 @@ test_realfeeds import.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
