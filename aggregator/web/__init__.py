@@ -11,12 +11,17 @@ from flask import Flask
 from aggregator.config import load_config, resolve_config_path
 from aggregator.render import safe_url
 from aggregator.store import Store
-from aggregator.web.cache import ResponseCache
+from aggregator.web.cache import FastPath, ResponseCache
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -36,7 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
     app.config.update(overrides)
     app.extensions["store"] = Store(app.config["DATABASE_URL"])
-    app.extensions["response_cache"] = ResponseCache()
+    cache = app.extensions["response_cache"] = ResponseCache()
     app.jinja_env.filters["safe_url"] = safe_url
 
     from aggregator.web import feeds, views
@@ -44,16 +49,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(feeds.bp)
     app.after_request(_security_headers)
+    fast_path = FastPath(app.wsgi_app, cache, lambda: _version(app), list(SECURITY_HEADERS.items()))
+    app.extensions["fast_path"] = fast_path
+    app.wsgi_app = fast_path  # type: ignore[method-assign]
     return app
+
+
+def _version(app: Flask) -> Any:
+    ttl = float(app.config.get("VERSION_TTL", 1.0))
+    cache: ResponseCache = app.extensions["response_cache"]
+    return cache.version(app.extensions["store"].web_version, ttl)
 
 
 def _security_headers(response: Any) -> Any:
     """Every response: no MIME sniffing, no referrer, and the strict CSP (feeds and JSON
     included, so a browser opening one cannot run anything from it either).
     """
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers.update(SECURITY_HEADERS)
     if response.mimetype == "text/html":
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response

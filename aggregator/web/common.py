@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from flask import Response, abort, current_app, request
 
 from aggregator.store import Store
-from aggregator.web.cache import Rendered, ResponseCache, respond
+from aggregator.web.cache import FastPath, Rendered, ResponseCache, respond
 
 T = TypeVar("T")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -134,12 +134,27 @@ def version_time(version: Sequence[Any]) -> datetime:
     return max(times, default=EPOCH)
 
 
-def serve(key: Hashable, render: Callable[[datetime], tuple[bytes, str]], max_age: int) -> Response:
+def store_version() -> Any:
+    ttl = float(current_app.config.get("VERSION_TTL", 1.0))
+    return get_cache().version(get_store().web_version, ttl)
+
+
+def serve(
+    key: Hashable,
+    render: Callable[[datetime], tuple[bytes, str]],
+    max_age: int,
+    fast: bool = False,
+) -> Response:
     """Serve `key` from the response cache, rendering it on a miss.
 
-    `render` gets the store's newest change time and returns (body, mimetype).
+    `render` gets the store's newest change time and returns (body, mimetype). With
+    `fast`, repeats of this exact URL are answered by `FastPath` without Flask (only for
+    responses that do not depend on the clock).
     """
-    version = get_store().web_version()
+    version = store_version()
+    if fast:
+        fast_path: FastPath = current_app.extensions["fast_path"]
+        fast_path.remember(request.path, request.query_string.decode("latin-1"), key)
 
     def build() -> Rendered:
         changed = version_time(version)

@@ -140,7 +140,7 @@ def stories_feed(fmt: str) -> Response:
         renderer, mimetype = RENDERERS[fmt]
         return renderer(meta, items), mimetype
 
-    return serve(("feed", request.path, paging), render, FEED_MAX_AGE)
+    return serve(("feed", request.path, paging), render, FEED_MAX_AGE, fast=True)
 
 
 def _story_item(story: Story, entries: Sequence[Entry]) -> FeedItem:
@@ -167,7 +167,7 @@ def _entries_feed(fmt: str, make_scope: Callable[[], Scope]) -> Response:
         renderer, mimetype = RENDERERS[fmt]
         return renderer(meta, items), mimetype
 
-    return serve(("feed", request.path, paging), render, FEED_MAX_AGE)
+    return serve(("feed", request.path, paging), render, FEED_MAX_AGE, fast=True)
 
 
 def _meta(

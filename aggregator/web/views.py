@@ -9,8 +9,9 @@
     /healthz                JSON counts and the worker heartbeat (503 when stale)
     /metrics                Prometheus text format
 
-Pages are cached like feeds (see `cache.py`); a page that depends on the clock puts the
-current minute into its cache key.
+Pages are cached like feeds (see `cache.py`); a page that depends on the clock (`?hours=`,
+the sources' next checks and entries per day) puts the current minute into its cache key
+and is always served through Flask; the others repeat through `FastPath`.
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ def index() -> Response:
     tag, hours = tag_arg(), hours_arg()
     paging = paging_args(PAGE_SIZE, PAGE_MAX)
     now = _now()
-    first = paging.before is None and paging.after is None
-    clock = _minute(now) if first or hours else None
+    clock = _minute(now) if hours else None
 
-    def render(_changed: datetime) -> tuple[bytes, str]:
+    def render(changed: datetime) -> tuple[bytes, str]:
         since = now - timedelta(hours=hours) if hours else None
-        stories_since = since or now - timedelta(hours=TOP_STORIES_HOURS)
+        # Without ?hours= the top stories are those of the 48 hours up to the store's
+        # newest change, so the page depends on the store only and is cached as a feed is.
+        stories_since = since or changed - timedelta(hours=TOP_STORIES_HOURS)
         digest = build_digest(get_store(), paging, tag, since, stories_since)
         feeds = feed_links(f"/tags/{tag}/", f"{site_title()}: {tag}") if tag else None
         body = _html(
@@ -82,7 +84,7 @@ def index() -> Response:
         )
         return body, "text/html"
 
-    return serve(("index", tag, hours, paging, clock), render, PAGE_MAX_AGE)
+    return serve(("index", tag, hours, paging, clock), render, PAGE_MAX_AGE, fast=not hours)
 
 
 @bp.route("/tags/<tag>")
@@ -101,7 +103,7 @@ def stories() -> Response:
         feeds = feed_links("/stories/", f"{site_title()}: stories")
         return _html("stories.html", page=page, paging=paging, feeds=feeds), "text/html"
 
-    return serve(("stories", paging), render, PAGE_MAX_AGE)
+    return serve(("stories", paging), render, PAGE_MAX_AGE, fast=True)
 
 
 @bp.route("/stories/<int:story_id>")
@@ -123,7 +125,7 @@ def story(story_id: int) -> Response:
         )
         return body, "text/html"
 
-    return serve(("story", story_id), render, PAGE_MAX_AGE)
+    return serve(("story", story_id), render, PAGE_MAX_AGE, fast=True)
 
 
 @bp.route("/sources")
