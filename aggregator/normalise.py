@@ -206,7 +206,11 @@ _TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quote
 URL_ATTRIBUTES = frozenset({"href", "src"})
 """Attributes of `ALLOWED_ATTRIBUTES` that hold a URL."""
 
-_EMPTY_URL_HINT = re.compile(r"""(?:href|src)\s*=\s*(?:(["'])\s*\1|(?=[\s>]))""", re.I)
+_EMPTY_VALUE = re.compile(r"""=\s*(?:(["'])\s*\1|(?=[\s>]))""")
+"""An empty attribute value (`=""`, `=''`, `= >`); its name is checked separately:
+a pattern starting with the literal `=` is scanned for that character, while the former
+case-insensitive `href|src` alternation tried every position (0.28 s → 0.017 s over the
+real-world corpus's 14 MB of HTML)."""
 _UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _PLAIN_HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:[/?#]|\Z)", re.IGNORECASE)
 _IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]+)"')
@@ -506,9 +510,21 @@ def sanitise_html(value: str, base: str) -> str:
     if not value or not value.strip():
         return ""
     # the attribute filter costs a Python call per attribute: only when it may matter
-    cleaner = _html_cleaner(base, _EMPTY_URL_HINT.search(value) is not None)
+    cleaner = _html_cleaner(base, _has_empty_url(value))
     cleaned: str = cleaner.clean(value).strip()
     return cleaned
+
+
+def _has_empty_url(value: str) -> bool:
+    """Whether `value` may hold an empty href or src (then the attribute filter runs)."""
+    for match in _EMPTY_VALUE.finditer(value):
+        end = match.start()
+        while end and value[end - 1].isspace():
+            end -= 1
+        name = value[max(0, end - 4) : end].lower()
+        if name.endswith("src") or name == "href":
+            return True
+    return False
 
 
 def summary_of_html(sanitised: str) -> str:
