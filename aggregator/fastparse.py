@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.message import Message
-from html import escape
+from html import escape, unescape
 from typing import Any
 
 from lxml import etree
@@ -131,6 +131,23 @@ LEADING_SPACE_WARNING = "whitespace before the XML declaration (ignored)"
 not well-formed (feedparser then falls back to its slow loose parser), yet they change
 nothing about its content. 20 of the 31 ill-formed snapshots have only this defect."""
 
+RECOVERABLE_ERRORS = frozenset(
+    {
+        "ERR_INVALID_CHAR",  # a control character in text: dropped
+        "ERR_UNDECLARED_ENTITY",  # an HTML entity such as &uuml;: kept as a node
+    }
+)
+"""libxml2 errors after which lxml's recovering parser keeps the document's structure
+and loses at most a control character; 6 of the 11 ill-formed real-world snapshots
+have only these. Not among them: a bare "&" (recovery drops the text up to the next
+delimiter, feedparser keeps it), encoding errors (feedparser re-decodes the whole
+document with another charset), structural errors (mismatched or unfinished tags,
+unfinished CDATA: what recovery keeps is a guess)."""
+
+WARNING_MAX_CHARS = 200
+"""Bound on `ParsedFeed.warning` (same as `parse`)."""
+
+_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s/>]")
 _LEADING_SPACE_BEFORE_DECLARATION = re.compile(rb"\s+<\?xml\s")
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
@@ -187,15 +204,18 @@ def _parse(
         warning = LEADING_SPACE_WARNING
     try:
         root = etree.fromstring(data, _parser())
-    except (etree.XMLSyntaxError, ValueError) as exc:
+    except ValueError as exc:
         raise _Doubt("not well-formed") from exc
+    except etree.XMLSyntaxError as exc:
+        root = _recover(data)
+        warning = f"not well-formed XML, recovered: {exc.msg}"[:WARNING_MAX_CHARS]
     if root is None:
         raise _Doubt("no root element")
     parsed = _read(root, url=url, content_type=content_type, fetched_at=fetched_at, cap=cap)
     return replace(parsed, warning=warning) if warning else parsed
 
 
-def _parser() -> etree.XMLParser:
+def _parser(recover: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
@@ -203,8 +223,30 @@ def _parser() -> etree.XMLParser:
         huge_tree=False,
         remove_comments=True,
         remove_pis=True,
-        recover=False,
+        recover=recover,
     )
+
+
+def _recover(data: bytes) -> etree._Element:
+    """The tree lxml recovers from a document with only local defects (see
+    `RECOVERABLE_ERRORS`), when it holds as many entries as the bytes have entry start
+    tags — so no entry was lost or split; any other case is a doubt. (The strict
+    parse's `error.error_log` is not used: lxml carries earlier documents' errors in it.)"""
+    parser = _parser(recover=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        raise _Doubt("not well-formed, not recoverable") from exc
+    if root is None or not _only_recoverable(parser.error_log):
+        raise _Doubt("not well-formed")
+    entries = sum(1 for _ in root.iter("{*}item", "{*}entry"))
+    if entries != len(_ENTRY_START.findall(data)):
+        raise _Doubt("not well-formed, recovered entries differ from the bytes")
+    return root
+
+
+def _only_recoverable(log: Any) -> bool:
+    return all(entry.type_name in RECOVERABLE_ERRORS for entry in log)
 
 
 # --- document level -------------------------------------------------------------------
@@ -385,8 +427,20 @@ def _has_handler(name: str) -> bool:
 def _text(ctx: _Context, element: etree._Element) -> str:
     """Element text as feedparser pops it: stripped, UTF-8 repaired, cp1252 mapped."""
     if len(element):
-        raise _Doubt("markup where text was expected")
+        return _repair(ctx, _text_with_entities(element).strip())
     return _repair(ctx, (element.text or "").strip())
+
+
+def _text_with_entities(element: etree._Element) -> str:
+    """Text holding references to undeclared entities (`&uuml;` in a recovered
+    document), decoded as feedparser's loose parser decodes HTML entities."""
+    parts = [element.text or ""]
+    for child in element:
+        if not isinstance(child, etree._Entity):
+            raise _Doubt("markup where text was expected")
+        parts.append(unescape(child.text or ""))
+        parts.append(child.tail or "")
+    return "".join(parts)
 
 
 def _repair(ctx: _Context, text: str) -> str:

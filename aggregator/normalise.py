@@ -201,6 +201,7 @@ rarely has more than 8 characters of markup per character of text at its start; 
 it does, the summary is merely shorter."""
 
 _WHITESPACE = re.compile(r"\s+")
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1b\x7f]")  # \t \n \f \r \x1c-\x1f: \s
 _PARTIAL_TAIL = re.compile(r"<[^>]*\Z|&[#\w]*\Z")
 _TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quoted attrs)
 URL_ATTRIBUTES = frozenset({"href", "src"})
@@ -453,8 +454,9 @@ def canonical_link(url: str | None, base: str | None) -> str | None:
 
 
 def collapse_whitespace(text: str) -> str:
-    """Runs of whitespace (including newlines) as single spaces, trimmed."""
-    return _WHITESPACE.sub(" ", text).strip()
+    """Runs of whitespace (including newlines) as single spaces, trimmed; control
+    characters (which XML output could not carry) removed."""
+    return _WHITESPACE.sub(" ", _CONTROL_CHARS.sub("", text)).strip()
 
 
 def plain_text(value: str | None, limit: int | None = None) -> str:

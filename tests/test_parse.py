@@ -456,3 +456,33 @@ def test_fast_path_caps_100k_items_quickly() -> None:
     feed = parse_bytes(data, max_entries=500)
     assert time.perf_counter() - start < 2.0
     assert len(feed.entries) == 500 and feed.dropped == 99_500
+
+
+RECOVERABLE_ITEMS = (
+    "<item><title>M\x10nchen &uuml;ber alles</title><guid>r1</guid></item>"
+    "<item><title>caf&eacute; &unknown;</title><guid>r2</guid></item>"
+)
+
+
+def test_fast_path_recovers_control_characters_and_html_entities() -> None:
+    data = _rss(channel_extra=RECOVERABLE_ITEMS)
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    assert fast.warning is not None and "recovered" in fast.warning
+    slow = parse_bytes(data, fast=False)
+    assert [(e.key, e.title) for e in fast.entries] == [(e.key, e.title) for e in slow.entries]
+    assert [e.title for e in fast.entries][:2] == ["Mnchen über alles", "café &unknown;"]
+
+
+@pytest.mark.parametrize(
+    ("defect", "reason"),
+    [
+        ("<item><title>AT&T</title><guid>b</guid></item>", "not well-formed"),  # bare &
+        ("<item><title>open</item>", "not well-formed"),  # structure
+        ("<item><title>t</title><![CDATA[<item>]]></item>", "entries differ"),  # count
+    ],
+)
+def test_fast_path_recovers_only_local_defects(defect: str, reason: str) -> None:
+    data = _rss(channel_extra=defect + "<item><title>\x10</title><guid>x</guid></item>")
+    assert reason in (refusal(data) or "")
+    assert parse_bytes(data).entries  # feedparser reads it
