@@ -27,7 +27,6 @@ import heapq
 import math
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,17 +47,21 @@ __all__ = [
 DEFAULT_WINDOW = timedelta(hours=72)
 
 # Minimum score (centroid cosine x size bonus x time factor) to join a story.
-# Sweep on half A of dev.tsv (bench/grouping.py --sweep): B-cubed F1 peaks at
-# 0.06-0.08; 0.07 is the middle of the plateau (see docs/grouping.md).
+# Chosen on half A of dev.tsv's stories (B-cubed F1 averaged over 5 replay
+# orders): 0.05-0.09 is a plateau (0.74-0.77), best 0.765 at 0.07 together with
+# CHAR_WEIGHT 0.5 and SIZE_BONUS 0.3. See docs/grouping.md.
 DEFAULT_THRESHOLD = 0.07
 
 # Score multiplier 1 + SIZE_BONUS * ln(size): big stories are likelier homes for
-# an ambiguous headline. 0.2 beat 0 by ~0.02 F1 on half A; 0.4 lost precision.
-SIZE_BONUS = 0.2
+# an ambiguous headline. Half A F1, one order: 0.0 -> 0.71, 0.2 -> 0.75; 5-order
+# mean at the best threshold: 0.2 -> 0.763, 0.3 -> 0.765.
+SIZE_BONUS = 0.3
 
 # Weight of the character 4-gram block relative to word features. Char grams
 # bridge spelling variants ("MtGox" / "Mt. Gox", "hacker" / "hacked").
-CHAR_WEIGHT = 0.3
+# Half A F1: one order 0.0 -> 0.73, 0.3 -> 0.75, 0.5 -> 0.77; 5-order mean at
+# the best threshold 0.3 -> 0.758, 0.5 -> 0.765.
+CHAR_WEIGHT = 0.5
 CHAR_NGRAM = 4
 
 # Summary text counts less than the title (titles are written to identify the
@@ -80,9 +83,24 @@ MAX_POSTING = 400
 MAX_CENTROID_TERMS = 600
 PRUNE_TO = 450
 
+# IDF = ln((docs + IDF_PRIOR_DOCS) / (df + 0.5)): the prior pretends the index
+# has seen this many documents without the term, so a cold index does not treat
+# a word shared by its first two entries as common. Half A F1 (5 orders): 1 ->
+# 0.765, 20 -> 0.763, 100 -> 0.757 at threshold 0.07; 20 lets 2-3 entries group.
+IDF_PRIOR_DOCS = 20.0
+
 # Document frequencies are halved every DF_HALF_LIFE entries, so IDF follows
 # the recent stream and the vocabulary cannot grow without bound.
 DF_HALF_LIFE = 50_000
+
+# See _centroid_norm: at least this many new entries between full recomputes
+# of a story's centroid norm. 500 cost 0.03 whole-file F1 on dev.tsv (stale
+# norms early in a cold stream), so the 5 % rule alone decides.
+NORM_REFRESH_DOCS = 0
+
+# Members whose vectors are kept for choosing the headline (the most recent
+# ones); the centroid itself is the sum over all members.
+MAX_MEMBERS_KEPT = 200
 
 # Label: this many key terms (highest tf-idf in the centroid).
 KEY_TERMS = 3
@@ -160,8 +178,10 @@ class _Story:
     links: set[str] = field(default_factory=set)
     titles: set[str] = field(default_factory=set)
     surface: dict[str, str] = field(default_factory=dict)
-    norm: float = 0.0
-    norm_at: float = -1.0  # document count when `norm` was computed; -1 = stale
+    size: int = 0
+    entry_ids: list[int] = field(default_factory=list)
+    norm2: float = 0.0  # squared L2 norm of the IDF-weighted centroid
+    norm_at: float = -1.0  # document count at the last full norm2 recompute; -1 = stale
 
 
 def canonical_link(link: str | None) -> str | None:
@@ -223,7 +243,9 @@ def _stem(word: str) -> str:
     return word
 
 
-def _text_features(text: str, weight: float, out: Counter[str], surface: dict[str, str]) -> None:
+def _text_features(
+    text: str, weight: float, out: dict[str, float], surface: dict[str, str]
+) -> None:
     """Add word, bigram, joined-short-pair and char-gram counts of ``text`` to ``out``."""
     raw = _tokens(text)
     words: list[str] = []
@@ -234,23 +256,25 @@ def _text_features(text: str, weight: float, out: Counter[str], surface: dict[st
         words.append(stem)
         surface.setdefault("w:" + stem, token.replace("'", ""))
     for word in words:
-        out["w:" + word] += weight
+        out["w:" + word] = out.get("w:" + word, 0.0) + weight
     for first, second in zip(words, words[1:], strict=False):
         key = f"b:{first} {second}"
-        out[key] += weight
+        out[key] = out.get(key, 0.0) + weight
         surface.setdefault(key, f"{surface['w:' + first]} {surface['w:' + second]}")
     for first, second in zip(raw, raw[1:], strict=False):
         short = min(len(first), len(second)) <= 3
         if short and first not in _STOPWORDS and second not in _STOPWORDS:
-            out["w:" + _stem(first + second)] += weight  # "mt gox" also as "mtgox"
+            joined = "w:" + _stem(first + second)  # "mt gox" also as "mtgox"
+            out[joined] = out.get(joined, 0.0) + weight
     if CHAR_WEIGHT > 0:
         for word in words:
             padded = f"<{word}>"
             for i in range(len(padded) - CHAR_NGRAM + 1):
-                out["c:" + padded[i : i + CHAR_NGRAM]] += weight
+                gram = "c:" + padded[i : i + CHAR_NGRAM]
+                out[gram] = out.get(gram, 0.0) + weight
 
 
-def _unit_tf(counts: Counter[str]) -> dict[str, float]:
+def _unit_tf(counts: dict[str, float]) -> dict[str, float]:
     """Sublinear, block-weighted, length-normalised term frequencies."""
     tf: dict[str, float] = {}
     for term, count in counts.items():
@@ -398,12 +422,12 @@ class StoryIndex:
 
     def members(self, story_id: int) -> tuple[int, ...]:
         """Return the entry ids of an active story in arrival order."""
-        return tuple(m.entry_id for m in self._stories[story_id].members)
+        return tuple(self._stories[story_id].entry_ids)
 
     # ---------------------------------------------------------------- helpers
 
-    def _features(self, item: GroupItem) -> tuple[Counter[str], dict[str, str]]:
-        counts: Counter[str] = Counter()
+    def _features(self, item: GroupItem) -> tuple[dict[str, float], dict[str, str]]:
+        counts: dict[str, float] = {}
         surface: dict[str, str] = {}
         _text_features(item.title, 1.0, counts, surface)
         if item.summary:
@@ -421,7 +445,7 @@ class StoryIndex:
             df[term] = df.get(term, 0.0) + 1.0
 
     def _idf(self, term: str) -> float:
-        return math.log((self._docs + 1.0) / (self._df.get(term, 0.0) + 0.5))
+        return math.log((self._docs + IDF_PRIOR_DOCS) / (self._df.get(term, 0.0) + 0.5))
 
     def _duplicate(self, item: GroupItem, link: str | None, tkey: str) -> tuple[int, int] | None:
         if link is not None and link in self._links:
@@ -446,10 +470,12 @@ class StoryIndex:
         weights = {t: v * self._idf(t) for t, v in tf.items()}
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         doc = {t: w / norm for t, w in weights.items()}
+        # The centroid side of the dot product is weighted by IDF as well.
+        query = {t: w * self._idf(t) for t, w in doc.items()}
         best: _Story | None = None
         best_score = 0.0
         for story in self._candidates(item, doc):
-            score = self._score(story, doc, item.published_at)
+            score = self._score(story, query, item.published_at)
             if score > best_score or (
                 score == best_score and best is not None and story.story_id < best.story_id
             ):
@@ -473,30 +499,29 @@ class StoryIndex:
                 out.append(story)
         return out
 
-    def _score(self, story: _Story, doc: dict[str, float], when: datetime) -> float:
+    def _score(self, story: _Story, query: dict[str, float], when: datetime) -> float:
         centroid = story.centroid
-        dot = 0.0
-        for term, value in doc.items():
-            mass = centroid.get(term)
-            if mass is not None:
-                dot += value * mass * self._idf(term)
+        dot = sum(query[t] * centroid[t] for t in centroid.keys() & query.keys())
         if dot <= 0.0:
             return 0.0
         cosine = dot / self._centroid_norm(story)
-        size = len(story.members)
+        size = story.size
         gap = max(0.0, (when - story.last_updated).total_seconds())
         return cosine * (1.0 + self.size_bonus * math.log(size)) / (1.0 + gap / self.time_scale)
 
     def _centroid_norm(self, story: _Story) -> float:
-        # IDF drifts slowly; recompute when the story changed or the stream grew 5 %.
-        if story.norm_at < 0 or self._docs > story.norm_at * 1.05 or self._docs < story.norm_at:
+        # Joins update the squared norm incrementally (IDF at join time); IDF
+        # drifts slowly, so a full recompute happens when the stream grew 5 %
+        # and by NORM_REFRESH_DOCS entries.
+        grown = self._docs > story.norm_at * 1.05 + NORM_REFRESH_DOCS
+        if story.norm_at < 0 or grown or self._docs < story.norm_at:
             total = 0.0
             for term, mass in story.centroid.items():
                 weight = mass * self._idf(term)
                 total += weight * weight
-            story.norm = math.sqrt(total) or 1.0
+            story.norm2 = total
             story.norm_at = self._docs
-        return story.norm
+        return math.sqrt(story.norm2) or 1.0
 
     def _shared_terms(self, story: _Story, tf: dict[str, float]) -> tuple[str, ...]:
         scored = []
@@ -521,23 +546,32 @@ class StoryIndex:
         tkey: str,
     ) -> None:
         story.members.append(_Member(item.entry_id, item.title, item.published_at, tf))
+        if len(story.members) > MAX_MEMBERS_KEPT:
+            del story.members[0]
+        story.size += 1
+        story.entry_ids.append(item.entry_id)
         story.sources.add(item.source)
         if story.language is None:
             story.language = item.language
         story.first_seen = min(story.first_seen, item.published_at)
-        if item.published_at >= story.last_updated or len(story.members) == 1:
-            story.last_updated = max(story.last_updated, item.published_at)
+        story.last_updated = max(story.last_updated, item.published_at)
         heapq.heappush(self._heap, (story.last_updated, story.story_id))
         centroid = story.centroid
         for term, value in tf.items():
-            if term not in centroid and term[0] != "c":
-                self._postings.setdefault(term, set()).add(story.story_id)
-            centroid[term] = centroid.get(term, 0.0) + value
+            old = centroid.get(term)
+            if old is None:
+                old = 0.0
+                if term[0] != "c":
+                    self._postings.setdefault(term, set()).add(story.story_id)
+            centroid[term] = old + value
+            story.norm2 += (2.0 * old * value + value * value) * self._idf(term) ** 2
         for term, text in surface.items():
             story.surface.setdefault(term, text)
         if len(centroid) > MAX_CENTROID_TERMS:
             self._prune(story)
-        story.norm_at = -1.0
+            story.norm_at = -1.0
+        elif story.norm_at < 0:
+            story.norm_at = self._docs
         if link is not None and link not in self._links:
             self._links[link] = (story.story_id, item.entry_id)
             story.links.add(link)
@@ -571,8 +605,8 @@ class StoryIndex:
             self._links.pop(link, None)
         for tkey in story.titles:
             self._titles.pop(tkey, None)
-        for member in story.members:
-            self._assignments.pop(member.entry_id, None)
+        for entry_id in story.entry_ids:
+            self._assignments.pop(entry_id, None)
 
     def _headline(self, story: _Story) -> str:
         idf = {t: self._idf(t) for t in story.centroid}

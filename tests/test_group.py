@@ -1,0 +1,170 @@
+"""Story grouping: what a reader of the merged feed would notice."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.group import GroupItem, StoryIndex, canonical_link
+
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+GOX = [
+    ("Reuters", "Mt. Gox files for U.S. bankruptcy protection"),
+    ("BBC", "Bitcoin exchange Mt. Gox seeks US bankruptcy relief"),
+    ("Guardian", "MtGox files for Chapter 15 bankruptcy in the US"),
+]
+UNRELATED = [
+    ("AP", "Zac Efron says he is up for a High School Musical reunion"),
+    ("Wired", "Google releases developer kit for wearable computers"),
+    ("ESPN", "Jaguars unveil plan for world's largest HD video screens"),
+]
+
+
+def item(
+    entry_id: int,
+    title: str,
+    source: str = "feed",
+    minutes: float = 0,
+    link: str | None = None,
+    language: str | None = "en",
+) -> GroupItem:
+    return GroupItem(
+        entry_id=entry_id,
+        title=title,
+        summary="",
+        link=link,
+        source=source,
+        published_at=T0 + timedelta(minutes=minutes),
+        language=language,
+    )
+
+
+def test_same_event_from_three_outlets_is_one_story_with_three_sources() -> None:
+    index = StoryIndex()
+    got = [index.add(item(i, title, source, i)) for i, (source, title) in enumerate(GOX, 1)]
+    assert {a.story_id for a in got} == {1}
+    assert got[0].new_story and not got[1].new_story and not got[2].new_story
+    label = index.label(1)
+    assert label.sources == 3
+    assert "gox" in " ".join(got[1].shared_terms).lower()
+    assert index.explain(2) == got[1]
+
+
+def test_unrelated_headlines_are_separate_stories() -> None:
+    index = StoryIndex()
+    got = [index.add(item(i, t, s, i)) for i, (s, t) in enumerate(GOX[:1] + UNRELATED, 1)]
+    assert [a.story_id for a in got] == [1, 2, 3, 4]
+    assert all(a.new_story for a in got)
+    assert index.active_count == 4
+
+
+def test_different_languages_are_not_joined_but_unknown_language_is() -> None:
+    index = StoryIndex()
+    index.add(item(1, GOX[0][1], "Reuters", language="en"))
+    german = index.add(item(2, GOX[1][1], "Spiegel", 1, language="de"))
+    unknown = index.add(item(3, GOX[2][1], "Blog", 2, language=None))
+    assert german.new_story and german.story_id == 2
+    assert unknown.story_id in (1, 2) and not unknown.new_story
+
+
+def test_story_id_is_stable_as_the_story_grows() -> None:
+    index = StoryIndex()
+    titles = [t for _, t in GOX] + [
+        "Mt. Gox bankruptcy filing in US halts lawsuits",
+        "Mt. Gox US bankruptcy: what it means for bitcoin owners",
+    ]
+    ids = [index.add(item(10 + i, t, f"s{i}", i * 30)).story_id for i, t in enumerate(titles)]
+    assert ids == [10] * len(titles)
+    assert index.members(10) == tuple(range(10, 10 + len(titles)))
+
+
+def test_expiry_removes_quiet_stories_from_the_active_set() -> None:
+    index = StoryIndex(window=timedelta(hours=72))
+    index.add(item(1, GOX[0][1], minutes=0))
+    index.add(item(2, UNRELATED[0][1], minutes=60 * 48))
+    assert index.expire(T0 + timedelta(hours=71)) == 0
+    assert index.expire(T0 + timedelta(hours=73)) == 1
+    assert index.active_story_ids == (2,)
+    assert index.explain(1) is None
+    # A late report of the expired event founds a new story.
+    late = index.add(item(3, GOX[1][1], "BBC", 60 * 73))
+    assert late.new_story and late.story_id == 3
+
+
+def test_same_link_joins_the_story_and_is_marked_duplicate() -> None:
+    index = StoryIndex()
+    link = "https://www.example.com/news/gox?utm_source=rss#top"
+    first = index.add(item(1, GOX[0][1], "Reuters", link=link))
+    again = index.add(
+        item(2, "Completely different wording", "Aggregator", 5, "http://example.com/news/gox/")
+    )
+    assert again.story_id == first.story_id
+    assert again.duplicate_of == 1
+    assert canonical_link(link) == canonical_link("http://example.com/news/gox/")
+
+
+def test_near_identical_title_from_another_feed_is_duplicate() -> None:
+    index = StoryIndex()
+    index.add(item(1, "Mt. Gox files for US bankruptcy protection", "Reuters"))
+    wire = index.add(item(2, "Mt Gox files for US bankruptcy protection - Yahoo News", "Yahoo", 3))
+    assert wire.story_id == 1 and wire.duplicate_of == 1
+    own = index.add(item(3, "Google releases wearable SDK", "Wired", 4))
+    assert own.duplicate_of is None
+
+
+def test_label_headline_and_terms_are_sensible() -> None:
+    index = StoryIndex()
+    titles = [
+        "Mt. Gox files for US bankruptcy protection",
+        "Mt. Gox seeks US bankruptcy protection",
+        "Bitcoin exchange Mt. Gox files for bankruptcy in the US",
+        "Mt. Gox bankruptcy: Bitcoin exchange seeks US protection",
+    ]
+    for i, title in enumerate(titles, 1):
+        index.add(item(i, title, f"s{i}", i))
+    label = index.label(1)
+    assert label.headline in titles
+    assert 2 <= len(label.terms) <= 4
+    assert any("gox" in term.lower() for term in label.terms)
+    assert label.first_seen == T0 + timedelta(minutes=1)
+    assert label.last_updated == T0 + timedelta(minutes=4)
+
+
+def bcubed_f1(gold: list[str], pred: list[int]) -> float:
+    joint = Counter(zip(gold, pred, strict=True))
+    gsize, psize = Counter(gold), Counter(pred)
+    p = sum(c * c / psize[pl] for (_, pl), c in joint.items()) / len(gold)
+    r = sum(c * c / gsize[gl] for (gl, _), c in joint.items()) / len(gold)
+    return 2 * p * r / (p + r)
+
+
+def test_quality_floor_on_labelled_headlines() -> None:
+    shared = os.environ.get("AGGREGATOR_SHARED_DATA")
+    if not shared:
+        pytest.skip("AGGREGATOR_SHARED_DATA is not set")
+    with open(Path(shared) / "stories" / "dev.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    # Fixed slice: the first 1,200 rows, in the seed-0 replay order, of the held-out
+    # half of the stories (bench/grouping.py's split: sorted story ids, seed 1).
+    # On that half the default method scores ~0.92; on the whole file ~0.80.
+    random.Random(0).shuffle(rows)
+    stories = sorted({r["story"] for r in rows})
+    random.Random(1).shuffle(stories)
+    held_out = set(stories[len(stories) // 2 :])
+    rows = [r for r in rows if r["story"] in held_out][:1200]
+    index = StoryIndex()
+    step = timedelta(hours=48) / len(rows)
+    pred = []
+    for i, row in enumerate(rows):
+        entry = GroupItem(
+            int(row["id"]), row["title"], "", row["url"], row["publisher"], T0 + i * step, "en"
+        )
+        pred.append(index.add(entry).story_id)
+    assert bcubed_f1([r["story"] for r in rows], pred) >= 0.85
