@@ -211,7 +211,7 @@ def _parse(
         warning = f"not well-formed XML, recovered: {exc.msg}"[:WARNING_MAX_CHARS]
     if root is None:
         raise _Doubt("no root element")
-    parsed = _read(root, url=url, content_type=content_type, fetched_at=fetched_at, cap=cap)
+    parsed = _read(root, data, url=url, content_type=content_type, fetched_at=fetched_at, cap=cap)
     return replace(parsed, warning=warning) if warning else parsed
 
 
@@ -266,12 +266,19 @@ class _Context:
 
 
 def _read(
-    root: etree._Element, *, url: str, content_type: str | None, fetched_at: datetime, cap: int
+    root: etree._Element,
+    data: bytes,
+    *,
+    url: str,
+    content_type: str | None,
+    fetched_at: datetime,
+    cap: int,
 ) -> ParsedFeed:
-    _check_charset(content_type, _document_encoding(root))
+    encoding = _document_encoding(root)
+    _check_charset(content_type, encoding)
     fmt, channel, items = _layout(root)
     ctx = _Context(atom=fmt == "atom10")
-    ctx.bases = _sequential_bases(root)
+    ctx.bases = _sequential_bases(root, data, encoding)
     feed = _read_channel(ctx, root, channel)
     language = normalise_language(feed.language)
     normalised = normalise_entries(
@@ -355,7 +362,9 @@ def _only_these(root: etree._Element, tag: str, expected: list[etree._Element]) 
         raise _Doubt("entries outside their channel")
 
 
-def _sequential_bases(root: etree._Element) -> dict[etree._Element, str] | None:
+def _sequential_bases(
+    root: etree._Element, data: bytes, encoding: str
+) -> dict[etree._Element, str] | None:
     """The base URI feedparser holds at each element, replaying its state machine.
 
     feedparser starts from "" (it is not told the feed URL), joins each xml:base onto
@@ -364,20 +373,24 @@ def _sequential_bases(root: etree._Element) -> dict[etree._Element, str] | None:
     siblings. Replaying the same steps with its own join functions gives the same
     results. Documents without any xml:base skip this (the base is "" throughout).
     """
+    if "base".encode(encoding) == b"base" and b"base" not in data:
+        return None  # in an ASCII-compatible document, far cheaper than the tree search
     if root.get("base") is not None or root.find(".//*[@base]") is not None:
         raise _Doubt("a bare base attribute")
     if root.get(XML_BASE) is None and root.find(f".//*[@{XML_BASE}]") is None:
         return None
     bases: dict[etree._Element, str] = {}
+    joined: dict[tuple[str, str], str] = {}  # most elements repeat their parent's join
     stack: list[str] = []
     current = ""
     for event, element in etree.iterwalk(root, events=("start", "end")):
         if event == "start":
             given = element.get(XML_BASE) or current
-            if current:
-                current = _feedparser_safe_uri(current, given) or current
-            else:
-                current = _feedparser_urljoin(current, given)
+            key = (current, given)
+            result = joined.get(key)
+            if result is None:
+                result = joined[key] = _join_base(current, given)
+            current = result
             stack.append(current)
             bases[element] = current
         else:
@@ -385,6 +398,12 @@ def _sequential_bases(root: etree._Element) -> dict[etree._Element, str] | None:
             if stack and stack[-1]:
                 current = stack[-1]
     return bases
+
+
+def _join_base(current: str, given: str) -> str:
+    if current:
+        return str(_feedparser_safe_uri(current, given) or current)
+    return str(_feedparser_urljoin(current, given))
 
 
 # --- names, text, URLs ------------------------------------------------------------------
