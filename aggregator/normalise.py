@@ -202,6 +202,10 @@ it does, the summary is merely shorter."""
 
 _WHITESPACE = re.compile(r"\s+")
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1b\x7f]")  # \t \n \f \r \x1c-\x1f: \s
+_NEEDS_CLEANER = re.compile("[<&\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Characters nh3 does more with than escape `>` and U+00A0: markup, references, CR
+(newlines are normalised) and controls. Over the real-world corpus 4,972 of 8,452
+sanitised values have none of them; skipping nh3 for those saves its fixed cost."""
 _PARTIAL_TAIL = re.compile(r"<[^>]*\Z|&[#\w]*\Z")
 _TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quoted attrs)
 URL_ATTRIBUTES = frozenset({"href", "src"})
@@ -455,8 +459,11 @@ def canonical_link(url: str | None, base: str | None) -> str | None:
 
 def collapse_whitespace(text: str) -> str:
     """Runs of whitespace (including newlines) as single spaces, trimmed; control
-    characters (which XML output could not carry) removed."""
-    return _WHITESPACE.sub(" ", _CONTROL_CHARS.sub("", text)).strip()
+    characters (which XML output could not carry) removed, as lxml's recovering
+    parser removes them (`isprintable` spares most titles that pass)."""
+    if not text.isprintable():
+        text = _CONTROL_CHARS.sub("", text)
+    return _WHITESPACE.sub(" ", text).strip()
 
 
 def plain_text(value: str | None, limit: int | None = None) -> str:
@@ -511,6 +518,8 @@ def sanitise_html(value: str, base: str) -> str:
     """
     if not value or not value.strip():
         return ""
+    if not _NEEDS_CLEANER.search(value):  # plain text: what nh3 would output
+        return value.replace(">", "&gt;").replace("\xa0", "&nbsp;").strip()
     # the attribute filter costs a Python call per attribute: only when it may matter
     cleaner = _html_cleaner(base, _has_empty_url(value))
     cleaned: str = cleaner.clean(value).strip()
