@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,14 +100,16 @@ class Worker:
         self._ticks += 1
         self._heartbeat()
         self.reload_config()
+        started = time.monotonic()
         summary = poll_due(
             self.store,
             poll_options(self.config, self._resolver),
             owner=f"{self.name}/{self._ticks}",
             now=now,
         )
+        poll = (time.monotonic() - started, len(summary.results))
         self.grouper.run(now)
-        self._heartbeat()
+        self._heartbeat(poll)
         if summary.results:
             log.info("worker: %s", summary.line())
         return summary
@@ -131,8 +134,9 @@ class Worker:
             )
         return int(deleted)
 
-    def _heartbeat(self) -> None:
-        self.store.record_tick(self.name, datetime.now(UTC), self.config.settings.tick_interval)
+    def _heartbeat(self, poll: tuple[float, int] | None = None) -> None:
+        tick = self.config.settings.tick_interval
+        self.store.record_tick(self.name, datetime.now(UTC), tick, poll)
 
     def _safe(self, job: Any) -> Any:
         def run() -> None:

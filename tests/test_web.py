@@ -391,7 +391,8 @@ def test_healthz_follows_the_worker_heartbeat(store: Store, client: FlaskClient)
 
 
 def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: Filled) -> None:
-    store.record_tick("w", datetime.now(UTC), 30)
+    store.record_tick("w", datetime.now(UTC), 30, poll=(1.25, 3))
+    store.record_tick("w", datetime.now(UTC), 30)  # a heartbeat keeps the last poll
     response = client.get("/metrics")
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = {
@@ -403,6 +404,8 @@ def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: F
     assert samples["aggregator_entries"] == 37 and samples["aggregator_stories"] == 2
     assert samples['aggregator_feeds_by_status{status="ok"}'] == 3
     assert 0 <= samples["aggregator_last_tick_age_seconds"] < 60
+    assert samples['aggregator_poll_duration_seconds{worker="w"}'] == 1.25
+    assert samples['aggregator_poll_feeds{worker="w"}'] == 3
 
 
 def test_every_response_carries_the_security_headers(client: FlaskClient, filled: Filled) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.exceptions import StoreError
@@ -281,12 +281,34 @@ class Store:
 
     # worker heartbeats
 
-    def record_tick(self, name: str, now: datetime, tick_seconds: float) -> None:
+    def record_tick(
+        self,
+        name: str,
+        now: datetime,
+        tick_seconds: float,
+        poll: tuple[float, int] | None = None,
+    ) -> None:
+        """Write a worker's heartbeat; `poll` is (seconds, feeds) of a finished poll."""
+        values: dict[str, Any] = {"last_tick_at": now, "tick_seconds": tick_seconds}
+        if poll is not None:
+            values.update(poll_seconds=poll[0], poll_feeds=poll[1])
         with self._write() as conn:
-            conn.execute(delete(workers).where(workers.c.name == name))
-            conn.execute(
-                insert(workers).values(name=name, last_tick_at=now, tick_seconds=tick_seconds)
+            found = conn.execute(update(workers).where(workers.c.name == name).values(**values))
+            if found.rowcount == 0:
+                conn.execute(insert(workers).values(name=name, **values))
+
+    def get_worker_polls(self) -> list[tuple[str, datetime, float | None, int | None]]:
+        """(name, last tick, last poll seconds, last poll feeds) of every worker."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(
+                    workers.c.name,
+                    workers.c.last_tick_at,
+                    workers.c.poll_seconds,
+                    workers.c.poll_feeds,
+                ).order_by(workers.c.name)
             )
+            return [(r.name, r.last_tick_at, r.poll_seconds, r.poll_feeds) for r in rows]
 
     def last_tick(self) -> tuple[datetime, float] | None:
         """The newest worker heartbeat and that worker's tick interval."""

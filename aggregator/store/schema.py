@@ -164,4 +164,6 @@ workers = Table(
     Column("name", String(128), primary_key=True),
     Column("last_tick_at", UTCDateTime, nullable=False),
     Column("tick_seconds", Float, nullable=False),
+    Column("poll_seconds", Float),  # how long the worker's last poll took
+    Column("poll_feeds", Integer),  # how many feeds it updated
 )

@@ -1,7 +1,8 @@
 """`/metrics` in the Prometheus text exposition format (version 0.0.4).
 
-The store records no poll durations, so the worker's liveness is given as the time of
-the newest heartbeat and its age; the newest fetch time shows whether polling moves.
+Workers record their last poll's duration and feed count with their heartbeat; the
+newest heartbeat's time and age show liveness, the newest fetch time whether polling
+moves.
 """
 
 from __future__ import annotations
@@ -68,6 +69,20 @@ def metrics_text(store: Store, now: datetime) -> str:
             "gauge",
             "Seconds since the newest worker heartbeat.",
             [("", round((now - tick[0]).total_seconds(), 3))],
+        )
+    polls = [(name, s, n) for name, _, s, n in store.get_worker_polls() if s is not None]
+    if polls:
+        lines += _metric(
+            "aggregator_poll_duration_seconds",
+            "gauge",
+            "How long each worker's last poll took.",
+            [(f'{{worker="{_escape(name)}"}}', round(seconds, 3)) for name, seconds, _ in polls],
+        )
+        lines += _metric(
+            "aggregator_poll_feeds",
+            "gauge",
+            "How many feeds each worker's last poll updated.",
+            [(f'{{worker="{_escape(name)}"}}', feeds or 0) for name, _, feeds in polls],
         )
     if totals["newest_fetch"] is not None:
         lines += _metric(
