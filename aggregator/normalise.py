@@ -463,7 +463,10 @@ def collapse_whitespace(text: str) -> str:
     parser removes them (`isprintable` spares most titles that pass)."""
     if not text.isprintable():
         text = _CONTROL_CHARS.sub("", text)
-    return _WHITESPACE.sub(" ", text).strip()
+    # str.split() and the pattern `\s` share one whitespace class (str.isspace), so
+    # this equals `_WHITESPACE.sub(" ", text).strip()` (checked over every code point
+    # in tests), at a third of the cost
+    return " ".join(text.split())
 
 
 def plain_text(value: str | None, limit: int | None = None) -> str:

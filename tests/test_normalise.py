@@ -353,3 +353,19 @@ def test_guid_repeated_with_another_link_is_kept_under_its_link() -> None:
     entries, dropped, repeated = _normalise(raws, max_entries=10)
     assert [(e.key, e.title) for e in entries] == [("same", "a"), ("https://x.org/b", "b")]
     assert dropped == 1 and repeated == 1
+
+
+def test_collapse_whitespace_equals_the_regex_form_for_every_code_point() -> None:
+    import re
+    import sys
+
+    from aggregator.normalise import collapse_whitespace
+
+    pattern = re.compile(r"\s+")
+    for point in range(sys.maxunicode + 1):
+        char = chr(point)
+        if char.isprintable() and not char.isspace():
+            continue  # neither form touches it
+        text = f" a{char}{char}b {char}"
+        expected = pattern.sub(" ", re.sub("[\x00-\x08\x0b\x0e-\x1b\x7f]", "", text)).strip()
+        assert collapse_whitespace(text) == expected, hex(point)
