@@ -486,3 +486,41 @@ def test_fast_path_recovers_only_local_defects(defect: str, reason: str) -> None
     data = _rss(channel_extra=defect + "<item><title>\x10</title><guid>x</guid></item>")
     assert reason in (refusal(data) or "")
     assert parse_bytes(data).entries  # feedparser reads it
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mon, 23 Nov 2026 08:00:00 GMT",
+        "Mon, 23 Nov 2026 08:00:00 +0530",
+        "Monday, 23 November 2026 08:00 -0800",
+        "Sun Nov 23 2026 08:00:00 EST",  # day and month swapped
+        "Thu,  5 Feb 2026 23:59:59 pdt",
+        "Mon, 23 Nov 2026 08:00:00 UTC",
+        "Mon, 23 Nov 2026 08:00:00 Z",
+        "Mon, 31 Feb 2026 08:00:00 GMT",  # invalid day: feedparser decides
+        "Mon, 23 Nov 26 08:00:00 GMT",  # two-digit year: feedparser decides
+        "Mon, 23 Nov 2026 24:00:00 GMT",
+        "2026-11-25T10:00:00Z",
+        "2026-11-25t10:00:00.999999999z",
+        "2026-11-25T10:00:00-05:30",
+        "2026-11-25T10:00+14:00",
+        "2026-11-25 10:00:00",
+        "2026-11-25 10:00:00+02:00",
+        "2026-11-25",
+        "2026-11-25Z",  # feedparser's W3DTF refuses this: fallback
+        "2026-11-25T10:00:00+0200",  # feedparser reads minutes oddly here: fallback
+        "2026-11-25T10:00:59.99999999999999999Z",  # rounds to second 60
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:00:00-05:00",
+    ],
+)
+def test_fast_date_equals_feedparser(text: str) -> None:
+    from aggregator.fastparse import _date, _feedparser_date, fast_date
+    from aggregator.normalise import struct_to_datetime
+
+    expected = struct_to_datetime(_feedparser_date(text))
+    fast = fast_date(text)
+    assert fast is None or fast == expected
+    assert _date(text) == expected
