@@ -122,9 +122,15 @@ class Grouper:
                 )
             )
             touched.add(decided.story_id)
-        labels = [self._label(index, story_id) for story_id in sorted(touched)]
+        # Merges made while grouping this batch (an older story absorbed a younger
+        # one); the store re-points the absorbed stories' entries, in order.
+        merges = index.drain_merges()
+        live = {index.resolve(story_id) for story_id in touched}
+        live |= {survivor for survivor, _ in merges}
+        live = {index.resolve(story_id) for story_id in live}
+        labels = [self._label(index, story_id) for story_id in sorted(live)]
         fence = ("grouper", self.name, datetime.now(UTC) + LEASE)
-        return self.store.save_assignments(assignments, labels, fence=fence)
+        return self.store.save_assignments(assignments, labels, fence=fence, merges=merges)
 
     @staticmethod
     def _label(index: StoryIndex, story_id: int) -> StoryLabel:
@@ -132,7 +138,7 @@ class Grouper:
         return StoryLabel(
             story_id=story_id,
             headline=label.headline,
-            headline_entry_id=getattr(label, "headline_entry_id", None),
+            headline_entry_id=label.headline_entry_id,
             terms=tuple(label.terms),
-            language=getattr(label, "language", None),
+            language=label.language,
         )

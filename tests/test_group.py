@@ -168,3 +168,24 @@ def test_quality_floor_on_labelled_headlines() -> None:
         )
         pred.append(index.add(entry).story_id)
     assert bcubed_f1([r["story"] for r in rows], pred) >= 0.85
+
+
+def test_converging_stories_merge_into_the_older_one() -> None:
+    titles = [
+        "Danube floods force evacuations in Vienna",
+        "Heavy rain swells rivers across Bavaria",
+        "Danube floods in Vienna as heavy rain swells rivers across Bavaria",
+    ]
+    index = StoryIndex(merge_threshold=0.05)
+    got = [index.add(item(i, t, f"s{i}", i)) for i, t in enumerate(titles, 1)]
+    assert [a.story_id for a in got[:2]] == [1, 2]
+    assert got[2].story_id == 1 and got[2].merged == (2,)
+    assert index.drain_merges() == [(1, 2)] and index.drain_merges() == []
+    assert index.resolve(2) == 1 and index.story_of(2) == 1
+    assert index.members(1) == (1, 2, 3) and index.active_story_ids == (1,)
+    label = index.label(2)  # an alias still names the survivor while it is active
+    assert label.sources == 3 and label.language == "en"
+    assert label.headline == titles[label.headline_entry_id - 1]  # type: ignore[operator]
+    # Merging off (threshold 0): the same stream keeps two stories.
+    plain = StoryIndex(merge_threshold=0.0)
+    assert {plain.add(item(i, t, f"s{i}", i)).story_id for i, t in enumerate(titles, 1)} == {1, 2}

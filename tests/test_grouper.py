@@ -80,3 +80,64 @@ def test_cli_lists_and_explains_stories(
     assert "founded the story" in explained.output and "shared:" in explained.output
     regrouped = CliRunner().invoke(cli, ["--config", config, "regroup"])
     assert regrouped.exit_code == 0 and "regrouped 7 entries" in regrouped.output
+
+
+MERGE_TITLES = (
+    "Danube floods force evacuations in Vienna",
+    "Heavy rain swells rivers across Bavaria",
+    "Danube floods in Vienna as heavy rain swells rivers across Bavaria",
+)
+
+
+def _store_entries(store: Store, titles: tuple[str, ...]) -> list[int]:
+    from dataclasses import replace
+
+    from aggregator.models import EntryData, SourceConfig
+    from aggregator.store import FeedUpdate
+
+    now = datetime.now(UTC)
+    urls = [f"https://outlet{i}.example/feed" for i in range(len(titles))]
+    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
+    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
+    ids = []
+    for i, (feed, title) in enumerate(zip(feeds, titles, strict=True)):
+        data = EntryData(
+            key=f"k{i}",
+            title=title,
+            link=f"https://outlet{i}.example/{i}",
+            published_at=now,
+            updated_at=None,
+            summary="",
+            content_html="",
+            tags=(),
+            enclosures=(),
+            content_hash=f"h{i}",
+        )
+        saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [replace(data)])
+        ids.extend(saved.new_ids)
+    return ids
+
+
+def test_a_story_merge_persists_and_survives_a_warm_start(store: Store) -> None:
+    from aggregator.group import StoryIndex
+
+    first, second, bridge = _store_entries(store, MERGE_TITLES)
+    grouper = Grouper(store, "merger")
+    # Two stories, then an entry that joins one and makes the centroids converge:
+    # with a permissive merge threshold the older story absorbs the younger one.
+    grouper._index = StoryIndex(merge_threshold=0.05)
+    assert grouper.run() == 3
+
+    (story,) = store.get_stories(min_sources=1)
+    assert story.id == first  # the older story's id is kept
+    assert story.entry_count == 3 and story.source_count == 3
+    assert story.headline_entry_id in (first, second, bridge)
+    assert story.headline == MERGE_TITLES[story.headline_entry_id - first]
+    assert [e.id for e in store.get_story_entries(first)] == [first, second, bridge]
+    assert store.get_story(second) is None  # the absorbed story's row is gone
+
+    # Another worker warm-starts from the store and continues with the merged story.
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    other = Grouper(store, "other-worker")
+    assert other.run(later) == 0
+    assert other._index is not None and other._index.members(first) == (first, second, bridge)

@@ -205,9 +205,12 @@ class Store:
         assignments: Sequence[StoryAssignment],
         labels: Sequence[StoryLabel] = (),
         fence: tuple[str, str, datetime] | None = None,
+        merges: Sequence[tuple[int, int]] = (),
     ) -> bool:
         """Save grouping decisions. With `fence` (lock name, owner, new expiry) they are
-        written only while `owner` still holds the lock, which is renewed.
+        written only while `owner` still holds the lock, which is renewed. `merges`
+        are `(survivor, absorbed)` story pairs applied in order after the assignments:
+        the absorbed story's entries move to the survivor and its row is deleted.
 
         Returns:
             False when the fence failed and nothing was written.
@@ -218,7 +221,7 @@ class Store:
                     if fence is not None and not lock_rows.renew(conn, *fence):
                         transaction.rollback()
                         return False
-                    story_rows.save_assignments(conn, assignments, labels)
+                    story_rows.save_assignments(conn, assignments, labels, merges)
             except SQLAlchemyError as e:
                 raise StoreError(f"store: unable to save stories: {e}") from e
         return True

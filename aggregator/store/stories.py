@@ -15,10 +15,14 @@ from aggregator.store.schema import entries, feed_tags, feeds, stories
 
 
 def save_assignments(
-    conn: Connection, assignments: Sequence[StoryAssignment], labels: Sequence[StoryLabel]
+    conn: Connection,
+    assignments: Sequence[StoryAssignment],
+    labels: Sequence[StoryLabel],
+    merges: Sequence[tuple[int, int]] = (),
 ) -> None:
-    """Record each entry's story and why it joined, then refresh the touched stories'
-    labels and counts from their entries.
+    """Record each entry's story and why it joined, apply story merges
+    (``(survivor, absorbed)`` pairs, in order, after the assignments), then refresh
+    the touched stories' labels and counts from their entries.
     """
     if assignments:
         conn.execute(
@@ -47,8 +51,23 @@ def save_assignments(
                 .values(duplicate_of=bindparam("original")),
                 [{"entry_id": a.entry_id, "original": a.duplicate_of} for a in duplicates],
             )
+    for survivor, absorbed in merges:
+        merge_stories(conn, survivor, absorbed)
+    gone = {absorbed for _, absorbed in merges}
     touched = {a.story_id for a in assignments} | {label.story_id for label in labels}
-    _refresh(conn, touched, {label.story_id: label for label in labels})
+    touched |= {survivor for survivor, _ in merges}
+    _refresh(conn, touched - gone, {label.story_id: label for label in labels})
+
+
+def merge_stories(conn: Connection, survivor: int, absorbed: int) -> None:
+    """Move every entry of story ``absorbed`` to ``survivor`` and delete the absorbed
+    story's row (its id lives on only as an alias inside the grouping index). The
+    survivor's counts are refreshed by the caller (``save_assignments`` does).
+    """
+    if survivor == absorbed:
+        return
+    conn.execute(update(entries).where(entries.c.story_id == absorbed).values(story_id=survivor))
+    conn.execute(delete(stories).where(stories.c.id == absorbed))
 
 
 def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel]) -> None:
