@@ -151,6 +151,10 @@ WARNING_MAX_CHARS = 200
 _ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s/>]")
 _LEADING_SPACE_BEFORE_DECLARATION = re.compile(rb"\s+<\?xml\s")
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
+_BASE_ATTRIBUTE = re.compile(rb"base\s*=")
+"""What the bytes of an ASCII-compatible document hold wherever an attribute named
+`base` or `xml:base` is (attribute names cannot be written with references); 114 of
+the 259 real-world XML documents say "base" somewhere, 26 say it like this."""
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 
 
@@ -262,6 +266,7 @@ class _Context:
 
     atom: bool  # feedparser guesses HTML in "plain text" only outside Atom
     names: dict[tuple[str | None, str], str] = field(default_factory=dict)  # fp names
+    tag_names: dict[Any, str] = field(default_factory=dict)  # those not using the prefix
     bases: dict[etree._Element, str] | None = None  # None: no xml:base in the document
 
     def base(self, element: etree._Element) -> str:
@@ -377,7 +382,7 @@ def _sequential_bases(
     siblings. Replaying the same steps with its own join functions gives the same
     results. Documents without any xml:base skip this (the base is "" throughout).
     """
-    if "base".encode(encoding) == b"base" and b"base" not in data:
+    if "base".encode(encoding) == b"base" and not _BASE_ATTRIBUTE.search(data):
         return None  # in an ASCII-compatible document, far cheaper than the tree search
     if root.get("base") is not None or root.find(".//*[@base]") is not None:
         raise _Doubt("a bare base attribute")
@@ -416,6 +421,9 @@ def _join_base(current: str, given: str) -> str:
 def _fp_name(ctx: _Context, element: etree._Element) -> str:
     """The name feedparser dispatches on (`dc_creator`, `title`, `media_content`)."""
     tag = element.tag
+    cached = ctx.tag_names.get(tag)  # the common case: the tag alone decides
+    if cached is not None:
+        return cached
     if not isinstance(tag, str):
         raise _Doubt("special node in an entry")
     key = (element.prefix, tag)
@@ -427,7 +435,13 @@ def _fp_name(ctx: _Context, element: etree._Element) -> str:
     namespace = (qname.namespace or "").lower()
     if "backend.userland.com/rss" in namespace:
         namespace = "http://backend.userland.com/rss"
-    prefix = _NAMESPACE_PREFIXES.get(namespace, element.prefix) if namespace else None
+    if not namespace or namespace in _NAMESPACE_PREFIXES:
+        prefix = _NAMESPACE_PREFIXES[namespace] if namespace else None
+        name = f"{prefix.lower()}_{local}" if prefix else local
+        ctx.tag_names[tag] = name
+        return name
+    # an unknown namespace: feedparser uses the document's own prefix
+    prefix = element.prefix
     name = f"{prefix.lower()}_{local}" if prefix else local
     ctx.names[key] = name
     return name
@@ -484,7 +498,7 @@ def _attrs(element: etree._Element) -> dict[str, str]:
     """Attributes as feedparser normalises them: names lower-cased (with feedparser's
     prefix for known namespaces), rel and type values lower-cased."""
     out: dict[str, str] = {}
-    for key, value in element.attrib.items():
+    for key, value in element.items():
         name = str(key)
         if name.startswith("{"):
             namespace, _, local = name[1:].partition("}")
