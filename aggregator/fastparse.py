@@ -1,4 +1,4 @@
-"""The lxml fast path of `parse`: well-formed RSS 2.0, Atom 1.0 and RSS 1.0 only.
+"""The lxml fast path of `parse`: well-formed RSS 0.9x/2.0, Atom 1.0 and RSS 1.0 only.
 
 This module owns reading those documents with lxml into the same `RawEntry` values the
 feedparser path produces, many times faster. It follows feedparser 6's rules for the
@@ -67,6 +67,11 @@ XML_NS = "http://www.w3.org/XML/1998/namespace"
 XHTML = "http://www.w3.org/1999/xhtml"
 XML_BASE = f"{{{XML_NS}}}base"
 XML_LANG = f"{{{XML_NS}}}lang"
+
+RSS09X_VERSIONS = {"0.91": "rss091u", "0.92": "rss092", "0.93": "rss093", "0.94": "rss094"}
+"""feedparser's names for RSS 0.9x, which it reads with the RSS 2.0 element rules (only
+Atom is read differently); a Netscape DOCTYPE, which it reports as rss091n, is left to
+it."""
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TEXT_TYPES = frozenset({"text/plain"}) | HTML_TYPES
@@ -170,7 +175,7 @@ def parse_fast(
     fetched_at: datetime,
     max_entries: int = 500,
 ) -> ParsedFeed | None:
-    """Parse a well-formed RSS 2.0 / Atom 1.0 / RSS 1.0 document with lxml.
+    """Parse a well-formed RSS 0.9x/2.0, Atom 1.0 or RSS 1.0 document with lxml.
 
     Args:
         data: The document (already past the DTD guard).
@@ -343,14 +348,18 @@ def _layout(root: etree._Element) -> tuple[str, etree._Element, list[etree._Elem
     """The format, the channel-like element and the entries; doubt for anything else."""
     tag = root.tag
     if tag == "rss":
-        if not (root.get("version") or "").startswith("2."):
-            raise _Doubt("RSS version other than 2.x")
+        version = root.get("version") or ""
+        fmt = "rss20" if version.startswith("2.") else RSS09X_VERSIONS.get(version)
+        if fmt is None:
+            raise _Doubt("RSS version other than 0.91-0.94 or 2.x")
+        if "netscape" in (root.getroottree().docinfo.doctype or "").lower():
+            raise _Doubt("Netscape DOCTYPE")  # feedparser calls that rss091n
         channels = [c for c in root if c.tag == "channel"]
         if len(channels) != 1:
             raise _Doubt("not exactly one channel")
         items = [c for c in channels[0] if c.tag == "item"]
         _only_these(root, "item", items)
-        return "rss20", channels[0], items
+        return fmt, channels[0], items
     if tag == f"{{{ATOM}}}feed":
         entries = [c for c in root if c.tag == f"{{{ATOM}}}entry"]
         _only_these(root, f"{{{ATOM}}}entry", entries)
@@ -362,7 +371,7 @@ def _layout(root: etree._Element) -> tuple[str, etree._Element, list[etree._Elem
         items = [c for c in root if c.tag == f"{{{RSS10}}}item"]
         _only_these(root, f"{{{RSS10}}}item", items)
         return "rss10", channels[0], items
-    raise _Doubt("not RSS 2.0, Atom 1.0 or RSS 1.0")
+    raise _Doubt("not RSS 0.9x/2.0, Atom 1.0 or RSS 1.0")
 
 
 def _only_these(root: etree._Element, tag: str, expected: list[etree._Element]) -> None:

@@ -381,7 +381,7 @@ def test_xss_payloads_in_json_feed() -> None:
 
 # --- fast path (phase 2) ----------------------------------------------------------------
 
-FAST_FIXTURES = ["rss20.xml", "atom10.xml", "rss10.rdf", "latin1.xml", "dates.xml"]
+FAST_FIXTURES = ["rss20.xml", "rss092.xml", "atom10.xml", "rss10.rdf", "latin1.xml", "dates.xml"]
 
 
 @pytest.mark.parametrize("name", FAST_FIXTURES)
@@ -419,8 +419,9 @@ def _rss(extra: str = "", version: str = "2.0", channel_extra: str = "") -> byte
     [
         ((DATA / "truncated.xml").read_bytes(), "not well-formed"),
         ((DATA / "wrong_charset.xml").read_bytes(), "not well-formed"),
-        ((DATA / "rss091_netscape.xml").read_bytes(), "RSS version"),
-        ((DATA / "not_a_feed.html").read_bytes(), "not RSS 2.0"),
+        ((DATA / "rss091_netscape.xml").read_bytes(), "Netscape DOCTYPE"),
+        (_rss(version="0.90"), "RSS version"),
+        ((DATA / "not_a_feed.html").read_bytes(), "not RSS 0.9x/2.0"),
         (_rss("<itunes:owner><itunes:name>n</itunes:name></itunes:owner>"), "itunes_owner"),
         (_rss("<x:wrap><title>inner</title></x:wrap>"), "known element inside"),
         (_rss("<description><p>raw markup</p></description>"), "markup where text"),
