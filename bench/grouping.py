@@ -7,6 +7,10 @@ scores them with the data set's ``score.py`` (B-cubed precision/recall/F1).
 It reports the whole file and each half of the stories (split with seed 1):
 thresholds are chosen on half A (``--sweep``) and half B is the held-out check.
 
+``--orders N`` also prints the mean over N replay orders (order 0 is the seed-0
+shuffle; order k > 0 reshuffles with seed 100 + k), the protocol used to choose
+the constants in ``aggregator/group.py``.
+
 Cost (``--cost``): groups 100,000 perturbed headlines (word drops and swaps,
 time advancing so old stories expire) and prints the time per 1,000 entries at
 10k, 50k and 100k entries and the peak memory.
@@ -127,6 +131,23 @@ def quality(data: Path, make: Callable[[], StoryIndex], write: Path | None) -> N
                 w.writerows([k, v] for k, v in pred.items())
 
 
+def mean_over_orders(data: Path, make: Callable[[], StoryIndex], n: int) -> None:
+    """Print B-cubed P/R/F1 (whole, half A, half B) averaged over ``n`` replay orders."""
+    base = load_rows(data)
+    totals: dict[str, list[tuple[float, float, float]]] = {"whole": [], "A": [], "B": []}
+    for k in range(n):
+        rows = list(base)
+        if k:
+            random.Random(100 + k).shuffle(rows)
+        part_a, part_b = halves(rows)
+        for name, part in (("whole", rows), ("A", part_a), ("B", part_b)):
+            pred = replay(part, make)
+            totals[name].append(bcubed([r["story"] for r in part], [pred[r["id"]] for r in part]))
+    for name, got in totals.items():
+        p, r, f = (sum(x[i] for x in got) / n for i in range(3))
+        print(f"mean of {n} orders, {name:5}: B3 P={p:.3f} R={r:.3f} F1={f:.3f}")
+
+
 def sweep(data: Path) -> None:
     """Threshold and constant sweeps on half A, with half B and whole for reference."""
     rows = load_rows(data)
@@ -139,6 +160,7 @@ def sweep(data: Path) -> None:
     grid = {
         "threshold": [0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.12],
         "size_bonus": [0.0, 0.1, 0.2, 0.3, 0.4],
+        "merge_threshold": [0.0, 0.12, 0.15, 0.18, 0.21, 0.25, 0.4],
     }
     for name, values in grid.items():
         for value in values:
@@ -215,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="sweep constants on half A")
     ap.add_argument("--cost", action="store_true", help="cost run with 100k entries")
     ap.add_argument("--write", type=Path, default=None, help="write whole-file predictions")
+    ap.add_argument("--orders", type=int, default=0, help="also average over N replay orders")
     a = ap.parse_args(argv)
     data = a.data or (
         Path(os.environ["AGGREGATOR_SHARED_DATA"])
@@ -229,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cost(data)
     else:
         quality(data, StoryIndex, a.write)
+        if a.orders:
+            mean_over_orders(data, StoryIndex, a.orders)
     return 0
 
 
