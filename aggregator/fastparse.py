@@ -129,6 +129,9 @@ IGNORED_NAMES = frozenset(
 """Entry elements feedparser reads into fields we do not use: skipped with their whole
 subtree (Atom `source` holds its own title/id/link, which feedparser files apart)."""
 
+NESTABLE_NAMES = CATEGORY_NAMES
+"""Entry elements read the same inside an unknown element as directly in the entry."""
+
 TITLE_RESET_NAMES = frozenset({"source"})
 """Elements after which feedparser lets a later title replace the first one."""
 
@@ -665,16 +668,24 @@ def _read_children(ctx: _Context, state: _EntryState, parent: etree._Element, de
         elif _has_handler(name):
             raise _Doubt(f"entry element feedparser reads: {name}")
         else:
-            _check_unknown(ctx, child)
+            _check_unknown(ctx, child, state)
 
 
-def _check_unknown(ctx: _Context, element: etree._Element) -> None:
-    """feedparser walks unknown elements too: nothing inside may be one it reads."""
+def _check_unknown(
+    ctx: _Context, element: etree._Element, state: _EntryState | None = None
+) -> None:
+    """feedparser walks unknown elements too: nothing inside may be one it reads —
+    except, directly inside an entry's unknown element, categories: feedparser files
+    them on the entry wherever they are, and which one wins does not depend on depth
+    (`<categories><category>` of some CMSs)."""
     for child in element:
         name = _fp_name(ctx, child)
-        if _has_handler(name):
+        if state is not None and name in NESTABLE_NAMES:
+            _ENTRY_HANDLERS[name](ctx, state, child, 0)
+        elif _has_handler(name):
             raise _Doubt(f"known element inside an unknown one: {name}")
-        _check_unknown(ctx, child)
+        else:
+            _check_unknown(ctx, child, state)
 
 
 def _on_title(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:

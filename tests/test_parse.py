@@ -525,3 +525,15 @@ def test_fast_date_equals_feedparser(text: str) -> None:
     fast = fast_date(text)
     assert fast is None or fast == expected
     assert _date(text) == expected
+
+
+def test_fast_path_reads_categories_inside_an_unknown_element() -> None:
+    data = _rss(
+        "<categories><category>Home</category><category domain='d'>Tech</category>"
+        "<x:more><category>Deep</category></x:more></categories><category>Top</category>"
+    )
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    slow = parse_bytes(data, fast=False)
+    assert fast.entries == slow.entries
+    assert fast.entries[0].tags == ("Home", "Tech", "Deep", "Top")
