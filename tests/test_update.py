@@ -325,3 +325,28 @@ def test_feed_repeating_one_guid_falls_back_to_links(
     (feed_dir / "same.xml").write_bytes(_rss_with_guids([("same", "c"), *same]))
     again = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=2))
     assert again.new_entries == 0 and store.count_entries() == 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_forced_poll_visits_every_feed_once_across_claim_batches(
+    tmp_path: Path,
+    store: Store,
+    feed_server: FeedServer,
+    feed_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aggregator.update
+
+    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 2)  # five feeds: three claims
+    for n in range(5):
+        shutil.copy(feed_dir / "world.rss", feed_dir / f"f{n}.rss")
+    _, options = _setup(tmp_path, store, feed_server, [f"f{n}.rss" for n in range(5)])
+    poll_due(store, options, owner="test")
+    feed_server.reset()
+
+    forced = poll_due(store, options, owner="test", force=True)
+
+    assert sorted(r.url for r in forced.results) == sorted(
+        feed_server.url(f"f{n}.rss") for n in range(5)
+    )
+    assert len(feed_server.requests) == 5

@@ -35,7 +35,7 @@ from aggregator.store import stories as story_rows
 from aggregator.store.engine import make_engine
 from aggregator.store.schema import feeds, stories, workers
 
-__all__ = ["Store", "FeedUpdate", "SaveOutcome"]
+__all__ = ["Store", "FeedUpdate", "PendingSave", "SaveOutcome"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ class FeedUpdate:
     disabled_reason: str | None = None
     id_rule: str | None = None  # set to switch the feed's identity rule
     keep_document_fields: bool = False  # True when nothing was parsed (304, errors)
+
+
+@dataclass(frozen=True)
+class PendingSave:
+    """One feed's update waiting to be written (see `Store.save_updates`)."""
+
+    feed_id: int
+    state: FeedUpdate
+    items: tuple[EntryData, ...] = ()
+    now: datetime | None = None
+    rekeys: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,11 +138,19 @@ class Store:
         return found[0] if found else None
 
     def claim_due_feeds(
-        self, owner: str, now: datetime, lease: timedelta, limit: int, force: bool = False
+        self,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        force: bool = False,
+        after_id: int = 0,
     ) -> list[FeedState]:
-        """Lease due feeds to `owner` (see `feeds.claim_due`)."""
+        """Lease due feeds to `owner`; with `force`, any feed with an id above `after_id`
+        whatever its due time (see `feeds.claim_due`).
+        """
         with self._write() as conn:
-            return feed_rows.claim_due(conn, owner, now, lease, limit, force)
+            return feed_rows.claim_due(conn, owner, now, lease, limit, after_id if force else None)
 
     def release_feed(self, feed_id: int, owner: str) -> None:
         with self._write() as conn:
@@ -150,22 +169,30 @@ class Store:
         lease: if `owner` no longer holds the feed, nothing is written. `rekeys` renames
         stored entry keys first (when the feed's identity rule changes).
         """
-        with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
-            try:
-                with conn.begin() as transaction:
-                    if not feed_rows.fenced_update(conn, feed_id, owner, _state_values(state)):
-                        transaction.rollback()
-                        return SaveOutcome(saved=False)
-                    if state.url is not None:
-                        feed_rows.flag_duplicate_subscription(conn, feed_id, state.url)
-                    if rekeys:
-                        entry_rows.rekey(conn, feed_id, rekeys)
-                    saved = entry_rows.save_entries(conn, feed_id, items, now or _required(state))
-            except SQLAlchemyError as e:
-                raise StoreError(f"store: unable to save feed {feed_id}: {e}") from e
-        return SaveOutcome(True, saved.new_ids, saved.changed_ids)
+        outcome = self.save_updates(owner, [PendingSave(feed_id, state, tuple(items), now, rekeys)])
+        if isinstance(outcome[0], StoreError):
+            raise outcome[0]
+        return outcome[0]
 
-    # entries
+    def save_updates(
+        self, owner: str, saves: Sequence[PendingSave]
+    ) -> list[SaveOutcome | StoreError]:
+        """Save several feeds' updates in one transaction (one disk sync), each fenced
+        by its lease and inside its own savepoint: a feed whose lease was lost, or whose
+        save fails, writes nothing and leaves the others' saves intact.
+        """
+        outcomes: list[SaveOutcome | StoreError] = []
+        try:
+            with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
+                with conn.begin():
+                    for save in saves:
+                        outcomes.append(_save_one(conn, owner, save))
+        except SQLAlchemyError as e:
+            error = StoreError(f"store: unable to save {len(saves)} feeds: {e}")
+            return [error for _ in saves]
+        return outcomes
+
+        # entries
 
     def get_keys_by_link(self, feed_id: int, links: Sequence[str]) -> list[tuple[str, str]]:
         """(key, link) of the feed's stored entries with one of `links`."""
@@ -390,6 +417,22 @@ class Store:
     def get_metrics(self) -> dict[str, Any]:
         with self._read() as conn:
             return page_rows.get_metrics(conn)
+
+
+def _save_one(conn: Connection, owner: str, save: PendingSave) -> SaveOutcome | StoreError:
+    try:
+        with conn.begin_nested():
+            if not feed_rows.fenced_update(conn, save.feed_id, owner, _state_values(save.state)):
+                return SaveOutcome(saved=False)
+            if save.state.url is not None:
+                feed_rows.flag_duplicate_subscription(conn, save.feed_id, save.state.url)
+            if save.rekeys:
+                entry_rows.rekey(conn, save.feed_id, save.rekeys)
+            now = save.now or _required(save.state)
+            saved = entry_rows.save_entries(conn, save.feed_id, save.items, now)
+    except SQLAlchemyError as e:
+        return StoreError(f"store: unable to save feed {save.feed_id}: {e}")
+    return SaveOutcome(True, saved.new_ids, saved.changed_ids)
 
 
 def _required(state: FeedUpdate) -> datetime:

@@ -83,18 +83,17 @@ def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]])
     hashes = [row["link_hash"] for row in rows if row["link_hash"]]
     if not hashes:
         return
-    originals = {
-        link_hash: entry_id
-        for entry_id, link_hash in conn.execute(
-            select(func.min(entries.c.id), entries.c.link_hash)
-            .where(
-                entries.c.link_hash.in_(hashes),
-                entries.c.feed_id != feed_id,
-                entries.c.duplicate_of.is_(None),
-            )
-            .group_by(entries.c.link_hash)
+    # Filter on the link hash only, so the planner uses its index; originals are picked
+    # in Python (an index on the mostly-NULL duplicate_of would be scanned instead).
+    candidates = conn.execute(
+        select(entries.c.id, entries.c.link_hash, entries.c.duplicate_of).where(
+            entries.c.link_hash.in_(hashes), entries.c.feed_id != feed_id
         )
-    }
+    )
+    originals: dict[str, int] = {}
+    for entry_id, link_hash, duplicate_of in candidates:
+        if duplicate_of is None and entry_id < originals.get(link_hash, entry_id + 1):
+            originals[link_hash] = entry_id
     for row in rows:
         row["duplicate_of"] = originals.get(row["link_hash"])
 

@@ -79,23 +79,34 @@ def pollable() -> Any:
 
 
 def claim_due(
-    conn: Connection, owner: str, now: datetime, lease: timedelta, limit: int, force: bool = False
+    conn: Connection,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    force_after: int | None = None,
 ) -> list[FeedState]:
-    """Lease up to `limit` due feeds to `owner` and return them.
+    """Lease up to `limit` due feeds to `owner` and return them. With `force_after`, due
+    times are ignored and feeds are taken in id order after that id (so a forced poll
+    walks every feed once, in batches).
 
     On PostgreSQL the candidate rows are locked with `FOR UPDATE SKIP LOCKED`, so workers
     running the same statement at once get disjoint sets; on SQLite the caller runs this
     in a `BEGIN IMMEDIATE` transaction, which serialises claims.
     """
     condition = and_(pollable(), or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now))
-    if not force:
+    if force_after is None:
         condition = and_(
             condition, or_(feeds.c.next_check_at.is_(None), feeds.c.next_check_at <= now)
         )
+        order: tuple[Any, ...] = (feeds.c.next_check_at.asc().nulls_first(), feeds.c.id)
+    else:
+        condition = and_(condition, feeds.c.id > force_after)
+        order = (feeds.c.id,)
     candidates = (
         select(feeds.c.id)
         .where(condition)
-        .order_by(feeds.c.next_check_at.asc().nulls_first(), feeds.c.id)
+        .order_by(*order)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
