@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -47,6 +47,7 @@ CLAIM_BATCH = 500  # feeds leased per claim; a tick claims again until nothing i
 # Feed updates written per transaction. Each transaction costs a disk sync; writing one
 # feed per transaction made the store thread the bottleneck of bench/poll.py.
 WRITE_BATCH = 100
+IN_FLIGHT_PER_CONNECTION = 2  # feeds in the pipeline per allowed connection
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ async def _update_feeds(
                 if progress:
                     progress(result)
             return results
+
+
+async def _gated(gate: asyncio.Semaphore, run: Awaitable[UpdateResult]) -> UpdateResult:
+    async with gate:
+        return await run
 
 
 async def _update_feed(

@@ -29,7 +29,6 @@ from aggregator.models import (
 from aggregator.store import entries as entry_rows
 from aggregator.store import feeds as feed_rows
 from aggregator.store import locks as lock_rows
-from aggregator.store import migrate
 from aggregator.store import pages as page_rows
 from aggregator.store import stories as story_rows
 from aggregator.store.engine import make_engine
@@ -114,12 +113,16 @@ class Store:
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest migration."""
+        from aggregator.store import migrate  # Alembic only when migrating (~12 MB)
+
         try:
             migrate.upgrade(self._engine)
         except SQLAlchemyError as e:
             raise StoreError(f"store: migration failed: {e}") from e
 
     def schema_is_current(self) -> bool:
+        from aggregator.store import migrate
+
         return migrate.current_revision(self._engine) == migrate.head_revision()
 
     # feeds
