@@ -278,13 +278,13 @@ class Store:
     def get_stories(
         self,
         limit: int = 20,
-        offset: int = 0,
         min_sources: int = 2,
         tag: str | None = None,
         since: datetime | None = None,
     ) -> list[Story]:
+        """The most covered stories (most sources, then newest)."""
         with self._read() as conn:
-            return story_rows.get_stories(conn, limit, offset, min_sources, tag, since)
+            return page_rows.get_top_stories(conn, limit, min_sources, tag, since)
 
     def get_story(self, story_id: int) -> Story | None:
         with self._read() as conn:

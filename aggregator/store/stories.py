@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from aggregator.models import Entry, Story, StoryAssignment, StoryLabel
 from aggregator.store.entries import _latest_query, entries_from_rows
-from aggregator.store.schema import entries, feed_tags, feeds, stories
+from aggregator.store.schema import entries, feeds, stories
 
 
 def save_assignments(
@@ -123,37 +122,6 @@ def clear(conn: Connection) -> None:
     """Forget every grouping decision (before regrouping from scratch)."""
     conn.execute(update(entries).values(story_id=None, group_score=None, group_terms=None))
     conn.execute(delete(stories))
-
-
-def get_stories(
-    conn: Connection,
-    limit: int,
-    offset: int = 0,
-    min_sources: int = 2,
-    tag: str | None = None,
-    since: datetime | None = None,
-) -> list[Story]:
-    """Stories newest-updated first, with at least `min_sources` distinct feeds."""
-    query = select(stories).where(stories.c.source_count >= min_sources)
-    if since is not None:
-        query = query.where(stories.c.last_updated_at >= since)
-    if tag is not None:
-        tagged = (
-            select(entries.c.story_id)
-            .join(feed_tags, feed_tags.c.feed_id == entries.c.feed_id)
-            .where(feed_tags.c.tag == tag, entries.c.story_id.is_not(None))
-        )
-        query = query.where(stories.c.id.in_(tagged))
-    query = (
-        query.order_by(
-            stories.c.source_count.desc(), stories.c.last_updated_at.desc(), stories.c.id.desc()
-        )
-        .limit(limit)
-        .offset(offset)
-    )
-    rows = conn.execute(query).all()
-    sources = _sources(conn, [row.id for row in rows])
-    return [_to_story(row, sources.get(row.id, ())) for row in rows]
 
 
 def get_story(conn: Connection, story_id: int) -> Story | None:
