@@ -8,7 +8,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -263,14 +263,10 @@ def regroup(state: _State) -> None:
     config = state.config()
     store = state.store(config)
     total = store.count_entries()
-    grouper = Grouper(store, name=f"regroup:{uuid.uuid4().hex[:8]}", window=_group_window(config))
+    grouper = Grouper.from_settings(store, f"regroup:{uuid.uuid4().hex[:8]}", config.settings)
     with click.progressbar(length=total, label="regrouping", file=sys.stderr) as bar:
         grouped = grouper.regroup(progress=bar.update)
     click.echo(f"regrouped {grouped} entries into {store.counts()['stories']} stories")
-
-
-def _group_window(config: Config) -> timedelta:
-    return timedelta(seconds=config.settings.group_window)
 
 
 @cli.command()

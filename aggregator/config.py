@@ -130,6 +130,14 @@ def _integer(low: int, high: int | None = None) -> Callable[[object], int]:
     return check
 
 
+def _fraction(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number between 0 and 1, got {_type_name(value)}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"{value} is out of range (must be between 0 and 1)")
+    return float(value)
+
+
 def _boolean(value: object) -> bool:
     return _expect(value, bool, "true or false")
 
@@ -240,6 +248,13 @@ def check_tags(value: object) -> tuple[str, ...]:
 # -- environment text -> the value as TOML would give it ----------------------------------
 
 
+def _env_float(text: str) -> object:
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
 def _env_int(text: str) -> object:
     try:
         return int(text.strip())
@@ -348,6 +363,18 @@ class Settings:
         72 * 3600,
         "How long a story stays open to new entries after its last one (story grouping).",
         low=3600,
+    )
+    group_threshold: float = _setting(
+        0.07,
+        "Score an entry needs to join a story (lower groups more; measured in docs/grouping.md).",
+        _fraction,
+        _env_float,
+    )
+    group_min_cosine: float = _setting(
+        0.06,
+        "Least plain similarity between an entry and a story it joins, however big the story.",
+        _fraction,
+        _env_float,
     )
 
     def fetch_options(self) -> FetchOptions:

@@ -19,7 +19,8 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from aggregator.group import GroupItem, StoryIndex
+from aggregator.config import Settings
+from aggregator.group import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_COSINE, GroupItem, StoryIndex
 from aggregator.models import Entry, StoryAssignment, StoryLabel
 from aggregator.store import Store
 
@@ -46,14 +47,37 @@ def item_of(entry: Entry) -> GroupItem:
 class Grouper:
     """Groups a store's new entries into stories, one worker at a time."""
 
-    def __init__(self, store: Store, name: str, window: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        window: timedelta | None = None,
+        threshold: float | None = None,
+        min_cosine: float | None = None,
+    ) -> None:
         self.store = store
         self.name = name
         self.window = window
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        self.min_cosine = MIN_COSINE if min_cosine is None else min_cosine
         self._index: StoryIndex | None = None
 
+    @classmethod
+    def from_settings(cls, store: Store, name: str, settings: Settings) -> Grouper:
+        return cls(
+            store,
+            name,
+            window=timedelta(seconds=settings.group_window),
+            threshold=settings.group_threshold,
+            min_cosine=settings.group_min_cosine,
+        )
+
     def _new_index(self) -> StoryIndex:
-        return StoryIndex(window=self.window) if self.window else StoryIndex()
+        return StoryIndex(
+            window=self.window or DEFAULT_WINDOW,
+            threshold=self.threshold,
+            min_cosine=self.min_cosine,
+        )
 
     def run(
         self, now: datetime | None = None, progress: Callable[[int], None] | None = None

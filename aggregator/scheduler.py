@@ -74,7 +74,7 @@ class Worker:
         self._resolver = resolver
         self._seen = _ConfigFile.of(config)
         self._ticks = 0
-        self.grouper = Grouper(store, self.name, timedelta(seconds=config.settings.group_window))
+        self.grouper = Grouper.from_settings(store, self.name, config.settings)
         store.sync_sources(config.sources, datetime.now(UTC))
 
     def reload_config(self) -> bool:

@@ -141,3 +141,19 @@ def test_a_story_merge_persists_and_survives_a_warm_start(store: Store) -> None:
     other = Grouper(store, "other-worker")
     assert other.run(later) == 0
     assert other._index is not None and other._index.members(first) == (first, second, bridge)
+
+
+def test_grouping_thresholds_come_from_the_config(tmp_path: Path, store: Store) -> None:
+    import pytest
+
+    from aggregator.exceptions import ConfigError
+
+    path = write_config(
+        tmp_path / "agg.toml", store.database_url, [], extra="group_threshold = 1.5"
+    )
+    with pytest.raises(ConfigError, match=r"agg.toml:\d+: .*group_threshold.*between 0 and 1"):
+        load_config(path)
+    write_config(path, store.database_url, [], extra="group_min_cosine = 0.2")
+    settings = load_config(path, env={"AGGREGATOR_GROUP_THRESHOLD": "0.5"}).settings
+    grouper = Grouper.from_settings(store, "w", settings)
+    assert (grouper.threshold, grouper.min_cosine) == (0.5, 0.2)
