@@ -126,12 +126,18 @@ class Watched:
         self.problems: list[str] = []
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda error: self.problems.append(f"pageerror: {error}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
+        self.page.on("requestfailed", self._request_failed)
         # A listener installed before any page script: CSP violations land in the console.
         self.page.add_init_script(
             "document.addEventListener('securitypolicyviolation', e => console.error("
             "'csp-violation: ' + e.violatedDirective + ' ' + e.blockedURI));"
         )
+
+    def _request_failed(self, request: Any) -> None:
+        # A request the browser itself cancels because the page navigated away (the
+        # favicon when a link is clicked at once) is not a broken resource.
+        if request.failure != "net::ERR_ABORTED":
+            self.problems.append(f"failed: {request.url} ({request.failure})")
 
     def _console(self, message: Any) -> None:
         if message.type in ("error", "warning"):
