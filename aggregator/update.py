@@ -130,10 +130,17 @@ async def _update_feeds(
         ThreadPoolExecutor(1, thread_name_prefix="store") as store_pool,
     ):
         writer = _BatchWriter(store, owner, store_pool)
+        # Backpressure: at most this many feeds between "fetch started" and "saved", so
+        # bodies waiting for the parse thread cannot pile up in memory when the network
+        # is faster than parsing.
+        in_flight = asyncio.Semaphore(options.fetch.max_connections * IN_FLIGHT_PER_CONNECTION)
         async with Fetcher(options.fetch, resolver=options.resolver) as fetcher:
             runs = [
-                _update_feed(
-                    fetcher, store, options, owner, feed, now, parse_pool, read_pool, writer
+                _gated(
+                    in_flight,
+                    _update_feed(
+                        fetcher, store, options, owner, feed, now, parse_pool, read_pool, writer
+                    ),
                 )
                 for feed in claimed
             ]
