@@ -53,7 +53,8 @@ def resolve(
             return Identity(rule, tuple(items))
         rule = LINK_RULE
         note = f"ids: {reason}; entries are identified by link from now on"
-    rekeys = {key: _link_key(link) for key, link in stored if link and key != _link_key(link)}
+    by_link = {key: _link_key(link) for key, link in stored if link}
+    rekeys = {key: new for key, new in by_link.items() if key != new}
     return Identity(rule, tuple(_by_link(item) for item in items), rekeys, note)
 
 

@@ -184,18 +184,13 @@ class Store:
         by its lease and inside its own savepoint: a feed whose lease was lost, or whose
         save fails, writes nothing and leaves the others' saves intact.
         """
-        outcomes: list[SaveOutcome | StoreError] = []
         try:
-            with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
-                with conn.begin():
-                    for save in saves:
-                        outcomes.append(_save_one(conn, owner, save))
-        except SQLAlchemyError as e:
-            error = StoreError(f"store: unable to save {len(saves)} feeds: {e}")
-            return [error for _ in saves]
-        return outcomes
+            with self._write() as conn:
+                return [_save_one(conn, owner, save) for save in saves]
+        except StoreError as e:
+            return [StoreError(f"store: unable to save {len(saves)} feeds: {e}") for _ in saves]
 
-        # entries
+    # entries
 
     def get_keys_by_link(self, feed_id: int, links: Sequence[str]) -> list[tuple[str, str]]:
         """(key, link) of the feed's stored entries with one of `links`."""
@@ -224,10 +219,6 @@ class Store:
         with self._read() as conn:
             return entry_rows.count_entries(conn)
 
-    def newest_change(self) -> datetime | None:
-        with self._read() as conn:
-            return entry_rows.newest_change(conn)
-
     # stories
 
     def save_assignments(
@@ -245,15 +236,10 @@ class Store:
         Returns:
             False when the fence failed and nothing was written.
         """
-        with self._engine.connect().execution_options(sqlite_immediate=True) as conn:
-            try:
-                with conn.begin() as transaction:
-                    if fence is not None and not lock_rows.renew(conn, *fence):
-                        transaction.rollback()
-                        return False
-                    story_rows.save_assignments(conn, assignments, labels, merges)
-            except SQLAlchemyError as e:
-                raise StoreError(f"store: unable to save stories: {e}") from e
+        with self._write() as conn:
+            if fence is not None and not lock_rows.renew(conn, *fence):
+                return False  # the renewal matched no row: nothing was written
+            story_rows.save_assignments(conn, assignments, labels, merges)
         return True
 
     def clear_stories(self, lock: tuple[str, str, datetime] | None = None) -> None:

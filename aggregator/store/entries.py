@@ -297,12 +297,6 @@ def count_entries(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(entries)).scalar_one()
 
 
-def newest_change(conn: Connection) -> datetime | None:
-    """When the newest entry was stored or changed (for cache validators)."""
-    newest: datetime | None = conn.execute(select(func.max(entries.c.updated_at))).scalar_one()
-    return newest
-
-
 def _entry_tags(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
     if not ids:
         return {}

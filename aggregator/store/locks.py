@@ -11,12 +11,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from aggregator.store.schema import locks
 
 
+def _ensure_row(conn: Connection, name: str) -> None:
+    """Create the lock's row if it is missing (concurrent creators do not conflict)."""
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(dialect_insert(locks).values(name=name).on_conflict_do_nothing())
+
+
 def acquire(
     conn: Connection, name: str, owner: str, now: datetime, ttl: timedelta
 ) -> tuple[bool, str | None]:
     """Take or renew `name` for `owner` (see `Store.acquire_lock`)."""
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(dialect_insert(locks).values(name=name).on_conflict_do_nothing())
+    _ensure_row(conn, name)
     row = conn.execute(select(locks).where(locks.c.name == name).with_for_update()).one()
     if row.owner not in (None, owner) and row.until is not None and row.until > now:
         return False, row.owner
@@ -34,8 +39,7 @@ def renew(conn: Connection, name: str, owner: str, until: datetime) -> bool:
 
 def take(conn: Connection, name: str, owner: str, until: datetime) -> None:
     """Take `name` whoever holds it (an operator's command overriding a worker)."""
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(dialect_insert(locks).values(name=name).on_conflict_do_nothing())
+    _ensure_row(conn, name)
     conn.execute(update(locks).where(locks.c.name == name).values(owner=owner, until=until))
 
 
