@@ -32,13 +32,12 @@ class _State:
         except ConfigError as e:
             raise click.ClickException(str(e)) from e
 
-    def store(self, config: Config, upgrade: bool = True) -> Any:
+    def store(self, config: Config) -> Any:
         from aggregator.store import Store
 
         store = Store(config.settings.database_url)
         click.get_current_context().call_on_close(store.close)
-        if upgrade:
-            store.upgrade()
+        store.upgrade()
         return store
 
 
