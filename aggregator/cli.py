@@ -91,7 +91,8 @@ def db_upgrade(state: _State) -> None:
 @click.option("--all", "poll_all", is_flag=True, help="Poll every enabled feed, due or not.")
 @pass_state
 def poll(state: _State, poll_all: bool) -> None:
-    """Fetch the due feeds once, store new entries, and print a summary."""
+    """Fetch the due feeds once, store new entries, group them into stories, and print a
+    summary."""
     from aggregator.scheduler import Worker, poll_options
     from aggregator.update import poll_due
 
@@ -123,7 +124,17 @@ def poll(state: _State, poll_all: bool) -> None:
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    click.echo(summary.line())
+    click.echo(f"{summary.line()}; {_group_now(worker.grouper)}")
+
+
+def _group_now(grouper: Any) -> str:
+    """Group what the poll stored, as the worker's tick would, then hand the lease back
+    so a running worker carries on without waiting for it to expire."""
+    grouped = grouper.run()
+    if grouped is None:
+        return "grouping left to the worker that holds the grouper lease"
+    grouper.store.release_lock("grouper", grouper.name)
+    return f"{grouped} grouped into stories"
 
 
 @cli.command()

@@ -84,7 +84,7 @@ def test_poll_and_feeds_show_status(
     )
     code, output = _run("--config", str(path), "poll")
     assert code == 0
-    assert "2 feeds: 1 ok, 0 not modified, 1 failed; 3 new entries" in output
+    assert "2 feeds: 1 ok, 0 not modified, 1 failed; 3 new entries; 3 grouped" in output
     code, table = _run("--config", str(path), "feeds")
     assert code == 0
     lines = table.splitlines()
@@ -94,8 +94,11 @@ def test_poll_and_feeds_show_status(
     assert "last error: fetch: HTTP 503" in table
     code, output = _run("--config", str(path), "poll")
     assert "0 feeds" in output
+    assert "0 grouped into stories" in output
     code, output = _run("--config", str(path), "poll", "--all")
-    assert output.strip().endswith("2 feeds: 0 ok, 1 not modified, 1 failed; 0 new entries")
+    assert output.strip().endswith(
+        "2 feeds: 0 ok, 1 not modified, 1 failed; 0 new entries; 0 grouped into stories"
+    )
 
 
 def test_db_upgrade_creates_the_database(tmp_path: Path) -> None:
@@ -148,3 +151,23 @@ def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} never showed {count} entries")
+
+
+def test_poll_groups_the_same_story_from_two_feeds(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+) -> None:
+    """`poll` groups as the worker does: the same articles carried by a second outlet
+    (wire copy) become stories with two sources, listed by `aggregator stories` at once."""
+    original = (Path(__file__).parent / "data" / "world.rss").read_bytes()
+    wire = original.replace(b"Harbour Times", b"Wire Service")
+    feed_server.route("/wire.rss", body=wire, headers={"Content-Type": "application/rss+xml"})
+    urls = [feed_server.url("world.rss"), feed_server.url("wire.rss")]
+    path = write_config(tmp_path / "agg.toml", sqlite_url, urls)
+    code, output = _run("--config", str(path), "poll")
+    assert code == 0, output
+    assert "6 new entries; 6 grouped into stories" in output
+    code, listing = _run("--config", str(path), "stories")
+    assert code == 0
+    rows = [line.split() for line in listing.splitlines()[1:]]
+    assert len(rows) == 3, listing
+    assert all(row[1] == "2" and row[2] == "2" for row in rows), listing
