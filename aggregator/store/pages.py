@@ -123,7 +123,7 @@ def get_stories(
     if since is not None:
         statement = statement.where(stories.c.last_updated_at >= since)
     if tag is not None:
-        statement = statement.where(stories.c.id.in_(_tagged_story_ids(tag)))
+        statement = statement.where(_has_tag(tag))
     newest_first = (stories.c.last_updated_at.desc(), stories.c.id.desc())
     anchor_id = before if before is not None else after
     if anchor_id is not None:
@@ -167,7 +167,7 @@ def get_top_stories(
     if since is not None:
         statement = statement.where(stories.c.last_updated_at >= since)
     if tag is not None:
-        statement = statement.where(stories.c.id.in_(_tagged_story_ids(tag)))
+        statement = statement.where(_has_tag(tag))
     if exclude:
         statement = statement.where(stories.c.id.not_in(list(exclude)))
     statement = statement.order_by(
@@ -178,11 +178,16 @@ def get_top_stories(
     return [_to_story(row, names.get(row.id, ())) for row in rows]
 
 
-def _tagged_story_ids(tag: str) -> Any:
+def _has_tag(tag: str) -> Any:
+    """The story has an entry from a feed tagged `tag`. Correlated, so the planner walks
+    stories in the wanted order (ix_stories_top) and probes each one's entries by the
+    story index, instead of listing the story of every entry of the tag's feeds.
+    """
     return (
-        select(entries.c.story_id)
+        select(entries.c.id)
         .join(feed_tags, feed_tags.c.feed_id == entries.c.feed_id)
-        .where(feed_tags.c.tag == tag, entries.c.story_id.is_not(None))
+        .where(entries.c.story_id == stories.c.id, feed_tags.c.tag == tag)
+        .exists()
     )
 
 
