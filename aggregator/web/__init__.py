@@ -26,7 +26,8 @@ SECURITY_HEADERS = {
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. Settings come from the config file (see `aggregator.config`);
-    `test_config` may override `DATABASE_URL`, `SITE_TITLE`, `BASE_URL`, `CONFIG_PATH`.
+    `test_config` may override `DATABASE_URL`, `SITE_TITLE`, `BASE_URL`, `CONFIG_PATH`,
+    and the render cache's `VERSION_TTL` and `STALE_SECONDS` (see `web/cache.py`).
     """
     app = Flask(__name__)
     overrides = dict(test_config or {})
@@ -41,7 +42,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
     app.config.update(overrides)
     app.extensions["store"] = Store(app.config["DATABASE_URL"])
-    cache = app.extensions["response_cache"] = ResponseCache()
+    stale = app.config.get("STALE_SECONDS", app.config.get("VERSION_TTL", 1.0))
+    cache = app.extensions["response_cache"] = ResponseCache(stale_seconds=float(stale))
     app.jinja_env.filters["safe_url"] = safe_url
 
     from aggregator.web import feeds, views

@@ -8,12 +8,22 @@ version (`Store.web_version`, one small query). The version itself is reused for
 which alone would cap a worker at a few hundred requests per second, so a hit costs a
 dict look-up and, at most once a second, that query. A change shows within that second.
 A miss renders, hashes and gzips once. Each process keeps its own bounded LRU.
+
+When the store changes, the first request for a page that was current a moment ago does
+not wait for the new rendering: for at most `STALE_SECONDS` (default: `VERSION_TTL`)
+after its version was last confirmed as the store's, the previous bytes are served (with
+their own ETag and Last-Modified, so a 304 only ever confirms the bytes being sent) and
+the page is rendered again right after that response is sent. One request per page
+renders at a time (single flight); the others keep getting the previous bytes, or wait
+for that rendering when there are none or they are too old. So a page reflects the store
+as of at most `VERSION_TTL + STALE_SECONDS` ago (2 s by default).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import threading
 import time
 from collections import OrderedDict
@@ -21,13 +31,18 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 
 from flask import Request, Response
 from werkzeug.http import http_date
+from werkzeug.wsgi import ClosingIterator
 
 MAX_ENTRIES = 512  # rendered responses kept per process
 GZIP_MIN_BYTES = 512  # smaller bodies are sent as they are
+CONFIRMED_VERSIONS = 64  # recent store versions whose last sighting is remembered
+RENDER_WAIT_SECONDS = 30.0  # longest wait for another request's rendering of a page
+REFRESH_KEY = "aggregator.refresh"  # WSGI environ flag: render even if an older page may do
 
 
 @dataclass
@@ -51,13 +66,18 @@ class Rendered:
 class ResponseCache:
     """A thread-safe LRU of `Rendered` bodies, each tagged with the store version."""
 
-    def __init__(self, size: int = MAX_ENTRIES) -> None:
+    def __init__(self, size: int = MAX_ENTRIES, stale_seconds: float = 1.0) -> None:
         self._size = size
+        self.stale_seconds = stale_seconds
         self._items: OrderedDict[Hashable, tuple[Any, Rendered]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+        self.stale = 0  # responses that sent the previous rendering during a re-render
         self._version: tuple[float, Any] | None = None
+        # When each recent version was last seen to be the store's (monotonic seconds).
+        self._confirmed: OrderedDict[Any, float] = OrderedDict()
+        self._rendering: dict[Hashable, threading.Event] = {}
 
     def version(self, fetch: Callable[[], Any], ttl: float) -> Any:
         """The store version, asked of the store at most once per `ttl` seconds."""
@@ -66,26 +86,94 @@ class ResponseCache:
         if known is not None and now - known[0] < ttl:
             return known[1]
         value = fetch()
-        self._version = (now, value)
+        with self._lock:
+            self._version = (now, value)
+            self._confirmed[value] = now
+            self._confirmed.move_to_end(value)
+            while len(self._confirmed) > CONFIRMED_VERSIONS:
+                self._confirmed.popitem(last=False)
         return value
 
-    def get_or_render(
-        self, key: Hashable, version: Any, render: Callable[[], Rendered]
-    ) -> Rendered:
+    def current(self, key: Hashable, version: Any) -> Rendered | None:
+        """The cached rendering of `key` if it was made at `version`."""
+        found = self._items.get(key)
+        if found is not None and found[0] == version:
+            return found[1]
+        return None
+
+    def previous(self, key: Hashable, version: Any) -> tuple[Rendered, bool] | None:
+        """An older rendering of `key` that may still be sent while `key` is rendered
+        again: its version was the store's at most `stale_seconds` ago. With it, True
+        when the caller has claimed that re-rendering and must run `refresh` (after its
+        response), False when another request is already rendering.
+        """
         with self._lock:
             found = self._items.get(key)
-            if found is not None and found[0] == version:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return found[1]
-        rendered = render()  # outside the lock: other requests keep being served
+            if found is None or found[0] == version or not self._fresh_enough(found[0]):
+                return None
+            claimed = key not in self._rendering
+            if claimed:
+                self._rendering[key] = threading.Event()
+            self.stale += 1
+            return found[1], claimed
+
+    def _fresh_enough(self, version: Any) -> bool:
+        confirmed = self._confirmed.get(version)
+        return confirmed is not None and time.monotonic() - confirmed <= self.stale_seconds
+
+    def release(self, key: Hashable) -> None:
+        """End a claim on rendering `key` (whether or not it rendered)."""
         with self._lock:
-            self.misses += 1
-            self._items[key] = (version, rendered)
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return rendered
+            event = self._rendering.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def get_or_render(
+        self, key: Hashable, version: Any, render: Callable[[], Rendered], claimed: bool = False
+    ) -> Rendered:
+        """The rendering of `key` at `version`, rendering it on a miss. A request that
+        finds `key` being rendered by another sends the previous rendering if it may
+        (see `previous`), or waits for that one; `claimed` says the caller already
+        holds the claim (a refresh after a stale response).
+        """
+        owner = claimed
+        while True:
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None and found[0] == version:
+                    self._items.move_to_end(key)
+                    self.hits += 1
+                    if owner:
+                        self._release_locked(key)
+                    return found[1]
+                event = self._rendering.get(key)
+                if owner or event is None:
+                    if event is None:
+                        self._rendering[key] = threading.Event()
+                    owner = True
+                    break
+                if found is not None and self._fresh_enough(found[0]):
+                    self.stale += 1
+                    return found[1]
+            if not event.wait(RENDER_WAIT_SECONDS):
+                break  # the other rendering is stuck: render without waiting for it
+        try:
+            rendered = render()  # outside the lock: other requests keep being served
+            with self._lock:
+                self.misses += 1
+                self._items[key] = (version, rendered)
+                self._items.move_to_end(key)
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+            return rendered
+        finally:
+            if owner:
+                self.release(key)
+
+    def _release_locked(self, key: Hashable) -> None:
+        event = self._rendering.pop(key, None)
+        if event is not None:
+            event.set()
 
 
 def respond(request: Request, rendered: Rendered) -> Response:
@@ -153,15 +241,38 @@ class FastPath:
                 self._routes.popitem(last=False)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("REQUEST_METHOD") == "GET":
+        if environ.get("REQUEST_METHOD") == "GET" and REFRESH_KEY not in environ:
             key = self._routes.get((environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")))
             if key is not None:
-                found = self._cache._items.get(key)
-                if found is not None and found[0] == self._version():
+                version = self._version()
+                rendered = self._cache.current(key, version)
+                if rendered is not None:
                     self.served += 1
                     self._cache.hits += 1
-                    return self._answer(environ, start_response, found[1])
+                    return self._answer(environ, start_response, rendered)
+                previous = self._cache.previous(key, version)
+                if previous is not None:
+                    self.served += 1
+                    body = self._answer(environ, start_response, previous[0])
+                    if not previous[1]:
+                        return body  # another request is rendering the page
+                    return ClosingIterator(body, partial(self._refresh, environ, key))
         return self._app(environ, start_response)
+
+    def _refresh(self, environ: dict[str, Any], key: Hashable) -> None:
+        """Render `key` again once the previous bytes have been sent: the same request
+        through the app, without its conditional headers, its answer discarded.
+        """
+        replay = {name: value for name, value in environ.items() if not name.startswith("HTTP_IF_")}
+        replay[REFRESH_KEY] = key
+        replay["wsgi.input"] = io.BytesIO(b"")
+        try:
+            result = self._app(replay, _discard)
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._cache.release(key)
 
     def _answer(
         self, environ: dict[str, Any], start_response: Callable[..., Any], rendered: Rendered
@@ -191,6 +302,10 @@ class FastPath:
             headers.append(("Content-Encoding", "gzip"))
         start_response("200 OK", headers)
         return [body]
+
+
+def _discard(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    return lambda data: None
 
 
 def _content_type(mimetype: str) -> str:

@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from flask import Response, abort, current_app, request
 
 from aggregator.store import Store
-from aggregator.web.cache import FastPath, Rendered, ResponseCache, respond
+from aggregator.web.cache import REFRESH_KEY, FastPath, Rendered, ResponseCache, respond
 
 T = TypeVar("T")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -161,4 +161,5 @@ def serve(
         body, mimetype = render(changed)
         return Rendered(body, mimetype, changed, max_age)
 
-    return respond(request, get_cache().get_or_render(key, version, build))
+    claimed = request.environ.get(REFRESH_KEY) == key  # FastPath's refresh after a stale answer
+    return respond(request, get_cache().get_or_render(key, version, build, claimed))
