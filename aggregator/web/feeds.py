@@ -93,49 +93,61 @@ def everything(fmt: str) -> Response:
 
 @bp.route(f"/tags/<tag>/feed.{FORMAT}")
 def tag_feed(fmt: str, tag: str) -> Response:
-    def scope() -> Scope:
-        if tag not in get_store().get_tags():
-            abort(404)
-        return Scope("tag", f"{site_title()}: {tag}", "/", (("tag", tag),), tag=tag)
-
-    return _entries_feed(fmt, scope)
+    return _entries_feed(fmt, lambda: _tag_scope(tag))
 
 
 @bp.route(f"/sources/<int:feed_id>/feed.{FORMAT}")
 def source_feed(fmt: str, feed_id: int) -> Response:
-    def scope() -> Scope:
-        feed = get_store().get_feed(feed_id)
-        if feed is None:
-            abort(404)
-        title = f"{site_title()}: {feed.display_title}"
-        return Scope("source", title, f"/sources/{feed_id}", feed_id=feed_id)
-
-    return _entries_feed(fmt, scope)
+    return _entries_feed(fmt, lambda: _source_scope(feed_id))
 
 
 @bp.route(f"/stories/<int:story_id>/feed.{FORMAT}")
 def story_feed(fmt: str, story_id: int) -> Response:
-    def scope() -> Scope:
-        story = get_store().get_story(story_id)
-        if story is None:
-            abort(404)
-        title = f"{site_title()}: {story.headline or 'story'}"
-        return Scope("story", title, f"/stories/{story_id}", story_id=story_id)
-
-    return _entries_feed(fmt, scope)
+    return _entries_feed(fmt, lambda: _story_scope(story_id))
 
 
 @bp.route(f"/stories/feed.{FORMAT}")
 def stories_feed(fmt: str) -> Response:
+    return _feed(fmt, _stories_page)
+
+
+# Scopes are looked up when the feed is rendered (a cached feed costs no query); an
+# unknown tag, source or story is a 404.
+
+
+def _tag_scope(tag: str) -> Scope:
+    if tag not in get_store().get_tags():
+        abort(404)
+    return Scope("tag", f"{site_title()}: {tag}", "/", (("tag", tag),), tag=tag)
+
+
+def _source_scope(feed_id: int) -> Scope:
+    feed = get_store().get_feed(feed_id)
+    if feed is None:
+        abort(404)
+    title = f"{site_title()}: {feed.display_title}"
+    return Scope("source", title, f"/sources/{feed_id}", feed_id=feed_id)
+
+
+def _story_scope(story_id: int) -> Scope:
+    story = get_store().get_story(story_id)
+    if story is None:
+        abort(404)
+    title = f"{site_title()}: {story.headline or 'story'}"
+    return Scope("story", title, f"/stories/{story_id}", story_id=story_id)
+
+
+# One feed = a scope, a keyset page of its rows and their items, in one of three formats.
+
+FeedPage = tuple[Scope, Page[Any], list[FeedItem]]
+
+
+def _feed(fmt: str, collect: Callable[[Paging], FeedPage]) -> Response:
+    """Serve a feed from the cache, rendering `collect(paging)` in `fmt` on a miss."""
     paging = paging_args(FEED_LIMIT, FEED_MAX_LIMIT)
 
     def render(changed: datetime) -> tuple[bytes, str]:
-        store = get_store()
-        rows = store.get_stories_page(paging.limit + 1, paging.before, paging.after)
-        page = paginate(rows, paging, lambda story: story.id)
-        coverage = store.get_story_coverage([story.id for story in page.items])
-        items = [_story_item(story, coverage.get(story.id, [])) for story in page.items]
-        scope = Scope("stories", f"{site_title()}: stories", "/stories")
+        scope, page, items = collect(paging)
         meta = _meta(scope, paging, page, items, changed)
         renderer, mimetype = RENDERERS[fmt]
         return renderer(meta, items), mimetype
@@ -143,15 +155,8 @@ def stories_feed(fmt: str) -> Response:
     return serve(("feed", request.path, paging), render, FEED_MAX_AGE, fast=True)
 
 
-def _story_item(story: Story, entries: Sequence[Entry]) -> FeedItem:
-    url = absolute(f"/stories/{story.id}")
-    return item_from_story(story, entries, tag_uri(authority(), f"story/{story.id}"), url)
-
-
 def _entries_feed(fmt: str, make_scope: Callable[[], Scope]) -> Response:
-    paging = paging_args(FEED_LIMIT, FEED_MAX_LIMIT)
-
-    def render(changed: datetime) -> tuple[bytes, str]:
+    def collect(paging: Paging) -> FeedPage:
         scope = make_scope()
         query = EntryQuery(
             limit=paging.limit + 1,
@@ -163,11 +168,24 @@ def _entries_feed(fmt: str, make_scope: Callable[[], Scope]) -> Response:
         )
         page = paginate(get_store().get_entries_page(query), paging, lambda entry: entry.id)
         items = [item_from_entry(e, tag_uri(authority(), f"entry/{e.id}")) for e in page.items]
-        meta = _meta(scope, paging, page, items, changed)
-        renderer, mimetype = RENDERERS[fmt]
-        return renderer(meta, items), mimetype
+        return scope, page, items
 
-    return serve(("feed", request.path, paging), render, FEED_MAX_AGE, fast=True)
+    return _feed(fmt, collect)
+
+
+def _stories_page(paging: Paging) -> FeedPage:
+    """The stories feed: one item per story, newest-updated first."""
+    store = get_store()
+    rows = store.get_stories_page(paging.limit + 1, paging.before, paging.after)
+    page = paginate(rows, paging, lambda story: story.id)
+    coverage = store.get_story_coverage([story.id for story in page.items])
+    items = [_story_item(story, coverage.get(story.id, [])) for story in page.items]
+    return Scope("stories", f"{site_title()}: stories", "/stories"), page, items
+
+
+def _story_item(story: Story, entries: Sequence[Entry]) -> FeedItem:
+    url = absolute(f"/stories/{story.id}")
+    return item_from_story(story, entries, tag_uri(authority(), f"story/{story.id}"), url)
 
 
 def _meta(
