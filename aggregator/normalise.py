@@ -326,13 +326,19 @@ def content_hash(entry: EntryData) -> str:
 def _hash_fields(fields: Mapping[str, Any]) -> str:
     published, updated = fields["published_at"], fields["updated_at"]
     enclosures: tuple[Enclosure, ...] = fields["enclosures"]
+    published_text = published.isoformat() if published else ""
+    # `normalise_entry` gives both fields one object when the entry has one date
+    if updated is published:
+        updated_text = published_text
+    else:
+        updated_text = updated.isoformat() if updated else ""
     parts = (
         fields["title"],
         fields["link"] or "",
         fields["summary"],
         fields["content_html"],
-        published.isoformat() if published else "",
-        updated.isoformat() if updated else "",
+        published_text,
+        updated_text,
         fields["author"] or "",
         fields["image_url"] or "",
         "\x1f".join(fields["tags"]),
@@ -461,7 +467,11 @@ def collapse_whitespace(text: str) -> str:
     """Runs of whitespace (including newlines) as single spaces, trimmed; control
     characters (which XML output could not carry) removed, as lxml's recovering
     parser removes them (`isprintable` spares most titles that pass)."""
-    if not text.isprintable():
+    if not text.isprintable():  # also for every newline or tab
+        if "\x0b" not in text:  # the one control character that is also whitespace
+            joined = " ".join(text.split())
+            if joined.isprintable():  # so no control character: nothing to remove
+                return joined
         text = _CONTROL_CHARS.sub("", text)
     # str.split() and the pattern `\s` share one whitespace class (str.isspace), so
     # this equals `_WHITESPACE.sub(" ", text).strip()` (checked over every code point
@@ -550,9 +560,24 @@ def summary_of_html(sanitised: str) -> str:
     """
     head = sanitised[: SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR]
     if len(head) < len(sanitised):
-        head = _PARTIAL_TAIL.sub("", head)
+        head = cut_partial_tail(head)
     text = collapse_whitespace(html.unescape(_TAG.sub(" ", head)))
     return truncate_words(text, SUMMARY_MAX_CHARS)
+
+
+def cut_partial_tail(head: str) -> str:
+    """`head` without a tag or reference that the end cuts short: what
+    `_PARTIAL_TAIL.sub("", head)` gives, found from the end instead of by trying the
+    pattern at every `<` and `&` of the head."""
+    lt = head.rfind("<")
+    if lt != -1 and head.find(">", lt) == -1:  # an unclosed tag: cut at the first
+        return head[: head.find("<", head.rfind(">") + 1)]  # `<` after the last `>`
+    amp = head.rfind("&")
+    if amp == -1:
+        return head
+    rest = head[amp + 1 :].replace("#", "").replace("_", "")
+    # `\w` of a str pattern is str.isalnum() or "_"
+    return head[:amp] if not rest or rest.isalnum() else head
 
 
 def _drop_empty_urls(tag: str, attribute: str, value: str) -> str | None:

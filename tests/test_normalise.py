@@ -369,3 +369,33 @@ def test_collapse_whitespace_equals_the_regex_form_for_every_code_point() -> Non
         text = f" a{char}{char}b {char}"
         expected = pattern.sub(" ", re.sub("[\x00-\x08\x0b\x0e-\x1b\x7f]", "", text)).strip()
         assert collapse_whitespace(text) == expected, hex(point)
+
+
+def test_collapse_whitespace_equals_the_regex_form_with_mixed_characters() -> None:
+    """The shortcut for text whose only non-printable characters are whitespace must
+    not apply when a control character sits among the whitespace."""
+    import itertools
+    import re
+
+    from aggregator.normalise import collapse_whitespace
+
+    pattern = re.compile(r"\s+")
+    alphabet = ["a", " ", "\n", "\t", "\x0b", "\x0c", "\x01", "\x1b", "\x1c", "\x7f", "\u200b"]
+    for length in range(1, 5):
+        for chars in itertools.product(alphabet, repeat=length):
+            text = "".join(chars)
+            controls_removed = re.sub("[\x00-\x08\x0b\x0e-\x1b\x7f]", "", text)
+            expected = pattern.sub(" ", controls_removed).strip()
+            assert collapse_whitespace(text) == expected, repr(text)
+
+
+def test_cut_partial_tail_equals_the_pattern() -> None:
+    import itertools
+
+    from aggregator.normalise import _PARTIAL_TAIL, cut_partial_tail
+
+    alphabet = ["<", ">", "&", "#", "_", "a", "1", "é", "\u0663", " ", ";", '"', "²"]
+    for length in range(0, 6):
+        for chars in itertools.product(alphabet, repeat=length):
+            head = "".join(chars)
+            assert cut_partial_tail(head) == _PARTIAL_TAIL.sub("", head), repr(head)

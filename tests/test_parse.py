@@ -537,3 +537,27 @@ def test_fast_path_reads_categories_inside_an_unknown_element() -> None:
     slow = parse_bytes(data, fast=False)
     assert fast.entries == slow.entries
     assert fast.entries[0].tags == ("Home", "Tech", "Deep", "Top")
+
+
+def test_fast_path_cp1252_repair_equals_translate() -> None:
+    """`_repair` maps C1 controls through feedparser's cp1252 table exactly as
+    `str.translate` does, over every Latin-1/Latin Extended code point, alone and mixed."""
+    import re
+
+    from aggregator.fastparse import _CP1252, _Context, _repair
+
+    ctx = _Context(atom=False)
+
+    def expected(text: str) -> str:
+        if not text or text.isascii():
+            return text
+        try:
+            text = text.encode("iso-8859-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
+        return text.translate(_CP1252) if re.search("[\x80-\x9f]", text) else text
+
+    samples = [chr(point) for point in range(0x300)] + ["\u2019", "\U0001f600"]
+    for char in samples:
+        for text in (char, f"a{char}b", f"\u2019{char}\x81\x9f", f"{char}\xc3\xa9"):
+            assert _repair(ctx, text) == expected(text), repr(text)
