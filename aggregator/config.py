@@ -356,6 +356,13 @@ class Settings:
         500, "Most entries read from one feed document.", _integer(1), _env_int
     )
     tick_interval: int = _duration_setting(30, "How often the worker looks for due feeds.")
+    parse_processes: int = _setting(
+        2,
+        "Parser processes a worker starts for 100+ feeds due at once (at most one per CPU); "
+        "0 parses in a thread.",
+        _integer(0, 64),
+        _env_int,
+    )
     lease_seconds: int = _duration_setting(
         300, "How long a worker holds a feed it is updating before another may take it."
     )

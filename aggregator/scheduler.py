@@ -6,6 +6,10 @@ Each tick: reload the config if its file changed (a new source is polled in the 
 tick, a removed one stops being polled and keeps its entries), poll what is due, and
 write a heartbeat that `/healthz` reads. Run it as `aggregator worker` or
 `python -m aggregator.scheduler`; never inside web workers.
+
+A worker keeps its parser processes (`parse_processes`, started for big polls) across
+ticks and stops them when it exits (`close`). Embedded in the web process (`aggregator
+run`, `start_background`) it parses in a thread: the web process starts no processes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from aggregator.exceptions import ConfigError
 from aggregator.grouper import Grouper
 from aggregator.models import PollSummary
 from aggregator.store import Store
-from aggregator.update import PollOptions, poll_due
+from aggregator.update import Parsers, PollOptions, poll_due
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ def poll_options(config: Config, resolver: Any = None) -> PollOptions:
         max_interval=settings.max_interval,
         max_entries=settings.max_entries_per_feed,
         lease=timedelta(seconds=settings.lease_seconds),
+        parse_processes=settings.parse_processes,
         resolver=resolver,
     )
 
@@ -74,8 +79,14 @@ class Worker:
         self._resolver = resolver
         self._seen = _ConfigFile.of(config)
         self._ticks = 0
+        self._embedded = False
         self.grouper = Grouper.from_settings(store, self.name, config.settings)
+        self.parsers = Parsers(config.settings.parse_processes)
         store.sync_sources(config.sources, datetime.now(UTC))
+
+    def close(self) -> None:
+        """Stop the parser processes, if any (they finish the document in hand)."""
+        self.parsers.close()
 
     def reload_config(self) -> bool:
         """Reload the config when its file changed; keep the old one if the new is invalid."""
@@ -89,6 +100,10 @@ class Worker:
             log.error("worker: config not reloaded, keeping the previous one: %s", e)
             return False
         self.config = config
+        wanted = Parsers(config.settings.parse_processes)
+        if wanted.processes != self.parsers.processes and not self._embedded:
+            self.parsers.close()
+            self.parsers = wanted
         self.store.sync_sources(config.sources, datetime.now(UTC))
         log.info("worker: config reloaded, %d sources", len(config.sources))
         return True
@@ -106,6 +121,7 @@ class Worker:
             poll_options(self.config, self._resolver),
             owner=f"{self.name}/{self._ticks}",
             now=now,
+            parsers=self.parsers,
         )
         poll = (time.monotonic() - started, len(summary.results))
         self.grouper.run(now)
@@ -170,9 +186,15 @@ class Worker:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             pass
+        finally:
+            self.close()
 
     def start_background(self) -> BaseScheduler:
-        """Tick on a background thread (for `aggregator run`)."""
+        """Tick on a background thread (for `aggregator run`), parsing in a thread: the
+        web process never starts parser processes."""
+        self.parsers.close()
+        self.parsers = Parsers(0)
+        self._embedded = True
         scheduler = self.schedule(BackgroundScheduler(timezone=UTC, daemon=True))
         scheduler.start()
         return scheduler

@@ -8,7 +8,8 @@ what changed; the stages themselves know nothing of each other.
         error              → error recorded on the feed, exponential backoff
         304                → new validators and next check only
         200, same body     → (hash unchanged) as 304, nothing parsed
-        200, new body      → parse + normalise (off the event loop)   parse.parse_feed
+        200, new body      → parse + normalise (off the event loop: a thread, or
+                             parser processes for a big batch)     parse.parse_feed
         save entries + feed state in one transaction,
         fenced by the lease (a worker that lost it writes nothing)    store.save_update
     return one UpdateResult per feed; a failing feed never stops the others
@@ -19,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -38,7 +41,7 @@ from aggregator.models import (
     PollSummary,
     UpdateResult,
 )
-from aggregator.parse import parse_feed
+from aggregator.parsepool import INLINE_MAX_BYTES, PARSE_TIMEOUT, ParsePool
 from aggregator.store import FeedUpdate, PendingSave, SaveOutcome, Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,13 @@ CLAIM_BATCH = 500  # feeds leased per claim; a tick claims again until nothing i
 # feed per transaction made the store thread the bottleneck of bench/poll.py.
 WRITE_BATCH = 100
 IN_FLIGHT_PER_CONNECTION = 2  # feeds in the pipeline per allowed connection
+# Parser processes start for a claimed batch of at least this many feeds (starting two
+# costs ~1 s of CPU, about what a thread spends parsing 100 typical feeds) and stop
+# when no batch that big came for POOL_IDLE, giving their memory back.
+POOL_MIN_FEEDS = 100
+POOL_IDLE = timedelta(minutes=10)
+
+Parse = Callable[..., ParsedFeed]
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class PollOptions:
     max_interval: int = 86400
     max_entries: int = 500
     lease: timedelta = timedelta(minutes=5)
+    parse_processes: int = 0  # parser processes for big batches (0: parse in a thread)
     resolver: Any = field(default=None, compare=False)  # DNS resolver override (tests)
 
 
@@ -74,6 +85,53 @@ class Decision:
     repeated_guids: int = 0  # see normalise.normalise_entries
 
 
+class Parsers:
+    """Where polls parse: in a thread of this process, or in a `ParsePool` of
+    `processes` children (at most one per CPU) started for a batch of at least
+    POOL_MIN_FEEDS feeds. The pool is kept across polls and stopped when no big batch
+    came for POOL_IDLE, or by `close()`. A worker keeps one for its lifetime.
+    """
+
+    def __init__(
+        self,
+        processes: int,
+        min_feeds: int = POOL_MIN_FEEDS,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+        timeout: float = PARSE_TIMEOUT,
+    ) -> None:
+        self.processes = max(0, min(processes, os.cpu_count() or 1))
+        self.min_feeds = min_feeds
+        self._inline_max_bytes = inline_max_bytes
+        self._timeout = timeout
+        self._pool: ParsePool | None = None
+        self._used = 0.0
+
+    @property
+    def pool(self) -> ParsePool | None:
+        """The running pool, if any."""
+        return self._pool
+
+    def for_batch(self, feeds: int) -> ParsePool | None:
+        """The pool to parse a batch of `feeds` with, or None to parse in a thread."""
+        if self.processes == 0:
+            return None
+        now = time.monotonic()
+        if feeds < self.min_feeds:
+            if self._pool is not None and now - self._used > POOL_IDLE.total_seconds():
+                self.close()
+            return None
+        if self._pool is None:
+            self._pool = ParsePool(self.processes, self._inline_max_bytes, self._timeout)
+        self._used = now
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the pool's processes (they finish the document in hand first)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
 def poll_due(
     store: Store,
     options: PollOptions,
@@ -82,6 +140,7 @@ def poll_due(
     force: bool = False,
     progress: Callable[[UpdateResult], None] | None = None,
     on_claim: Callable[[int], None] | None = None,
+    parsers: Parsers | None = None,
 ) -> PollSummary:
     """Claim the due feeds (every pollable feed with `force`) and update them.
 
@@ -93,23 +152,34 @@ def poll_due(
         force: poll every enabled feed whatever its next check time.
         progress: called with each feed's result as it completes.
         on_claim: called with the number of feeds claimed, before fetching.
+        parsers: where to parse (a worker passes the one it keeps); by default, parser
+            processes as `options.parse_processes` says, stopped before returning.
 
     Returns:
         One result per claimed feed.
     """
     now = now or datetime.now(UTC)
+    own = parsers is None
+    parsers = parsers or Parsers(options.parse_processes)
     results: list[UpdateResult] = []
     last_id = 0
-    while True:
-        claimed = store.claim_due_feeds(owner, now, options.lease, CLAIM_BATCH, force, last_id)
-        if not claimed:
-            break
-        last_id = max(feed.id for feed in claimed)
-        if on_claim:
-            on_claim(len(claimed))
-        results.extend(asyncio.run(_update_feeds(store, options, owner, claimed, progress, now)))
-        if len(claimed) < CLAIM_BATCH:
-            break
+    try:
+        while True:
+            claimed = store.claim_due_feeds(owner, now, options.lease, CLAIM_BATCH, force, last_id)
+            if not claimed:
+                break
+            last_id = max(feed.id for feed in claimed)
+            if on_claim:
+                on_claim(len(claimed))
+            pool = parsers.for_batch(len(claimed))
+            results.extend(
+                asyncio.run(_update_feeds(store, options, owner, claimed, progress, now, pool))
+            )
+            if len(claimed) < CLAIM_BATCH:
+                break
+    finally:
+        if own:
+            parsers.close()
     return PollSummary(tuple(results))
 
 
@@ -120,12 +190,16 @@ async def _update_feeds(
     claimed: Sequence[FeedState],
     progress: Callable[[UpdateResult], None] | None,
     now: datetime,
+    pool: ParsePool | None = None,
 ) -> list[UpdateResult]:
     # Parsing is CPU work and the store has one writer: each gets its own thread so
     # neither stalls the event loop that keeps the other fetches moving; reads (identity
-    # checks) have their own thread so they never wait behind a batch of writes.
+    # checks) have their own thread so they never wait behind a batch of writes. With a
+    # pool, two threads per child hand documents over, so a child never waits for one.
+    parse: Parse = pool.parse if pool is not None else _parse_here
+    parse_threads = 2 * pool.workers if pool is not None else 1
     with (
-        ThreadPoolExecutor(1, thread_name_prefix="parse") as parse_pool,
+        ThreadPoolExecutor(parse_threads, thread_name_prefix="parse") as parse_pool,
         ThreadPoolExecutor(1, thread_name_prefix="read") as read_pool,
         ThreadPoolExecutor(1, thread_name_prefix="store") as store_pool,
     ):
@@ -139,7 +213,15 @@ async def _update_feeds(
                 _gated(
                     in_flight,
                     _update_feed(
-                        fetcher, store, options, owner, feed, now, parse_pool, read_pool, writer
+                        fetcher,
+                        store,
+                        options,
+                        owner,
+                        feed,
+                        now,
+                        (parse_pool, parse),
+                        read_pool,
+                        writer,
                     ),
                 )
                 for feed in claimed
@@ -165,14 +247,17 @@ async def _update_feed(
     owner: str,
     feed: FeedState,
     now: datetime,
-    parse_pool: ThreadPoolExecutor,
+    parsing: tuple[ThreadPoolExecutor, Parse],
     read_pool: ThreadPoolExecutor,
     writer: _BatchWriter,
 ) -> UpdateResult:
     loop = asyncio.get_running_loop()
+    parse_pool, parse = parsing
     try:
         fetched = await fetcher.fetch(_request_for(feed))
-        decision = await loop.run_in_executor(parse_pool, decide, feed, fetched, options, now)
+        decision = await loop.run_in_executor(
+            parse_pool, decide, feed, fetched, options, now, parse
+        )
         rekeys: dict[str, str] = {}
         if decision.items:
             decision, rekeys = await loop.run_in_executor(
@@ -265,10 +350,25 @@ def _request_for(feed: FeedState) -> FetchRequest:
     )
 
 
+def _parse_here(
+    data: bytes, url: str, content_type: str | None, fetched_at: datetime, max_entries: int
+) -> ParsedFeed:
+    from aggregator.parse import parse_feed  # imported by the first poll that parses here
+
+    return parse_feed(
+        data, url=url, content_type=content_type, fetched_at=fetched_at, max_entries=max_entries
+    )
+
+
 def decide(
-    feed: FeedState, fetched: FetchResult, options: PollOptions, now: datetime | None = None
+    feed: FeedState,
+    fetched: FetchResult,
+    options: PollOptions,
+    now: datetime | None = None,
+    parse: Parse = _parse_here,
 ) -> Decision:
-    """Turn one fetch into the feed's new state and the entries to save (parsing if needed).
+    """Turn one fetch into the feed's new state and the entries to save (parsing if needed,
+    with `parse`: `parse_feed`'s arguments, positionally).
 
     The next check time counts from `now` (the poll's clock, which tests may set ahead)
     or from the fetch time, whichever is later.
@@ -287,12 +387,8 @@ def decide(
     if body_hash == feed.body_hash:
         return _unchanged(feed, fetched, options, clock, "unchanged")
     try:
-        parsed = parse_feed(
-            body,
-            url=fetched.final_url,
-            content_type=fetched.content_type,
-            fetched_at=fetched.fetched_at,
-            max_entries=options.max_entries,
+        parsed = parse(
+            body, fetched.final_url, fetched.content_type, fetched.fetched_at, options.max_entries
         )
     except ParseError as e:
         return _failed(feed, fetched, options, clock, e.message or str(e))

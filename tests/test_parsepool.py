@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
-from collections.abc import Iterator
+import io
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +15,7 @@ import pytest
 
 from aggregator.exceptions import ParseError
 from aggregator.parse import parse_feed
-from aggregator.parsepool import ParsePool
+from aggregator.parsepool import ParsePool, _frame, _read_frame
 
 DATA = Path(__file__).parent / "data"
 FETCHED = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
@@ -67,22 +71,97 @@ def test_content_type_and_max_entries_reach_the_child(pool: ParsePool) -> None:
     assert pool.parse(data, FEED_URL, "application/feed+json", FETCHED, max_entries=1) == expected
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _wait_until(condition: Callable[[], object], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def _parse_in_thread(pool: ParsePool, data: bytes) -> tuple[threading.Thread, list[object]]:
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(_pooled(pool, data)))
+    thread.start()
+    return thread, outcome
+
+
+BIG = (DATA / "world.rss").read_bytes()
+
+
 def test_small_documents_are_parsed_inline() -> None:
-    data = (DATA / "world.rss").read_bytes()
-    before = set(multiprocessing.active_children())
-    with ParsePool(workers=1, inline_max_bytes=len(data)) as pool:
-        assert pool.parse(data, FEED_URL, None, FETCHED) == _expected(data)
-        assert set(multiprocessing.active_children()) == before  # no child was needed
+    with ParsePool(workers=1, inline_max_bytes=len(BIG)) as pool:
+        assert pool.parse(BIG, FEED_URL, None, FETCHED) == _expected(BIG)
+        assert pool.pids == ()  # no child was needed
 
 
 def test_close_stops_every_child_and_refuses_more_work() -> None:
-    before = set(multiprocessing.active_children())
     pool = ParsePool(workers=2, inline_max_bytes=0).start()
-    children = set(multiprocessing.active_children()) - before
-    assert len(children) == 2
+    pids = pool.pids
+    assert len(pids) == 2
     pool.close()
-    assert all(not child.is_alive() for child in children)
-    assert all(child.exitcode == 0 for child in children)
+    assert pool.exit_codes == [0, 0]  # they exited on their own when their stdin closed
+    assert all(_gone(pid) for pid in pids)
     with pytest.raises(RuntimeError, match="closed"):
         pool.parse(b"<rss/>", FEED_URL, None, FETCHED)
     pool.close()  # closing twice is harmless
+
+
+def test_a_child_killed_while_parsing_fails_that_document_only() -> None:
+    with ParsePool(workers=1, inline_max_bytes=0).start() as pool:
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGSTOP)  # the document will wait in the pipe
+        thread, outcome = _parse_in_thread(pool, BIG)
+        _wait_until(lambda: pool.busy_pids == (pid,))
+        os.kill(pid, signal.SIGKILL)
+        thread.join(30)
+        assert outcome == [
+            (
+                "ParseError",
+                FEED_URL,
+                f"parse: the parser process crashed "
+                f"(signal {signal.SIGKILL.value}) while parsing this document",
+            )
+        ]
+        # A new child takes the next document.
+        assert pool.parse(BIG, FEED_URL, None, FETCHED) == _expected(BIG)
+        assert pool.pids != (pid,) and len(pool.pids) == 1
+
+
+def test_a_stuck_child_is_killed_after_the_timeout() -> None:
+    with ParsePool(workers=1, inline_max_bytes=0, timeout=0.5).start() as pool:
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        assert _pooled(pool, BIG) == (
+            "ParseError",
+            FEED_URL,
+            "parse: gave up after 0.5 s (the parser process was stopped)",
+        )
+        assert time.monotonic() - started < 10
+        assert _gone(pid)
+        assert pool.parse(BIG, FEED_URL, None, FETCHED) == _expected(BIG)
+
+
+def test_a_child_that_died_between_documents_is_replaced_silently() -> None:
+    with ParsePool(workers=1, inline_max_bytes=0).start() as pool:
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGKILL)
+        _wait_until(lambda: pool.pids == ())
+        assert pool.parse(BIG, FEED_URL, None, FETCHED) == _expected(BIG)
+
+
+def test_messages_are_plain_json_and_raw_bytes() -> None:
+    """What crosses the pipes (RELIABILITY S10: no pickle): JSON values, which can hold
+    lone surrogates, and the feed's bytes untouched."""
+    body = b"\x00\xff<rss/>"
+    message = _frame(["k\udc80", None, 3, ["a"]], body)
+    assert _read_frame(io.BytesIO(message)) == (["k\udc80", None, 3, ["a"]], body)
+    assert _read_frame(io.BytesIO(message[:-1])) is None  # cut short: the child died

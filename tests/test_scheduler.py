@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from aggregator.config import load_config
 from aggregator.scheduler import Worker
 from aggregator.store import Store
+from aggregator.update import POOL_MIN_FEEDS
 from tests.conftest import write_config
 from tests.feedserver import FeedServer
 
@@ -91,3 +97,87 @@ def test_prune_runs_once_per_hour_across_workers(
     assert first.prune(now) == 2  # entries from 2026-11-23/24 are over a day old; 1 kept
     assert second.prune(now) is None  # the other worker holds the hourly job
     assert second.prune(now + timedelta(hours=1, seconds=1)) == 0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _big_rss(n: int) -> bytes:
+    """A feed document above the pool's inline size, so that a child parses it."""
+    text = " ".join(["Lorem ipsum dolor sit amet, consectetur adipiscing elit."] * 20)
+    items = "".join(
+        f"<item><title>Story {n}-{i}</title><link>https://site{n}.example/{i}</link>"
+        f"<description>&lt;p&gt;{text}&lt;/p&gt;</description></item>"
+        for i in range(6)
+    )
+    head = f'<?xml version="1.0"?><rss version="2.0"><channel><title>F{n}</title>'
+    return f"{head}{items}</channel></rss>".encode()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_worker_exit_stops_its_parser_processes(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path, stop: signal.Signals
+) -> None:
+    for n in range(POOL_MIN_FEEDS):
+        (feed_dir / f"p{n}.xml").write_bytes(_big_rss(n))
+    urls = [feed_server.url(f"p{n}.xml") for n in range(POOL_MIN_FEEDS)]
+    path = write_config(tmp_path / "agg.toml", store.database_url, urls, "parse_processes = 2")
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "--config", str(path), "worker"],
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while store.count_entries() < 6 * POOL_MIN_FEEDS:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        parsers = _children(worker.pid)
+        assert len(parsers) == min(2, os.cpu_count() or 1)  # started for the big poll
+        worker.send_signal(stop)
+        worker.wait(60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    if stop == signal.SIGINT:  # a clean stop: the worker closes its pool and exits 0
+        assert worker.returncode == 0, log.read_text()
+    # Killed or stopped, the worker leaves no parser process behind: a child whose
+    # parent is gone sees its stdin close and exits.
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in parsers):
+        assert time.monotonic() < deadline, "parser processes outlived the worker"
+        time.sleep(0.05)
+
+
+def test_worker_embedded_in_the_web_process_parses_in_a_thread(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")])
+    worker = Worker(load_config(path), store)
+    assert worker.parsers.processes == min(2, os.cpu_count() or 1)  # the default
+    scheduler = worker.start_background()
+    try:
+        deadline = time.monotonic() + 30
+        while store.count_entries() < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown()
+    assert worker.parsers.processes == 0 and worker.parsers.pool is None

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import calendar
 import html
+import os
 import shutil
+import signal
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +20,10 @@ import pytest
 from flask import Flask
 
 from aggregator.config import load_config
+from aggregator.models import PollSummary
 from aggregator.scheduler import poll_options
 from aggregator.store import Store
-from aggregator.update import poll_due
+from aggregator.update import Parsers, poll_due
 from tests.conftest import DATA, write_config
 from tests.feedserver import FeedServer
 
@@ -350,3 +355,56 @@ def test_forced_poll_visits_every_feed_once_across_claim_batches(
         feed_server.url(f"f{n}.rss") for n in range(5)
     )
     assert len(feed_server.requests) == 5
+
+
+def test_parser_processes_store_what_a_thread_stores(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    _, options = _setup(tmp_path, store, feed_server, FILES)
+    parsers = Parsers(2, min_feeds=1, inline_max_bytes=0)  # every document to a child
+
+    summary = poll_due(store, options, owner="test", parsers=parsers)
+
+    assert summary.count("ok") == 3 and summary.new_entries == 7
+    pool = parsers.pool
+    assert pool is not None and len(pool.pids) >= 1
+    titles = {e.title for e in store.get_latest()}
+    assert "Flooding forces thousands from homes along the Danube" in titles
+    parsers.close()
+    assert pool.exit_codes and all(code == 0 for code in pool.exit_codes)
+
+
+def test_a_feed_whose_parser_process_crashes_is_recorded_and_the_others_are_stored(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    _, options = _setup(tmp_path, store, feed_server, FILES)
+    parsers = Parsers(1, min_feeds=1, inline_max_bytes=0)
+    pool = parsers.for_batch(1)
+    assert pool is not None
+    (pid,) = pool.start().pids
+    os.kill(pid, signal.SIGSTOP)  # the first document waits in the child's pipe...
+    polled: list[PollSummary] = []
+    poll = threading.Thread(
+        target=lambda: polled.append(poll_due(store, options, owner="test", parsers=parsers))
+    )
+    poll.start()
+    deadline = time.monotonic() + 30
+    while pool.busy_pids != (pid,):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)  # ...and the child dies while holding it
+    poll.join(60)
+
+    (summary,) = polled
+    crashed = [r for r in summary.results if r.status == "error"]
+    assert len(crashed) == 1 and "parser process crashed" in (crashed[0].error or "")
+    assert summary.count("ok") == 2
+    feeds = {f.url: f for f in store.get_feeds()}
+    assert "parser process crashed" in (feeds[crashed[0].url].last_error or "")
+    assert all(f.entry_count > 0 for url, f in feeds.items() if url != crashed[0].url)
+    # The next poll parses that feed with a new child.
+    again = poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=2))
+    statuses = {r.url: r.status for r in again.results}
+    assert statuses.pop(crashed[0].url) == "ok"
+    assert set(statuses.values()) == {"not_modified"}
+    parsers.close()
