@@ -391,6 +391,11 @@ class Store:
         with self._read() as conn:
             return page_rows.get_story_coverage(conn, story_ids)
 
+    def get_digest(self, query: page_rows.DigestQuery) -> page_rows.DigestRows:
+        """What the digest on `/` shows, in one read transaction (see `pages.get_digest`)."""
+        with self._read() as conn:
+            return page_rows.get_digest(conn, query)
+
     def get_tags(self) -> list[str]:
         with self._read() as conn:
             return page_rows.get_tags(conn)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Row, and_, func, literal, or_, select
 
 from aggregator.models import Entry, Story
 from aggregator.store.entries import _latest_query, entries_from_rows
@@ -42,6 +42,7 @@ class EntryQuery:
     tag: str | None = None
     story_id: int | None = None  # one story's coverage, duplicates included
     since: datetime | None = None
+    content: bool = True  # False: content_html comes back empty (pages show summaries)
 
 
 def version(conn: Connection) -> tuple[Any, ...]:
@@ -73,6 +74,21 @@ def _cursor(conn: Connection, entry_id: int) -> tuple[datetime, int] | None:
 
 def get_entries(conn: Connection, query: EntryQuery) -> list[Entry]:
     """A page of entries, newest first. An unknown cursor id gives an empty page."""
+    return entries_from_rows(conn, _entry_rows(conn, query))
+
+
+def _without_content(statement: Any) -> Any:
+    """The same rows with an empty content_html: what the HTML pages show is the
+    plain-text summary, and full contents can be tens of kilobytes an entry.
+    """
+    columns = [
+        literal("").label("content_html") if column.name == "content_html" else column
+        for column in statement.selected_columns
+    ]
+    return statement.with_only_columns(*columns, maintain_column_froms=False)
+
+
+def _entry_rows(conn: Connection, query: EntryQuery) -> Sequence[Row[Any]]:
     if query.story_id is not None:
         statement = _latest_query(None, None, originals_only=False).where(
             entries.c.story_id == query.story_id
@@ -103,10 +119,10 @@ def get_entries(conn: Connection, query: EntryQuery) -> list[Entry]:
             ).order_by(entries.c.published_at, entries.c.id)
     else:
         statement = statement.order_by(*newest_first)
+    if not query.content:
+        statement = _without_content(statement)
     rows = conn.execute(statement.limit(query.limit)).all()
-    if query.after is not None:
-        rows = rows[::-1]
-    return entries_from_rows(conn, rows)
+    return rows[::-1] if query.after is not None else rows
 
 
 def get_stories(
@@ -163,6 +179,19 @@ def get_top_stories(
     exclude: Sequence[int] = (),
 ) -> list[Story]:
     """The most covered stories (most sources, then newest), skipping `exclude`."""
+    rows = _top_story_rows(conn, limit, min_sources, tag, since, exclude)
+    names = _sources(conn, [row.id for row in rows])
+    return [_to_story(row, names.get(row.id, ())) for row in rows]
+
+
+def _top_story_rows(
+    conn: Connection,
+    limit: int,
+    min_sources: int,
+    tag: str | None,
+    since: datetime | None,
+    exclude: Sequence[int],
+) -> Sequence[Row[Any]]:
     statement = select(stories).where(stories.c.source_count >= min_sources)
     if since is not None:
         statement = statement.where(stories.c.last_updated_at >= since)
@@ -173,9 +202,7 @@ def get_top_stories(
     statement = statement.order_by(
         stories.c.source_count.desc(), stories.c.last_updated_at.desc(), stories.c.id.desc()
     ).limit(limit)
-    rows = conn.execute(statement).all()
-    names = _sources(conn, [row.id for row in rows])
-    return [_to_story(row, names.get(row.id, ())) for row in rows]
+    return conn.execute(statement).all()
 
 
 def _has_tag(tag: str) -> Any:
@@ -193,18 +220,96 @@ def _has_tag(tag: str) -> Any:
 
 def get_story_coverage(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[Entry]]:
     """Every entry of each story (duplicates included), oldest first."""
+    return _by_story(story_ids, entries_from_rows(conn, _coverage_rows(conn, story_ids)))
+
+
+def _coverage_rows(
+    conn: Connection, story_ids: Sequence[int], content: bool = True
+) -> Sequence[Row[Any]]:
     if not story_ids:
-        return {}
+        return []
     statement = (
         _latest_query(None, None, originals_only=False)
         .where(entries.c.story_id.in_(list(story_ids)))
         .order_by(entries.c.published_at, entries.c.id)
     )
-    found: dict[int, list[Entry]] = {story_id: [] for story_id in story_ids}
-    for entry in entries_from_rows(conn, conn.execute(statement).all()):
+    return conn.execute(statement if content else _without_content(statement)).all()
+
+
+def _by_story(story_ids: Sequence[int], found: Sequence[Entry]) -> dict[int, list[Entry]]:
+    coverage: dict[int, list[Entry]] = {story_id: [] for story_id in story_ids}
+    for entry in found:
         if entry.story_id is not None:
-            found[entry.story_id].append(entry)
-    return found
+            coverage[entry.story_id].append(entry)
+    return coverage
+
+
+@dataclass(frozen=True)
+class DigestQuery:
+    """What the digest on `/` shows: top stories, a section per tag (its top stories not
+    shown above and its newest entries), and a page of the newest entries.
+    """
+
+    latest: EntryQuery  # the page of newest entries (its cursor: no stories, no sections)
+    tag: str | None  # only this tag: no sections
+    stories_since: datetime
+    top_stories: int
+    section_stories: int
+    section_entries: int
+
+
+@dataclass(frozen=True)
+class DigestRows:
+    tags: list[str]  # every tag, alphabetically
+    top: list[Story]
+    sections: dict[str, list[Story]]  # tag -> its top stories, none of them shown before
+    section_entries: dict[str, list[Entry]]  # tag -> its newest entries
+    coverage: dict[int, list[Entry]]  # story id -> its entries, oldest first
+    latest: list[Entry]
+
+
+def get_digest(conn: Connection, query: DigestQuery) -> DigestRows:
+    """Everything the digest shows, read in one transaction (one snapshot of the store),
+    without entries' full contents; the tags and other sources of all its entries, and
+    the source names of all its stories, are each read in one query.
+    """
+    tags = get_tags(conn)
+    first_page = query.latest.before is None and query.latest.after is None
+    top: Sequence[Row[Any]] = []
+    sections: dict[str, Sequence[Row[Any]]] = {}
+    entry_rows: dict[str, Sequence[Row[Any]]] = {}
+    if first_page:
+        top = _top_story_rows(conn, query.top_stories, 2, query.tag, query.stories_since, ())
+        shown = {row.id for row in top}
+        for name in tags if query.tag is None else []:
+            rows = _top_story_rows(
+                conn, query.section_stories, 2, name, query.stories_since, sorted(shown)
+            )
+            shown.update(row.id for row in rows)
+            sections[name] = rows
+            wanted = EntryQuery(
+                query.section_entries, tag=name, since=query.latest.since, content=False
+            )
+            entry_rows[name] = _entry_rows(conn, wanted)
+    story_rows = [*top, *(row for rows in sections.values() for row in rows)]
+    story_ids = [row.id for row in story_rows]
+    names = _sources(conn, story_ids)
+    latest = _entry_rows(conn, replace(query.latest, content=False))
+    lists = [_coverage_rows(conn, story_ids, content=False), latest, *entry_rows.values()]
+    everything = entries_from_rows(conn, [row for rows in lists for row in rows])
+    split: list[list[Entry]] = []
+    for rows in lists:
+        split.append(everything[: len(rows)])
+        everything = everything[len(rows) :]
+    stories_of = {row.id: _to_story(row, names.get(row.id, ())) for row in story_rows}
+    return DigestRows(
+        tags=tags,
+        top=[stories_of[row.id] for row in top],
+        sections={name: [stories_of[row.id] for row in rows] for name, rows in sections.items()},
+        section_entries=dict(zip(entry_rows, split[2:], strict=True)),
+        coverage=_by_story(story_ids, split[0]),
+        latest=split[1],
+    )
 
 
 def get_tags(conn: Connection) -> list[str]:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from aggregator.models import Entry, Story
 from aggregator.store import Store
-from aggregator.store.pages import EntryQuery
+from aggregator.store.pages import DigestQuery, EntryQuery
 from aggregator.web.common import Page, Paging, paginate
 
 TOP_STORIES = 8
@@ -85,38 +85,32 @@ def build_digest(
     tag: str | None,
     since: datetime | None,
     stories_since: datetime,
-) -> Digest:
-    """The digest; on pages after the first, only the newest entries."""
+) -> tuple[Digest, list[str]]:
+    """The digest and every tag (for the filter); on pages after the first, only the
+    newest entries. The store reads it all in one transaction.
+    """
+    query = DigestQuery(
+        latest=EntryQuery(paging.limit + 1, paging.before, paging.after, tag=tag, since=since),
+        tag=tag,
+        stories_since=stories_since,
+        top_stories=TOP_STORIES,
+        section_stories=SECTION_STORIES,
+        section_entries=SECTION_ENTRIES * 4,  # some may be shown above already
+    )
+    rows = store.get_digest(query)
     seen = Seen()
-    top: list[StoryBlock] = []
+    seen.stories.update(story.id for story in rows.top)
+    seen.stories.update(story.id for stories in rows.sections.values() for story in stories)
+    top = [_block(story, rows.coverage.get(story.id, []), seen) for story in rows.top]
     sections: list[Section] = []
-    if paging.before is None and paging.after is None:
-        top_stories = store.get_top_stories(TOP_STORIES, tag=tag, since=stories_since)
-        seen.stories.update(story.id for story in top_stories)
-        tags = [] if tag is not None else store.get_tags()
-        section_stories = {
-            name: _section_stories(store, name, stories_since, seen) for name in tags
-        }
-        every = top_stories + [s for stories in section_stories.values() for s in stories]
-        coverage = store.get_story_coverage([story.id for story in every])
-        top = [_block(story, coverage.get(story.id, []), seen) for story in top_stories]
-        for name, stories in section_stories.items():
-            blocks = [_block(story, coverage.get(story.id, []), seen) for story in stories]
-            newest = store.get_entries_page(EntryQuery(SECTION_ENTRIES * 4, tag=name, since=since))
-            entries = seen.take(newest, SECTION_ENTRIES)
-            if blocks or entries:
-                sections.append(Section(name, blocks, entries))
-    query = EntryQuery(paging.limit + 1, paging.before, paging.after, tag=tag, since=since)
-    page = paginate(store.get_entries_page(query), paging, lambda entry: entry.id)
+    for name, stories in rows.sections.items():
+        blocks = [_block(story, rows.coverage.get(story.id, []), seen) for story in stories]
+        entries = seen.take(rows.section_entries.get(name, []), SECTION_ENTRIES)
+        if blocks or entries:
+            sections.append(Section(name, blocks, entries))
+    page = paginate(rows.latest, paging, lambda entry: entry.id)
     latest = Page(seen.take(page.items), page.older, page.newer)
-    return Digest(top, sections, latest)
-
-
-def _section_stories(store: Store, tag: str, since: datetime, seen: Seen) -> list[Story]:
-    exclude = sorted(seen.stories)
-    stories = store.get_top_stories(SECTION_STORIES, tag=tag, since=since, exclude=exclude)
-    seen.stories.update(story.id for story in stories)
-    return stories
+    return Digest(top, sections, latest), rows.tags
 
 
 def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:

@@ -71,7 +71,7 @@ def index() -> Response:
         # Without ?hours= the top stories are those of the 48 hours up to the store's
         # newest change, so the page depends on the store only and is cached as a feed is.
         stories_since = since or changed - timedelta(hours=TOP_STORIES_HOURS)
-        digest = build_digest(get_store(), paging, tag, since, stories_since)
+        digest, tags = build_digest(get_store(), paging, tag, since, stories_since)
         feeds = feed_links(f"/tags/{tag}/", f"{site_title()}: {tag}") if tag else None
         body = _html(
             "index.html",
@@ -79,7 +79,7 @@ def index() -> Response:
             tag=tag,
             hours=hours,
             paging=paging,
-            tags=get_store().get_tags(),
+            tags=tags,
             **({"feeds": feeds} if feeds else {}),
         )
         return body, "text/html"
