@@ -231,7 +231,15 @@ def _parse(
         warning = f"not well-formed XML, recovered: {exc.msg}"[:WARNING_MAX_CHARS]
     if root is None:
         raise _Doubt("no root element")
-    parsed = _read(root, data, url=url, content_type=content_type, fetched_at=fetched_at, cap=cap)
+    parsed = _read(
+        root,
+        data,
+        url=url,
+        content_type=content_type,
+        fetched_at=fetched_at,
+        cap=cap,
+        strict=warning is None,
+    )
     return replace(parsed, warning=warning) if warning else parsed
 
 
@@ -277,6 +285,7 @@ class _Context:
     """What the whole document decides about reading its text."""
 
     atom: bool  # feedparser guesses HTML in "plain text" only outside Atom
+    strict: bool = True  # feedparser reads the document with its strict (SAX) parser
     names: dict[tuple[str | None, str], str] = field(default_factory=dict)  # fp names
     tag_names: dict[Any, str] = field(default_factory=dict)  # those not using the prefix
     bases: dict[etree._Element, str] | None = None  # None: no xml:base in the document
@@ -294,11 +303,12 @@ def _read(
     content_type: str | None,
     fetched_at: datetime,
     cap: int,
+    strict: bool = True,
 ) -> ParsedFeed:
     encoding = _document_encoding(root)
     _check_charset(content_type, encoding)
     fmt, channel, items = _layout(root)
-    ctx = _Context(atom=fmt == "atom10")
+    ctx = _Context(atom=fmt == "atom10", strict=strict)
     ctx.bases = _sequential_bases(root, data, encoding)
     feed = _read_channel(ctx, root, channel)
     language = normalise_language(feed.language)
@@ -884,6 +894,8 @@ def _content_value(
         raise _Doubt("base64 or escaped content mode")
     if kind == "application/xhtml+xml":
         return _xhtml(ctx, element), kind
+    if len(element) and ctx.strict and not ctx.atom and _has_element_child(element):
+        return _repair(ctx, _inline_markup(element).strip()), "application/xhtml+xml"
     value = _text(ctx, element)
     if guess and kind == "text/plain" and not ctx.atom and _looks_like_html(value):
         kind = "text/html"  # feedparser's guess for RSS "plain text" holding HTML
@@ -899,6 +911,62 @@ def _xhtml(ctx: _Context, element: etree._Element) -> str:
     else:
         html = _serialise_children(element)
     return _repair(ctx, html.strip())
+
+
+def _has_element_child(element: etree._Element) -> bool:
+    return any(isinstance(child.tag, str) for child in element)
+
+
+def _inline_markup(element: etree._Element) -> str:
+    """Unescaped markup inside an RSS text construct (`<description><p>..</p>`), as
+    feedparser's strict parser records it before `pop` strips and repairs it: the
+    first element start switches the construct to application/xhtml+xml, except a
+    `div`, whose start tag is dropped while nothing has switched it ("typepad does
+    this"; if nothing inside it switches, its end tag leaves feedparser's depth
+    count off by one: a doubt); text is escaped only once switched; tags are re-serialised
+    lower-cased, attributes as `strattrs` writes them. Elements in a namespace, with
+    namespaced attributes, or with a name feedparser has a handler for are a doubt."""
+    pieces = [element.text or ""]
+    switched = False
+
+    def walk(parent: etree._Element) -> None:
+        nonlocal switched
+        for child in parent:
+            tag = child.tag
+            if not isinstance(tag, str) or tag.startswith("{"):
+                raise _Doubt("special or namespaced element in inline markup")
+            name = tag.lower()
+            if _has_handler(name):
+                raise _Doubt(f"element feedparser reads in inline markup: {name}")
+            attrs: dict[str, str] = {}
+            for key, value in child.items():
+                if str(key).startswith("{"):
+                    raise _Doubt("namespaced attribute in inline markup")
+                lowered = str(key).lower()
+                attrs[lowered] = value.lower() if lowered in ("rel", "type") else str(value)
+            dropped = not switched and name == "div"
+            if not dropped:
+                switched = True
+                pieces.append(f"<{name}{_strattrs(attrs)}>")
+            if child.text:
+                pieces.append(escape(child.text, quote=False) if switched else child.text)
+            walk(child)
+            if not switched:  # feedparser returns before unwinding its depth
+                raise _Doubt("a div around text only in inline markup")
+            pieces.append(f"</{name}>")
+            if child.tail:
+                pieces.append(escape(child.tail, quote=False) if switched else child.tail)
+
+    walk(element)
+    return "".join(pieces)
+
+
+def _strattrs(attrs: dict[str, str]) -> str:
+    """feedparser's `strattrs`: `&`, `<`, `>` and `"` escaped in values."""
+    return "".join(
+        f' {key}="{escape(value, quote=False).replace(chr(34), "&quot;")}"'
+        for key, value in attrs.items()
+    )
 
 
 def _serialise_children(element: etree._Element) -> str:

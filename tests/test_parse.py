@@ -424,7 +424,10 @@ def _rss(extra: str = "", version: str = "2.0", channel_extra: str = "") -> byte
         ((DATA / "not_a_feed.html").read_bytes(), "not RSS 0.9x/2.0"),
         (_rss("<itunes:owner><itunes:name>n</itunes:name></itunes:owner>"), "itunes_owner"),
         (_rss("<x:wrap><title>inner</title></x:wrap>"), "known element inside"),
-        (_rss("<description><p>raw markup</p></description>"), "markup where text"),
+        (_rss("<description><div>raw text</div></description>"), "a div around text"),
+        (_rss("<description><p>a <source>b</source></p></description>"), "inline markup"),
+        (_rss("<description><x:p>namespaced</x:p></description>"), "inline markup"),
+        (_rss("<description><div><div>two</div><p>p</p></div></description>"), "div"),
         (_rss("<textinput><title>x</title></textinput>"), "feedparser reads: textinput"),
         (_rss(channel_extra="<item><item><title>n</title></item></item>"), "outside"),
     ],
@@ -561,3 +564,47 @@ def test_fast_path_cp1252_repair_equals_translate() -> None:
     for char in samples:
         for text in (char, f"a{char}b", f"\u2019{char}\x81\x9f", f"{char}\xc3\xa9"):
             assert _repair(ctx, text) == expected(text), repr(text)
+
+
+INLINE_MARKUP = [
+    "<description>Intro &amp; &lt;b&gt; <p class='X' REL='NoFollow'>Para &lt;i&gt; "
+    "<a HREF='/x?a=1&amp;b=2' title='say \"hi\" &amp; &lt;bye&gt;'>link</a></p>"
+    " tail &amp; more</description>",
+    "<description>\n  <div><p>inside a div</p> text &amp; more</div>\n</description>",
+    "<description><div class='outer'><p>a div</p><div>then another</div></div></description>",
+    "<description><P>Upper</P><BR/><IMG SRC='https://x.example/a.png'/></description>",
+    "<description><table><tr><td>cell</td></tr></table></description><x:extra>1</x:extra>",
+    "<content:encoded><p>content <em>markup</em></p></content:encoded>"
+    "<description>plain summary</description>",
+    "<description><ul><li>one</li><li>two &#160; &#x263a;</li></ul></description>",
+    "<itunes:summary><p>itunes summary</p></itunes:summary>",
+    "<description><script>alert(1)</script><p onclick='x()'>safe</p></description>",
+]
+
+
+@pytest.mark.parametrize("body", INLINE_MARKUP)
+def test_fast_path_reads_inline_markup_as_feedparser_does(body: str) -> None:
+    """Unescaped HTML inside an RSS description/content (feedparser switches the
+    construct to XHTML): the fast path records the same markup, so whole entries equal
+    the feedparser path's."""
+    data = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/" xmlns:x="urn:unknown" '
+        'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd">'
+        "<channel><title>c</title><item><title>t</title><guid>g</guid>"
+        f"{body}</item><item><title>next</title><guid>h</guid>"
+        "<description>after</description></item></channel></rss>"
+    ).encode()
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    slow = parse_bytes(data, fast=False)
+    assert fast.entries == slow.entries
+    assert all(html_problems(entry.content_html) == [] for entry in fast.entries)
+
+
+def test_fast_path_reads_a_title_with_inline_markup_as_feedparser_does() -> None:
+    data = _rss(channel_extra="<item><title>Hello <b>bold</b> &amp; co</title></item>")
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    assert fast.entries == parse_bytes(data, fast=False).entries
+    assert [entry.title for entry in fast.entries] == ["Hello bold & co", "t"]
