@@ -974,9 +974,15 @@ def _serialise_children(element: etree._Element) -> str:
     for child in element:
         if not isinstance(child.tag, str):
             raise _Doubt("special node in xhtml")
-        if etree.QName(child).namespace not in (XHTML, None):
-            raise _Doubt("MathML/SVG in xhtml")  # feedparser's handling is its own
-        local = etree.QName(child).localname
+        qname = etree.QName(child)
+        local = qname.localname
+        if qname.namespace not in (XHTML, None):
+            # MathML/SVG: feedparser writes the local name lower-cased (and attributes
+            # nh3 drops with the element); an annotation-xml's encoding decides how
+            # an HTML parser reads what is inside, so that one stays feedparser's
+            local = local.lower()
+            if local == "annotation-xml":
+                raise _Doubt("MathML annotation-xml in xhtml")
         attrs = "".join(
             f' {etree.QName(k).localname}="{escape(str(v))}"' for k, v in child.attrib.items()
         )

@@ -608,3 +608,28 @@ def test_fast_path_reads_a_title_with_inline_markup_as_feedparser_does() -> None
     assert fast is not None, refusal(data)
     assert fast.entries == parse_bytes(data, fast=False).entries
     assert [entry.title for entry in fast.entries] == ["Hello bold & co", "t"]
+
+
+FOREIGN_XHTML = [
+    '<svg xmlns="http://www.w3.org/2000/svg" width="10" viewBox="0 0 1 1">'
+    '<circle cx="1" r="2"/><text x="1">label &amp; more</text></svg><p>after</p>',
+    '<svg:svg xmlns:svg="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
+    '<svg:a xlink:href="https://x.example/">link</svg:a><svg:foreignObject>'
+    "<p>inside foreign</p></svg:foreignObject></svg:svg>",
+    '<p>Euler: <math xmlns="http://www.w3.org/1998/Math/MathML" display="inline"><mi>e</mi>'
+    "<mo>=</mo><msup><mi>x</mi><mn>2</mn></msup></math> done</p>",
+]
+
+
+@pytest.mark.parametrize("markup", FOREIGN_XHTML)
+def test_fast_path_reads_svg_and_mathml_in_xhtml_as_feedparser_does(markup: str) -> None:
+    data = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        "<title>f</title><id>urn:f</id><entry><id>urn:e</id><title>e</title>"
+        '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+        f"{markup}</div></content></entry></feed>"
+    ).encode()
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    assert fast.entries == parse_bytes(data, fast=False).entries
+    assert all(html_problems(entry.content_html) == [] for entry in fast.entries)
