@@ -166,3 +166,21 @@ def test_no_previous_page_once_its_version_is_older_than_the_bound() -> None:
     cache.version(lambda: 2, ttl=0)
     assert cache.previous("page", 2) is None
     assert cache.get_or_render("page", 2, lambda: _rendered("two")).body == _rendered("two").body
+
+
+def test_by_default_the_previous_page_covers_the_version_reuse(
+    store: Store, make_app: Callable[..., Flask]
+) -> None:
+    """The store version is asked once per VERSION_TTL, so when a change is seen the
+    page's version was last confirmed about VERSION_TTL ago: the default bound (twice
+    VERSION_TTL) must still let the previous page be sent while it is rendered again.
+    """
+    filled = fill_store(store)
+    app = make_app(VERSION_TTL=1)
+    client = app.test_client()
+    old = _get(client, "/")
+    _add_fresh_entry(store, filled)
+    time.sleep(1.05)  # the next request asks the store again and sees the change
+    assert _get(client, "/").data == old.data
+    assert b"Fresh news" in _get(client, "/").data
+    assert app.extensions["response_cache"].stale == 1

@@ -42,7 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
     app.config.update(overrides)
     app.extensions["store"] = Store(app.config["DATABASE_URL"])
-    stale = app.config.get("STALE_SECONDS", app.config.get("VERSION_TTL", 1.0))
+    stale = app.config.get("STALE_SECONDS", 2 * float(app.config.get("VERSION_TTL", 1.0)))
     cache = app.extensions["response_cache"] = ResponseCache(stale_seconds=float(stale))
     app.jinja_env.filters["safe_url"] = safe_url
 

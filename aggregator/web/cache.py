@@ -6,17 +6,19 @@ the raw query string, so junk parameters cannot grow the cache) together with th
 version (`Store.web_version`, one small query). The version itself is reused for
 `VERSION_TTL` seconds (default 1): on SQLite every query opens a connection (~2 ms),
 which alone would cap a worker at a few hundred requests per second, so a hit costs a
-dict look-up and, at most once a second, that query. A change shows within that second.
+dict look-up and, at most once a second, that query. A change is seen within that second.
 A miss renders, hashes and gzips once. Each process keeps its own bounded LRU.
 
 When the store changes, the first request for a page that was current a moment ago does
-not wait for the new rendering: for at most `STALE_SECONDS` (default: `VERSION_TTL`)
-after its version was last confirmed as the store's, the previous bytes are served (with
-their own ETag and Last-Modified, so a 304 only ever confirms the bytes being sent) and
-the page is rendered again right after that response is sent. One request per page
-renders at a time (single flight); the others keep getting the previous bytes, or wait
-for that rendering when there are none or they are too old. So a page reflects the store
-as of at most `VERSION_TTL + STALE_SECONDS` ago (2 s by default).
+not wait for the new rendering. A page may be sent as long as its version was seen to be
+the store's at most `STALE_SECONDS` ago (default: twice `VERSION_TTL`, so 2 s): within
+that bound the previous bytes are sent (with their own ETag and Last-Modified, so a 304
+only ever confirms the bytes being sent) and the page is rendered again right after that
+response is sent. One request per page renders at a time (single flight); the others
+keep getting the previous bytes, or wait for that rendering when there are none or they
+are older than the bound. So a page never shows the store as it was more than
+`STALE_SECONDS` ago; with `VERSION_TTL` alone it would be at most `VERSION_TTL` ago, and
+every change would make the next request wait for a rendering.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Rendered:
 class ResponseCache:
     """A thread-safe LRU of `Rendered` bodies, each tagged with the store version."""
 
-    def __init__(self, size: int = MAX_ENTRIES, stale_seconds: float = 1.0) -> None:
+    def __init__(self, size: int = MAX_ENTRIES, stale_seconds: float = 2.0) -> None:
         self._size = size
         self.stale_seconds = stale_seconds
         self._items: OrderedDict[Hashable, tuple[Any, Rendered]] = OrderedDict()

@@ -103,4 +103,10 @@ def metrics_text(store: Store, now: datetime) -> str:
         "Responses this process rendered.",
         [("", cache.misses)],
     )
+    lines += _metric(
+        "aggregator_web_cache_stale_total",
+        "counter",
+        "Responses that sent a page's previous rendering while it was rendered again.",
+        [("", cache.stale)],
+    )
     return "\n".join(lines) + "\n"
