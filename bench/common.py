@@ -198,6 +198,12 @@ def cpu_seconds() -> float:
     return total
 
 
+def self_cpu_seconds() -> float:
+    """User + system CPU of this process alone (all its threads, no children)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 

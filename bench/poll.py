@@ -6,14 +6,17 @@ latency per response and ETag/304. Each contender runs in its own subprocess on 
 SQLite file, so its CPU and peak memory are its own, for two rounds: the first (every
 entry new) and the second (every feed answers 304).
 
-- ours: `aggregator.update.poll_due` (every feed due), max_connections = max_per_host =
-  --connections (all feeds are on 127.0.0.1), allowed_networks 127.0.0.1/32.
-  `--parse-modes thread,pool2` also runs it with parsing in `aggregator.parsepool`
-  (2 processes; the bench swaps it into update.py's parse step, update.py is unchanged).
+- ours: what a worker's tick does: `aggregator.update.poll_due` (every feed due) with
+  the worker's `Parsers` kept across both rounds, then `Grouper.run` (story grouping,
+  as `scheduler.Worker.tick` calls it). max_connections = max_per_host = --connections
+  (all feeds are on 127.0.0.1), allowed_networks 127.0.0.1/32. Parse modes: "default"
+  is the shipped setting (`parse_processes` = 2: two parser processes for this batch),
+  "thread" is `parse_processes = 0`. Its time is the poll plus grouping; both are also
+  printed apart, with the CPU of the main process apart from its children.
 - reader: `make_reader(db)`, `add_feed` per URL, `update_feeds(scheduled=False,
   workers=--reader-workers)`.
 
-Run: python bench/poll.py [--feeds 1000] [--connections 64] [--reader-workers 32]
+Run: python bench/poll.py [--feeds 1000] [--connections 256] [--reader-workers 64]
 Also: `python bench/poll.py threshold` (inline parse vs a pool round trip by size) and
 `python bench/poll.py parse-only` (parse throughput: 1 thread vs a pool of 2).
 Needs the `bench` extra (reader, psutil).
@@ -30,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -38,7 +42,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import corpus, feed_server, feed_urls, machine, max_rss_mb, measure  # noqa: E402
+from common import (  # noqa: E402
+    corpus,
+    feed_server,
+    feed_urls,
+    machine,
+    max_rss_mb,
+    measure,
+    self_cpu_seconds,
+    tree_rss,
+)
 
 FETCHED = datetime(2026, 11, 25, tzinfo=UTC)
 URL = "https://x.example/"
@@ -48,38 +61,14 @@ RESULT_PREFIX = "RESULT "
 # --- contenders (each runs in its own subprocess) --------------------------------------
 
 
-def _use_parse_pool(workers: int) -> Any:
-    """Route update.py's parse step through a ParsePool, with enough parse threads to
-    keep every child busy. Returns the pool (the caller closes it)."""
-    import aggregator.update
-    from aggregator.parsepool import ParsePool
-
-    update: Any = aggregator.update  # patched below, for this benchmark process only
-
-    pool = ParsePool(workers).start()
-
-    def parse_feed(
-        data: bytes, *, url: str, content_type: str | None, fetched_at: datetime, max_entries: int
-    ) -> Any:
-        return pool.parse(data, url, content_type, fetched_at, max_entries)
-
-    threaded = update.ThreadPoolExecutor
-
-    def executor(max_workers: int, thread_name_prefix: str = "") -> Any:
-        if thread_name_prefix == "parse":
-            max_workers = workers * 2
-        return threaded(max_workers, thread_name_prefix=thread_name_prefix)
-
-    update.parse_feed = parse_feed
-    update.ThreadPoolExecutor = executor
-    return pool
-
-
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
+    from aggregator.config import Settings
+    from aggregator.grouper import Grouper
     from aggregator.models import FetchOptions, SourceConfig
     from aggregator.store import Store
-    from aggregator.update import PollOptions, poll_due
+    from aggregator.update import Parsers, PollOptions, poll_due
 
+    import_rss = tree_rss() / 2**20  # the worker's imports, before any work
     store = Store(f"sqlite:///{args.db}")
     store.upgrade()
     urls = feed_urls(args.base, args.feeds)
@@ -91,8 +80,11 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         max_per_host=args.connections,
         allowed_networks=("127.0.0.1/32",),
     )
-    options = PollOptions(fetch=fetch)
-    pool = _use_parse_pool(2) if args.parse_mode == "pool2" else None
+    settings = Settings()
+    processes = settings.parse_processes if args.parse_mode == "default" else 0
+    options = PollOptions(fetch=fetch, parse_processes=processes)
+    parsers = Parsers(processes)  # kept across rounds, as a worker keeps it
+    grouper = Grouper.from_settings(store, "bench", settings)
     rounds = []
     for number in (1, 2):
         # Not force=True: with more feeds than update.CLAIM_BATCH, a forced poll claims
@@ -100,16 +92,29 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         # makes every feed due instead (round 1: new feeds are due anyway).
         clock = datetime.now(UTC) + (number - 1) * timedelta(days=2)
         profiler = _profiler(args, number)
+        main_cpu = self_cpu_seconds()
         with measure() as measured:
-            summary = poll_due(store, options, owner="bench", now=clock)
+            with measure() as polled:
+                summary = poll_due(store, options, owner="bench", now=clock, parsers=parsers)
+            with measure() as grouping:
+                grouped = grouper.run(clock)
+        main_cpu = self_cpu_seconds() - main_cpu
         _save_profile(profiler, args, number)
         if len(summary.results) != args.feeds:
             raise RuntimeError(f"round {number} polled {len(summary.results)} feeds")
         statuses = Counter(r.status for r in summary.results)
-        rounds.append({**vars(measured), "statuses": statuses, "entries": store.count_entries()})
-    if pool is not None:
-        pool.close()
-    return {"rounds": rounds, "max_rss_mb": max_rss_mb()}
+        rounds.append(
+            {
+                **vars(measured),
+                "statuses": statuses,
+                "entries": store.count_entries(),
+                "main_cpu": main_cpu,
+                "poll": vars(polled),
+                "group": {**vars(grouping), "entries": grouped},
+            }
+        )
+    parsers.close()
+    return {"rounds": rounds, "max_rss_mb": max_rss_mb(), "import_rss_mb": import_rss}
 
 
 def _profiler(args: argparse.Namespace, number: int) -> Any:
@@ -131,6 +136,7 @@ def _save_profile(profiler: Any, args: argparse.Namespace, number: int) -> None:
 def run_reader(args: argparse.Namespace) -> dict[str, Any]:
     from reader import make_reader
 
+    import_rss = tree_rss() / 2**20
     reader = make_reader(str(args.db), search_enabled=False)
     for url in feed_urls(args.base, args.feeds):
         reader.add_feed(url)
@@ -143,7 +149,7 @@ def run_reader(args: argparse.Namespace) -> dict[str, Any]:
         entries = reader.get_entry_counts().total
         rounds.append({**vars(measured), "statuses": statuses, "entries": entries})
     reader.close()
-    return {"rounds": rounds, "max_rss_mb": max_rss_mb()}
+    return {"rounds": rounds, "max_rss_mb": max_rss_mb(), "import_rss_mb": import_rss}
 
 
 def _child(command: list[str]) -> dict[str, Any]:
@@ -162,11 +168,19 @@ def _child(command: list[str]) -> dict[str, Any]:
 
 def _row(name: str, number: int, r: dict[str, Any], feeds: int) -> str:
     statuses = ",".join(f"{k}={v}" for k, v in sorted(r["statuses"].items()))
-    return (
+    line = (
         f"{name:<22} round {number}  wall {r['wall']:7.2f} s  {feeds / r['wall']:7.1f} feeds/s  "
         f"CPU {r['cpu']:6.2f} s  peak RSS {r['peak_rss_mb']:6.1f} MB  "
         f"entries {r['entries']}  [{statuses}]"
     )
+    if "poll" in r:
+        poll, group = r["poll"], r["group"]
+        line += (
+            f"\n{'':<22}          = poll {poll['wall']:.2f} s wall / {poll['cpu']:.2f} s CPU"
+            f" + grouping {group['wall']:.2f} s wall / {group['cpu']:.2f} s CPU"
+            f" ({group['entries']} entries); main process CPU {r['main_cpu']:.2f} s"
+        )
+    return line
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -199,7 +213,10 @@ def _report(results: dict[str, dict[str, Any]], feeds: int) -> None:
     for name, result in results.items():
         for number, r in enumerate(result["rounds"], 1):
             print(_row(name, number, r, feeds))
-        print(f"{name:<22} process max RSS {result['max_rss_mb']:.1f} MB")
+        print(
+            f"{name:<22} process max RSS {result['max_rss_mb']:.1f} MB; "
+            f"RSS after imports {result['import_rss_mb']:.1f} MB"
+        )
     readers = [name for name in results if name.startswith("reader")]
     if not readers:
         return
@@ -210,7 +227,8 @@ def _report(results: dict[str, dict[str, Any]], feeds: int) -> None:
         for number in (1, 2):
             a, b = ours["rounds"][number - 1], theirs["rounds"][number - 1]
             print(
-                f"{name} vs reader, round {number}: {b['wall'] / a['wall']:.2f}x faster, "
+                f"{name} vs reader, round {number}: {b['wall'] / a['wall']:.2f}x faster "
+                f"(poll + grouping; poll alone {b['wall'] / a['poll']['wall']:.2f}x), "
                 f"CPU {b['cpu'] / a['cpu']:.2f}x less, "
                 f"peak memory {a['peak_rss_mb'] / b['peak_rss_mb']:.2f}x of reader's"
             )
@@ -256,11 +274,9 @@ def parse_only(args: argparse.Namespace) -> None:
     with measure() as inline:
         for d in documents:
             parse_feed(d, url=URL, fetched_at=FETCHED)
-    with ParsePool(2).start() as pool:
-        with measure() as pooled:
-            futures = [pool.submit(d, URL, None, FETCHED) for d in documents]
-            for future in futures:
-                pool.result(future)
+    with ParsePool(2).start() as pool, ThreadPoolExecutor(4) as threads:
+        with measure() as pooled:  # two threads per child, as update.py drives it
+            list(threads.map(lambda d: pool.parse(d, URL, None, FETCHED), documents))
     for name, m in (("1 thread", inline), ("pool of 2", pooled)):
         print(
             f"{name:<10} wall {m.wall:6.2f} s  {len(documents) / m.wall:6.1f} docs/s  "
@@ -281,16 +297,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=["compare", "ours", "reader", "threshold", "parse-only"],
     )
     parser.add_argument("--feeds", type=int, default=1000)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--reader-workers", type=int, default=32)
-    parser.add_argument("--parse-modes", default="thread,pool2")
+    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--reader-workers", type=int, default=64)
+    parser.add_argument(
+        "--parse-modes", default="default", help="comma-separated: default (shipped), thread"
+    )
     parser.add_argument("--skip-reader", action="store_true")
     parser.add_argument("--documents", type=int, default=300, help="parse-only: documents")
     parser.add_argument("--profile", help="ours: write cProfile stats to PROFILE.roundN")
     # used by the subprocesses
     parser.add_argument("--base")
     parser.add_argument("--db", type=Path)
-    parser.add_argument("--parse-mode", default="thread", choices=["thread", "pool2"])
+    parser.add_argument("--parse-mode", default="default", choices=["default", "thread"])
     parser.add_argument("--workers", type=int, default=32)
     return parser
 
