@@ -165,9 +165,11 @@ _BASE_ATTRIBUTE = re.compile(rb"base\s*=")
 the 259 real-world XML documents say "base" somewhere, 26 say it like this."""
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 _C1_CHARS = tuple(map(chr, range(0x80, 0xA0)))
-"""The C1 controls one by one: 32 substring tests (each a vectorised scan) cost a
-third of what the class pattern's search costs over the corpus's 11 MB of non-ASCII
-text, nearly all of which holds none of them."""
+"""The C1 controls one by one: over long text, 32 substring tests (each a vectorised
+scan) cost a third of what the class pattern's search costs (the corpus has 11 MB of
+non-ASCII text, nearly all without them); short text is searched with the pattern,
+whose fixed cost is lower."""
+C1_SEARCH_MAX_CHARS = 512
 
 
 class _Doubt(Exception):
@@ -516,7 +518,10 @@ def _repair(ctx: _Context, text: str) -> str:
         text = text.encode("iso-8859-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         pass
-    if not any(c in text for c in _C1_CHARS):
+    if len(text) < C1_SEARCH_MAX_CHARS:
+        if _C1_CONTROLS.search(text) is None:
+            return text
+    elif not any(c in text for c in _C1_CHARS):
         return text
     # what str.translate(_CP1252) gives (its keys are all C1), without a dict lookup
     # per character of the whole text
@@ -534,17 +539,30 @@ def _attrs(element: etree._Element) -> dict[str, str]:
     prefix for known namespaces), rel and type values lower-cased."""
     out: dict[str, str] = {}
     for key, value in element.items():
-        name = str(key)
-        if name.startswith("{"):
-            namespace, _, local = name[1:].partition("}")
-            if namespace == XML_NS:
-                name = f"xml:{local}"
-            else:
-                prefix = _NAMESPACE_PREFIXES.get(namespace.lower(), "")
-                name = f"{prefix}:{local}" if prefix else local
-        name = name.lower()
-        out[name] = value.lower() if name in ("rel", "type") else str(value)
+        name = _ATTRIBUTE_NAMES.get(key)
+        if name is None:
+            name = _attribute_name(str(key))
+            if len(_ATTRIBUTE_NAMES) < ATTRIBUTE_NAME_CACHE_SIZE:
+                _ATTRIBUTE_NAMES[key] = name
+        out[name] = value.lower() if name in ("rel", "type") else value
     return out
+
+
+ATTRIBUTE_NAME_CACHE_SIZE = 4096
+_ATTRIBUTE_NAMES: dict[Any, str] = {}
+"""Attribute names as feedparser spells them, by lxml's name (the real-world corpus has
+a few dozen); bounded, as a hostile document may invent any number."""
+
+
+def _attribute_name(key: str) -> str:
+    if key.startswith("{"):
+        namespace, _, local = key[1:].partition("}")
+        if namespace == XML_NS:
+            key = f"xml:{local}"
+        else:
+            prefix = _NAMESPACE_PREFIXES.get(namespace.lower(), "")
+            key = f"{prefix}:{local}" if prefix else local
+    return key.lower()
 
 
 def _resolve(base: str, uri: str) -> str:
@@ -583,10 +601,14 @@ def _map_type(kind: str) -> str:
     return "application/xhtml+xml" if kind == "xhtml" else kind
 
 
-def _link_value(ctx: _Context, element: etree._Element) -> str | None:
-    """What a <link> sets as the link: an html alternate href, or its text; else None."""
+def _link_value(
+    ctx: _Context, element: etree._Element, attrs: dict[str, str] | None = None
+) -> str | None:
+    """What a <link> sets as the link: an html alternate href, or its text; else None.
+    `attrs`: the element's `_attrs`, when the caller has them."""
     base = ctx.base(element)
-    attrs = _attrs(element)
+    if attrs is None:
+        attrs = _attrs(element)
     href = _href(attrs)
     if href is not None:
         rel = attrs.get("rel", "alternate")
@@ -754,7 +776,7 @@ def _on_link(ctx: _Context, state: _EntryState, child: etree._Element, depth: in
         url = _resolve(ctx.base(child), href)
         state.raw.enclosures.append((url, attrs.get("type"), attrs.get("length")))
         return
-    value = _link_value(ctx, child)
+    value = _link_value(ctx, child, attrs)
     if value is not None:
         state.raw.link = value
         state.link_set = True

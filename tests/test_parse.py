@@ -562,7 +562,16 @@ def test_fast_path_cp1252_repair_equals_translate() -> None:
 
     samples = [chr(point) for point in range(0x300)] + ["\u2019", "\U0001f600"]
     for char in samples:
-        for text in (char, f"a{char}b", f"\u2019{char}\x81\x9f", f"{char}\xc3\xa9"):
+        long = "\u2019" * 600  # beyond C1_SEARCH_MAX_CHARS: the other test
+        for text in (
+            char,
+            f"a{char}b",
+            f"\u2019{char}\x81\x9f",
+            f"{char}\xc3\xa9",
+            f"{long}{char}",
+            f"{char}{long}\x9f",
+            f"{'e' * 600}{char}",
+        ):
             assert _repair(ctx, text) == expected(text), repr(text)
 
 
