@@ -6,6 +6,8 @@ Builds a SQLite store with `--entries` entries over 200 feeds and `--stories` st
 three outlets each (through Store.save_update / save_assignments), serves it with
 `gunicorn -w 2 "aggregator.web:create_app()"` on loopback, and loads it with wrk
 (/usr/bin/wrk): `/`, `/feed.atom` (200, and 304 with If-None-Match), a story's Atom feed.
+Before that it times uncached renders in a warm process (`render_ms`), and the first
+request of each page in the served app (which also compiles templates and statements).
 For reference it also serves a prebuilt 50-entry Atom document from memory (200 and 304)
 with the same gunicorn settings. Prints a Markdown table for docs/benchmarks.md.
 """
@@ -156,6 +158,33 @@ def first_request_ms(url: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def render_ms(database: str, paths: tuple[str, ...], repeats: int = 9) -> dict[str, float]:
+    """Median ms to render each path uncached in a warm process (the app in this process,
+    its render cache emptied before each request): what a page costs after every store
+    change, without the first request's one-time template and statement compilation.
+    """
+    from aggregator.web import create_app
+
+    app = create_app({"DATABASE_URL": database, "SITE_TITLE": "Bench"})
+    client = app.test_client()
+    found = {}
+    for path in paths:
+        client.get(path)
+        times = []
+        for _ in range(repeats):
+            app.extensions["response_cache"]._items.clear()
+            started = time.perf_counter()
+            assert client.get(path, buffered=True).status_code == 200
+            times.append((time.perf_counter() - started) * 1000)
+        found[path] = sorted(times)[repeats // 2]
+    app.extensions["store"].close()
+    return found
+
+
+def _rounded(times: dict[str, float]) -> dict[str, float]:
+    return {path: round(ms, 1) for path, ms in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
@@ -170,6 +199,9 @@ def main() -> None:
     story = build_store(database, args.entries, args.stories)
     took = time.perf_counter() - started
     print(f"store: {args.entries} entries, {args.stories} stories in {took:.1f}s")
+    paths = ("/", "/?tag=t1", "/feed.atom", f"/stories/{story}/feed.atom")
+    warm = render_ms(database, paths)
+    print("uncached render, warm process (median of 9, ms):", _rounded(warm))
     rows: list[tuple[str, float, str, str, int]] = []
     env = {"AGGREGATOR_DATABASE_URL": database, "AGGREGATOR_CONFIG": str(folder / "none.toml"),
            "AGGREGATOR_BASE_URL": "http://127.0.0.1:8080/"}  # fmt: skip
@@ -179,7 +211,7 @@ def main() -> None:
             path: first_request_ms(base + path)
             for path in ("/", "/feed.atom", f"/stories/{story}/feed.atom")
         }
-        print("first request (render, ms):", {k: round(v, 1) for k, v in cold.items()})
+        print("first request (render, ms):", _rounded(cold))
         tag = etag_of(base + "/feed.atom")
         (folder / "baseline.atom").write_bytes(urllib.request.urlopen(base + "/feed.atom").read())
         for name, path, header in (
