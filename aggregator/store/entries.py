@@ -146,12 +146,54 @@ def save_entries(
 
 
 def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert one feed's new entries; their ids, in the order of `rows`."""
     if not rows:
         return []
-    result = conn.execute(
-        insert(entries).returning(entries.c.id, sort_by_parameter_order=True), rows
+    if conn.dialect.name != "sqlite":
+        result = conn.execute(
+            insert(entries).returning(entries.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(result.scalars())
+    # On SQLite, RETURNING in row order makes SQLAlchemy send one INSERT per row, and
+    # its per-row parameter handling was most of the store's CPU in bench/poll.py: the
+    # rows go to the driver in one executemany, converted by the columns' own bind
+    # processors (same stored format), and the ids come back by (feed, key hash).
+    statement, processors = _sqlite_insert(conn, tuple(rows[0]))
+    conn.exec_driver_sql(
+        statement,
+        [tuple(row[name] if p is None else p(row[name]) for name, p in processors) for row in rows],
     )
-    return list(result.scalars())
+    found = conn.execute(
+        select(entries.c.key_hash, entries.c.id).where(
+            entries.c.feed_id == rows[0]["feed_id"],
+            entries.c.key_hash.in_([row["key_hash"] for row in rows]),
+        )
+    )
+    ids = {key_hash: entry_id for key_hash, entry_id in found}
+    return [ids[row["key_hash"]] for row in rows]
+
+
+_SQLITE_INSERTS: dict[tuple[str, ...], tuple[str, tuple[tuple[str, Any], ...]]] = {}
+
+
+def _sqlite_insert(
+    conn: Connection, columns: tuple[str, ...]
+) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """The driver-level INSERT of these entry columns and each column's bind processor."""
+    found = _SQLITE_INSERTS.get(columns)
+    if found is None:
+        given = columns
+        columns = tuple(c.name for c in entries.columns if c.name in given)  # table order
+        if len(columns) != len(given):
+            raise ValueError(f"store: unknown entry columns {sorted(set(given) - set(columns))}")
+        dialect = conn.dialect
+        statement = str(insert(entries).compile(dialect=dialect, column_keys=list(columns)))
+        processors = tuple(
+            (name, entries.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in columns
+        )
+        found = _SQLITE_INSERTS[given] = (statement, processors)
+    return found
 
 
 def _update_entries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
