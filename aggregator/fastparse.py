@@ -63,6 +63,7 @@ FEED_TITLE_MAX_CHARS = 300
 ATOM = "http://www.w3.org/2005/Atom"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 RSS10 = "http://purl.org/rss/1.0/"
+RSS090 = "http://my.netscape.com/rdf/simple/0.9/"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 XHTML = "http://www.w3.org/1999/xhtml"
 XML_BASE = f"{{{XML_NS}}}base"
@@ -309,7 +310,7 @@ def _read(
 ) -> ParsedFeed:
     encoding = _document_encoding(root)
     _check_charset(content_type, encoding)
-    fmt, channel, items = _layout(root)
+    fmt, channel, items = _layout(root, data)
     ctx = _Context(atom=fmt == "atom10", strict=strict)
     ctx.bases = _sequential_bases(root, data, encoding)
     feed = _read_channel(ctx, root, channel)
@@ -363,9 +364,19 @@ def _check_charset(content_type: str | None, encoding: str) -> None:
         raise _Doubt("HTTP charset differs from the document's")
 
 
-def _layout(root: etree._Element) -> tuple[str, etree._Element, list[etree._Element]]:
+def _layout(
+    root: etree._Element, data: bytes
+) -> tuple[str, etree._Element, list[etree._Element]]:
     """The format, the channel-like element and the entries; doubt for anything else."""
     tag = root.tag
+    namespace = ""
+    if isinstance(tag, str) and tag.endswith("}rss"):  # RSS in a default namespace
+        namespace = tag[1:-4]
+        if namespace.lower() in _NAMESPACE_PREFIXES or "userland" in namespace.lower():
+            raise _Doubt("RSS in a namespace feedparser knows")
+        if root.nsmap.get(None) != namespace or data.count(namespace.encode()) != 1:
+            raise _Doubt("RSS namespace declared more than once or with a prefix")
+        tag = "rss"  # feedparser reads it as plain RSS: the namespace has no prefix
     if tag == "rss":
         version = root.get("version") or ""
         fmt = "rss20" if version.startswith("2.") else RSS09X_VERSIONS.get(version)
@@ -373,16 +384,26 @@ def _layout(root: etree._Element) -> tuple[str, etree._Element, list[etree._Elem
             raise _Doubt("RSS version other than 0.91-0.94 or 2.x")
         if "netscape" in (root.getroottree().docinfo.doctype or "").lower():
             raise _Doubt("Netscape DOCTYPE")  # feedparser calls that rss091n
-        channels = [c for c in root if c.tag == "channel"]
+        if any(marker in data for marker in _VERSION_NAMESPACE_MARKERS):
+            raise _Doubt("RSS 1.0/0.90 namespace declared in RSS")  # may name the version
+        prefix = f"{{{namespace}}}" if namespace else ""
+        channels = [c for c in root if c.tag == f"{prefix}channel"]
         if len(channels) != 1:
             raise _Doubt("not exactly one channel")
-        items = [c for c in channels[0] if c.tag == "item"]
-        _only_these(root, "item", items)
+        items = [c for c in channels[0] if c.tag == f"{prefix}item"]
+        _only_these(root, f"{prefix}item", items)
         return fmt, channels[0], items
     if tag == f"{{{ATOM}}}feed":
         entries = [c for c in root if c.tag == f"{{{ATOM}}}entry"]
         _only_these(root, f"{{{ATOM}}}entry", entries)
         return "atom10", root, entries
+    if tag == f"{{{RDF}}}RDF" and _is_rss090(root, data):
+        channels = [c for c in root if c.tag == f"{{{RSS090}}}channel"]
+        if len(channels) != 1:
+            raise _Doubt("not exactly one RSS 0.90 channel")
+        items = [c for c in root if c.tag == f"{{{RSS090}}}item"]
+        _only_these(root, f"{{{RSS090}}}item", items)
+        return "rss090", channels[0], items
     if tag == f"{{{RDF}}}RDF":
         channels = [c for c in root if c.tag == f"{{{RSS10}}}channel"]
         if len(channels) != 1:
@@ -391,6 +412,20 @@ def _layout(root: etree._Element) -> tuple[str, etree._Element, list[etree._Elem
         _only_these(root, f"{{{RSS10}}}item", items)
         return "rss10", channels[0], items
     raise _Doubt("not RSS 0.9x/2.0, Atom 1.0 or RSS 1.0")
+
+
+_VERSION_NAMESPACE_MARKERS = (b'/rss/1.0/"', b"/rss/1.0/'", b"/rdf/simple/0.9/")
+"""How the bytes of an RSS document declaring the RSS 1.0 or 0.90 namespace look:
+feedparser then names the version after the first such declaration (rss10)."""
+
+
+def _is_rss090(root: etree._Element, data: bytes) -> bool:
+    """RSS 0.90 as feedparser names it: its namespace the default one, and no RSS 1.0 or
+    Atom namespace that could be declared first (the first of the three decides)."""
+    if root.nsmap.get(None) != RSS090 or set(root.nsmap.values()) - {RDF, RSS090}:
+        return False
+    lowered = data.lower()
+    return b"purl.org/rss/1.0" not in lowered and b"w3.org/2005/atom" not in lowered
 
 
 def _only_these(root: etree._Element, tag: str, expected: list[etree._Element]) -> None:

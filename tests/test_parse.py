@@ -642,3 +642,57 @@ def test_fast_path_reads_svg_and_mathml_in_xhtml_as_feedparser_does(markup: str)
     assert fast is not None, refusal(data)
     assert fast.entries == parse_bytes(data, fast=False).entries
     assert all(html_problems(entry.content_html) == [] for entry in fast.entries)
+
+
+ITEMS = (
+    "<channel><title>c</title><link>https://c.example/</link></channel>"
+    "<item><title>one &amp; two</title><link>https://c.example/1</link>"
+    "<description>first &lt;b&gt;bold&lt;/b&gt;</description></item>"
+)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # RSS 2.0 in a default namespace feedparser does not know: read as plain RSS
+        (
+            b'<?xml version="1.0"?><rss xmlns="https://cyber.harvard.edu/rss/rss.html" '
+            b'xmlns:atom="http://www.w3.org/2005/Atom" version="2.0"><channel><title>c</title>'
+            b'<atom:link href="https://c.example/f" rel="self"/><item><title>t</title>'
+            b"<guid>g</guid><pubDate>Mon, 23 Nov 2026 08:00:00 GMT</pubDate></item>"
+            b"</channel></rss>"
+        ),
+        # RSS 0.90
+        (
+            '<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-'
+            f'ns#" xmlns="http://my.netscape.com/rdf/simple/0.9/">{ITEMS}</rdf:RDF>'
+        ).encode(),
+    ],
+)
+def test_fast_path_reads_namespaced_rss_and_rss090_as_feedparser_does(data: bytes) -> None:
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    slow = parse_bytes(data, fast=False)
+    assert fast.entries == slow.entries and fast.entries
+    assert (fast.format, fast.title, fast.link) == (slow.format, slow.title, slow.link)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (
+            b'<rss xmlns="urn:x" version="2.0"><channel xmlns:x="urn:x"><title>c</title>'
+            b"</channel></rss>",
+            "declared more than once",
+        ),
+        (
+            b'<rss version="2.0" xmlns:r="http://purl.org/rss/1.0/"><channel><title>c</title>'
+            b"</channel></rss>",
+            "RSS 1.0/0.90 namespace",
+        ),
+    ],
+)
+def test_fast_path_declines_rss_whose_version_or_names_feedparser_decides(
+    data: bytes, reason: str
+) -> None:
+    assert reason in (refusal(data) or "")
