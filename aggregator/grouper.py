@@ -16,7 +16,7 @@ so its decisions continue the other's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aggregator.config import Settings
@@ -54,12 +54,16 @@ class Grouper:
         window: timedelta | None = None,
         threshold: float | None = None,
         min_cosine: float | None = None,
+        embedder: Callable[[str], Sequence[float]] | None = None,
     ) -> None:
         self.store = store
         self.name = name
         self.window = window
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         self.min_cosine = MIN_COSINE if min_cosine is None else min_cosine
+        # Optional semantic stage (aggregator.embed.load_embedder()); None keeps
+        # grouping pure Python. A callable with prime(titles) embeds each batch at once.
+        self.embedder = embedder
         self._index: StoryIndex | None = None
 
     @classmethod
@@ -77,7 +81,13 @@ class Grouper:
             window=self.window or DEFAULT_WINDOW,
             threshold=self.threshold,
             min_cosine=self.min_cosine,
+            embedder=self.embedder,
         )
+
+    def _prime(self, entries: Iterable[Entry]) -> None:
+        prime = getattr(self.embedder, "prime", None)
+        if prime is not None:
+            prime([entry.title for entry in entries])
 
     def run(
         self, now: datetime | None = None, progress: Callable[[int], None] | None = None
@@ -126,6 +136,7 @@ class Grouper:
         index = self._new_index()
         since = now - (self.window or index.window)
         recent = self.store.get_grouped_since(since, WARM_START_LIMIT)
+        self._prime(recent)
         for entry in recent:
             index.add(item_of(entry), story_id=entry.story_id)
         log.info("group: warm start from %d recent entries", len(recent))
@@ -134,6 +145,7 @@ class Grouper:
     def _group_batch(self, index: StoryIndex, batch: Sequence[Entry]) -> bool:
         assignments = []
         touched: set[int] = set()
+        self._prime(batch)
         for entry in batch:
             decided = index.add(item_of(entry))
             assignments.append(

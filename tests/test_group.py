@@ -189,3 +189,56 @@ def test_converging_stories_merge_into_the_older_one() -> None:
     # Merging off (threshold 0): the same stream keeps two stories.
     plain = StoryIndex(merge_threshold=0.0)
     assert {plain.add(item(i, t, f"s{i}", i)).story_id for i, t in enumerate(titles, 1)} == {1, 2}
+
+
+def test_embedding_stage_lifts_paraphrases_and_separates_unrelated_meanings() -> None:
+    from aggregator.group import EMBED_FLOOR, EMBED_WEIGHT
+
+    first = "Danube floods force evacuations in Vienna"
+    second = "Vienna residents flee rising river"
+
+    def run(embedder: object) -> tuple[int, float]:
+        index = StoryIndex(embedder=embedder)  # type: ignore[arg-type]
+        index.add(item(1, first, "s1"))
+        got = index.add(item(2, second, "s2", 1))
+        return got.story_id, got.score
+
+    plain_story, plain_score = run(None)
+    assert plain_story == 1  # the words alone (only "Vienna" shared) are enough here
+    # Embeddings saying "same meaning" add weight x (1 - floor) to the word score.
+    same_story, same_score = run(lambda title: (0.6, 0.8))
+    assert same_story == 1
+    assert same_score == pytest.approx(plain_score + EMBED_WEIGHT * (1 - EMBED_FLOOR))
+    # Embeddings saying "unrelated" (orthogonal) keep the second headline apart.
+    orthogonal = {first: (1.0, 0.0), second: (0.0, 1.0)}
+    apart_story, _ = run(orthogonal.__getitem__)
+    assert apart_story == 2
+
+
+def test_default_grouping_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aggregator.group, aggregator.grouper, aggregator.embed; "
+        "print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_title_embedder_batches_and_caches() -> None:
+    from aggregator.embed import TitleEmbedder
+
+    calls: list[list[str]] = []
+
+    class Model:
+        def encode(self, titles: list[str], **_: object) -> list[list[float]]:
+            calls.append(list(titles))
+            return [[float(len(t)), 1.0] for t in titles]
+
+    embed = TitleEmbedder(Model())
+    embed.prime(["a", "bb", "a"])
+    assert calls == [["a", "bb"]]
+    assert embed("bb") == (2.0, 1.0) and calls == [["a", "bb"]]  # cached, no model call
+    assert embed("ccc") == (3.0, 1.0) and calls[-1] == ["ccc"]

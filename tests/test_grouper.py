@@ -157,3 +157,25 @@ def test_grouping_thresholds_come_from_the_config(tmp_path: Path, store: Store) 
     settings = load_config(path, env={"AGGREGATOR_GROUP_THRESHOLD": "0.5"}).settings
     grouper = Grouper.from_settings(store, "w", settings)
     assert (grouper.threshold, grouper.min_cosine) == (0.5, 0.2)
+
+
+def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    primed: list[str] = []
+
+    class Embedder:
+        """Stands in for aggregator.embed.TitleEmbedder: 'meaning' = mentions the Danube."""
+
+        def __call__(self, title: str) -> tuple[float, float]:
+            return (1.0, 0.0) if "danube" in title.lower() else (0.0, 1.0)
+
+        def prime(self, titles: list[str]) -> None:
+            primed.extend(titles)
+
+    _worker(tmp_path, store, feed_server).tick()  # polls (and groups without embeddings)
+    grouper = Grouper(store, "embedding-worker", embedder=Embedder())
+    assert grouper.regroup() == store.count_entries()
+    assert FLOODS <= set(primed)
+    floods = [s for s in store.get_stories() if s.headline in FLOODS]
+    assert len(floods) == 1 and floods[0].source_count == 3
