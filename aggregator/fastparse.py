@@ -133,6 +133,13 @@ subtree (Atom `source` holds its own title/id/link, which feedparser files apart
 NESTABLE_NAMES = CATEGORY_NAMES
 """Entry elements read the same inside an unknown element as directly in the entry."""
 
+DEPTH_RULED_NAMES = frozenset({"title", "description", "image"})
+"""Entry elements read inside an unknown element by their handlers with the deeper
+depth (which title or summary wins depends on it, as in feedparser)."""
+
+URL_NAMES = frozenset({"url", "uri", "homepage"})
+"""Outside an author, feedparser files these under `href`, which we do not read."""
+
 TITLE_RESET_NAMES = frozenset({"source"})
 """Elements after which feedparser lets a later title replace the first one."""
 
@@ -364,9 +371,7 @@ def _check_charset(content_type: str | None, encoding: str) -> None:
         raise _Doubt("HTTP charset differs from the document's")
 
 
-def _layout(
-    root: etree._Element, data: bytes
-) -> tuple[str, etree._Element, list[etree._Element]]:
+def _layout(root: etree._Element, data: bytes) -> tuple[str, etree._Element, list[etree._Element]]:
     """The format, the channel-like element and the entries; doubt for anything else."""
     tag = root.tag
     namespace = ""
@@ -748,24 +753,30 @@ def _read_children(ctx: _Context, state: _EntryState, parent: etree._Element, de
         elif _has_handler(name):
             raise _Doubt(f"entry element feedparser reads: {name}")
         else:
-            _check_unknown(ctx, child, state)
+            _check_unknown(ctx, child, state, depth)
 
 
 def _check_unknown(
-    ctx: _Context, element: etree._Element, state: _EntryState | None = None
+    ctx: _Context, element: etree._Element, state: _EntryState | None = None, depth: int = 0
 ) -> None:
     """feedparser walks unknown elements too: nothing inside may be one it reads —
-    except, directly inside an entry's unknown element, categories: feedparser files
-    them on the entry wherever they are, and which one wins does not depend on depth
-    (`<categories><category>` of some CMSs)."""
+    except, inside an entry's unknown element (at `depth`), categories: feedparser
+    files them on the entry wherever they are, and which one wins does not depend on
+    depth (`<categories><category>` of some CMSs); and titles, descriptions and images
+    (OpenGraph blocks), whose depth rules the handlers model; and url, which feedparser
+    files under a key we do not read."""
     for child in element:
         name = _fp_name(ctx, child)
         if state is not None and name in NESTABLE_NAMES:
             _ENTRY_HANDLERS[name](ctx, state, child, 0)
+        elif state is not None and name in DEPTH_RULED_NAMES:
+            _ENTRY_HANDLERS[name](ctx, state, child, depth + 1)
+        elif state is not None and name in URL_NAMES:
+            _check_unknown(ctx, child)
         elif _has_handler(name):
             raise _Doubt(f"known element inside an unknown one: {name}")
         else:
-            _check_unknown(ctx, child, state)
+            _check_unknown(ctx, child, state, depth + 1)
 
 
 def _on_title(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
@@ -782,10 +793,12 @@ def _on_media_title(ctx: _Context, state: _EntryState, child: etree._Element, de
 def _store_title(state: _EntryState, child: etree._Element, value: str, depth: int) -> None:
     if -1 < state.title_lock <= depth:
         return
+    # feedparser replaces title_detail (the language) even when a deeper title
+    # does not replace the value
+    state.raw.language = _lang_of(child)
     if state.title_depth is None or depth <= state.title_depth:
         state.raw.title = value
         state.title_depth = depth
-        state.raw.language = _lang_of(child)
 
 
 def _on_image(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
@@ -1057,6 +1070,8 @@ def _on_author(ctx: _Context, state: _EntryState, child: etree._Element, depth: 
         name = _fp_name(ctx, sub)
         if name in ("name", "email"):
             parts[name] = _text(ctx, sub)
+        elif name == "title":  # a job title: an entry title deeper down, for feedparser
+            _on_title(ctx, state, sub, depth + 1)
         elif name not in ("uri", "url", "homepage"):
             if _has_handler(name):
                 raise _Doubt(f"unexpected author part: {name}")

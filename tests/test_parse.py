@@ -423,7 +423,7 @@ def _rss(extra: str = "", version: str = "2.0", channel_extra: str = "") -> byte
         (_rss(version="0.90"), "RSS version"),
         ((DATA / "not_a_feed.html").read_bytes(), "not RSS 0.9x/2.0"),
         (_rss("<itunes:owner><itunes:name>n</itunes:name></itunes:owner>"), "itunes_owner"),
-        (_rss("<x:wrap><title>inner</title></x:wrap>"), "known element inside"),
+        (_rss("<x:wrap><link>inner</link></x:wrap>"), "known element inside"),
         (_rss("<description><div>raw text</div></description>"), "a div around text"),
         (_rss("<description><p>a <source>b</source></p></description>"), "inline markup"),
         (_rss("<description><x:p>namespaced</x:p></description>"), "inline markup"),
@@ -696,3 +696,33 @@ def test_fast_path_declines_rss_whose_version_or_names_feedparser_decides(
     data: bytes, reason: str
 ) -> None:
     assert reason in (refusal(data) or "")
+
+
+NESTED_ITEMS = [
+    # an OpenGraph block and an author with a job title (cloud.google.com's feed)
+    "<item><title>Real title</title><link>https://c.example/1</link>"
+    "<description>Summary</description><guid>g1</guid><x:og><x:type>article</x:type>"
+    "<title>OG title</title><description/><image>https://c.example/i.png</image>"
+    "<x:site_name>Site</x:site_name><url>https://c.example/og</url></x:og>"
+    "<author><name>Ann</name><title>Product manager</title><x:company/></author></item>",
+    # the block first: the entry's own title and description come later
+    "<item><x:og><title>OG first</title><description>OG summary</description></x:og>"
+    "<title>Real</title><description>Real summary</description><guid>g2</guid></item>",
+    # languages: a deeper title after an image replaces the title's language only
+    "<item xml:lang='en'><title>T</title><guid>g3</guid><x:og xml:lang='fr'>"
+    "<image>i</image><title xml:lang='de'>Deep</title></x:og></item>",
+    "<item xml:lang='en'><x:og xml:lang='fr'><title>Deep first</title></x:og>"
+    "<guid>g4</guid></item>",
+    "<item><title>T</title><guid>g5</guid><x:a><x:b><title>two deep</title>"
+    "<image><title>in image</title></image></x:b></x:a><title>after</title></item>",
+]
+
+
+@pytest.mark.parametrize("item", NESTED_ITEMS)
+def test_fast_path_reads_titles_and_descriptions_in_unknown_elements(item: str) -> None:
+    data = _rss(channel_extra=item)
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    slow = parse_bytes(data, fast=False)
+    assert fast.entries == slow.entries
+    assert [e.language for e in fast.entries] == [e.language for e in slow.entries]
