@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aggregator.config import Settings
-from aggregator.group import DEFAULT_THRESHOLD, DEFAULT_WINDOW, MIN_COSINE, GroupItem, StoryIndex
+from aggregator.group import DEFAULT_THRESHOLD, DEFAULT_WINDOW, GroupItem, StoryIndex
 from aggregator.models import Entry, StoryAssignment, StoryLabel
 from aggregator.store import Store
 
@@ -60,7 +60,8 @@ class Grouper:
         self.name = name
         self.window = window
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        self.min_cosine = MIN_COSINE if min_cosine is None else min_cosine
+        # None: the index's default (MIN_COSINE, or EMBED_MIN_COSINE with an embedder).
+        self.min_cosine = min_cosine
         # Optional semantic stage (aggregator.embed.load_embedder()); None keeps
         # grouping pure Python. A callable with prime(titles) embeds each batch at once.
         self.embedder = embedder

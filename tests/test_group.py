@@ -215,6 +215,14 @@ def test_embedding_stage_lifts_paraphrases_and_separates_unrelated_meanings() ->
     assert apart_story == 2
 
 
+def test_embeddings_replace_the_min_cosine_floor_unless_one_is_given() -> None:
+    from aggregator.group import EMBED_MIN_COSINE, MIN_COSINE
+
+    assert StoryIndex().min_cosine == MIN_COSINE
+    assert StoryIndex(embedder=lambda title: (1.0,)).min_cosine == EMBED_MIN_COSINE
+    assert StoryIndex(embedder=lambda title: (1.0,), min_cosine=0.05).min_cosine == 0.05
+
+
 def test_default_grouping_never_imports_torch() -> None:
     import subprocess
     import sys
