@@ -104,6 +104,12 @@ from links so that the same article has one canonical URL."""
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_")
 """Prefixes of tracking parameter families (Google Analytics, Piwik/Matomo)."""
 
+_TRACKING_HINT = re.compile(
+    "|".join(re.escape(name) for name in sorted((*TRACKING_PARAMS, *TRACKING_PREFIXES)))
+)
+"""Any tracking name anywhere in a lower-cased query: without one (and without `%`
+escapes) no parameter can be a tracking one, so `strip_tracking` skips parsing."""
+
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 """The only URL schemes that may appear in stored HTML (S6)."""
 
@@ -434,8 +440,11 @@ def absolute_url(
 
 def strip_tracking(url: str) -> str:
     """`url` without tracking query parameters (`TRACKING_PARAMS`, `TRACKING_PREFIXES`)."""
-    if "?" not in url:
+    query = url.partition("?")[2]
+    if not query:
         return url
+    if "%" not in query and not _TRACKING_HINT.search(query.lower()):
+        return url  # no key could decode to a tracking parameter
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -399,3 +399,33 @@ def test_cut_partial_tail_equals_the_pattern() -> None:
         for chars in itertools.product(alphabet, repeat=length):
             head = "".join(chars)
             assert cut_partial_tail(head) == _PARTIAL_TAIL.sub("", head), repr(head)
+
+
+def test_strip_tracking_shortcut_equals_parsing_every_query() -> None:
+    """The no-tracking-name shortcut gives what parsing the query gives."""
+    import itertools
+    from urllib.parse import parse_qsl, urlencode, urlunsplit
+
+    from aggregator.normalise import _is_tracking
+
+    def reference(url: str) -> str:
+        if "?" not in url:
+            return url
+        parts = urlsplit(url)
+        if not parts.query:
+            return url
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if not _is_tracking(k)]
+        if len(kept) == len(pairs):
+            return url
+        return urlunsplit(parts._replace(query=urlencode(kept)))
+
+    keys = ["id", "UTM_Source", "utm%5Fmedium", "fbclid", "editor", "ref", "a+b", "pk_x", ""]
+    values = ["", "1", "x%20y", "a+b"]
+    for key, value, tail in itertools.product(keys, values, ["", "#f?utm_x=1", "&q=2"]):
+        for url in (
+            f"https://x.example/p?{key}={value}{tail}",
+            f"https://x.example/p?q=1&{key}{tail}",
+            f"https://x.example/p#frag?{key}={value}",
+        ):
+            assert strip_tracking(url) == reference(url), url
