@@ -600,7 +600,11 @@ class StoryIndex:
 
     def _score(self, story: _Story, query: dict[str, float], when: datetime) -> float:
         centroid = story.centroid
-        dot = sum(query[t] * centroid[t] for t in centroid.keys() & query.keys())
+        dot = 0.0
+        for term, weight in query.items():  # the entry's ~40 terms, not the centroid's ~400
+            mass = centroid.get(term)
+            if mass is not None:
+                dot += weight * mass
         if dot <= 0.0:
             return 0.0
         cosine = dot / self._centroid_norm(story)
