@@ -50,7 +50,7 @@ CLAIM_BATCH = 500  # feeds leased per claim; a tick claims again until nothing i
 # Feed updates written per transaction. Each transaction costs a disk sync; writing one
 # feed per transaction made the store thread the bottleneck of bench/poll.py.
 WRITE_BATCH = 100
-IN_FLIGHT_PER_CONNECTION = 2  # feeds in the pipeline per allowed connection
+IN_FLIGHT_PER_CONNECTION = 1  # feeds in the pipeline per allowed connection
 # Parser processes start for a claimed batch of at least this many feeds (starting two
 # costs ~1 s of CPU, about what a thread spends parsing 100 typical feeds) and stop
 # when no batch that big came for POOL_IDLE, giving their memory back.
