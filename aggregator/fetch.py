@@ -129,6 +129,7 @@ class Fetcher:
         self._options = options
         self._resolver = resolver
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._policies: dict[bool, AddressPolicy] = {}
         self._vetting: list[VettingResolver] = []
         self._slots: asyncio.Semaphore | None = None
         self._host_slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
@@ -156,7 +157,12 @@ class Fetcher:
 
     def policy(self, allow_private: bool) -> AddressPolicy:
         """The address policy for a request with this effective private-address setting."""
-        return AddressPolicy(allow_private, self._options.allowed_networks)
+        policy = self._policies.get(allow_private)
+        if policy is None:  # built once per fetcher, not per request (profile of 304s)
+            policy = self._policies[allow_private] = AddressPolicy(
+                allow_private, self._options.allowed_networks
+            )
+        return policy
 
     def _session(self, allow_private: bool) -> aiohttp.ClientSession:
         session = self._sessions.get(allow_private)
