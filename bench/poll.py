@@ -97,7 +97,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             with measure() as polled:
                 summary = poll_due(store, options, owner="bench", now=clock, parsers=parsers)
             with measure() as grouping:
-                grouped = grouper.run(clock)
+                grouped = None if args.skip_grouping else grouper.run(clock)
         main_cpu = self_cpu_seconds() - main_cpu
         _save_profile(profiler, args, number)
         if len(summary.results) != args.feeds:
@@ -200,6 +200,7 @@ def compare(args: argparse.Namespace) -> None:
             name = f"ours ({mode})"
             command = ["ours", *common, "--db", f"{tmp}/{mode}.db", "--parse-mode", mode]
             command += ["--connections", str(args.connections)]
+            command += ["--skip-grouping"] if args.skip_grouping else []
             results[name] = _child(command)
         if not args.skip_reader:
             command = ["reader", *common, "--db", f"{tmp}/reader.db"]
@@ -303,6 +304,9 @@ def _parser() -> argparse.ArgumentParser:
         "--parse-modes", default="default", help="comma-separated: default (shipped), thread"
     )
     parser.add_argument("--skip-reader", action="store_true")
+    parser.add_argument(
+        "--skip-grouping", action="store_true", help="ours: poll only (for profiling)"
+    )
     parser.add_argument("--documents", type=int, default=300, help="parse-only: documents")
     parser.add_argument("--profile", help="ours: write cProfile stats to PROFILE.roundN")
     # used by the subprocesses
