@@ -227,7 +227,7 @@ def main() -> None:
     if not shared:
         sys.exit("set AGGREGATOR_SHARED_DATA (e.g. /work/shared/data)")
     docs = load(Path(shared) / "realfeeds")
-    print(f"CPU seconds, best of {ROUNDS} interleaved rounds")
+    print(f"CPU seconds, best of {ROUNDS} interleaved rounds; {_load_average()}")
     modes: list[Mode] = [
         ("feedparser defaults", feedparser_defaults),
         ("our feedparser path", ours(fast=False)),
@@ -248,6 +248,13 @@ def main() -> None:
         reasons = Counter(refusal(d.data) for d in left)
         for reason, count in reasons.most_common():
             print(f"  left to feedparser: {count:3} {reason}")
+    print(_load_average())
+
+
+def _load_average() -> str:
+    """The machine is shared: the load average says how far to trust the timings."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":
