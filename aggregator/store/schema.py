@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -125,7 +126,21 @@ entries = Table(
     Index("ix_entries_feed_published", "feed_id", "published_at"),
     Index("ix_entries_story", "story_id"),
     Index("ix_entries_link_hash", "link_hash"),
-    Index("ix_entries_duplicate_of", "duplicate_of"),
+    # Partial indexes (migration 0005): only duplicates for the `duplicate_of IN (...)`
+    # look-ups, and the originals newest first for the digest and merged feeds.
+    Index(
+        "ix_entries_duplicate_of",
+        "duplicate_of",
+        sqlite_where=text("duplicate_of IS NOT NULL"),
+        postgresql_where=text("duplicate_of IS NOT NULL"),
+    ),
+    Index(
+        "ix_entries_originals",
+        "published_at",
+        "id",
+        sqlite_where=text("duplicate_of IS NULL"),
+        postgresql_where=text("duplicate_of IS NULL"),
+    ),
 )
 
 stories = Table(
@@ -141,6 +156,7 @@ stories = Table(
     Column("entry_count", Integer, nullable=False),
     Column("source_count", Integer, nullable=False),
     Index("ix_stories_updated", "last_updated_at"),
+    Index("ix_stories_top", "source_count", "last_updated_at", "id"),
 )
 
 locks = Table(
