@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -344,6 +345,22 @@ def test_feeds_answer_304_to_etag_and_if_modified_since(
     assert since.status_code == 304
     rss = client.get("/feed.rss", headers={"If-None-Match": first.headers["ETag"]})
     assert rss.status_code == 200  # each format has its own validator
+
+
+def test_if_modified_since_sees_a_commit_stamped_before_the_last_response(
+    client: FlaskClient, filled: Filled, store: Store
+) -> None:
+    """A worker stamps a fetch when it starts and may commit it seconds later: a client
+    that only sends If-Modified-Since must still get the new entry, not a 304."""
+    first = client.get("/feed.atom")
+    time.sleep(1.0 - time.time() % 1.0 + 0.05)  # Last-Modified counts whole seconds
+    late = entry("alpha-late", "Late commit of an early fetch", 2)
+    save_entries(store, filled.feed_ids[0], [late], now=NOW - timedelta(minutes=1))
+    since = client.get("/feed.atom", headers={"If-Modified-Since": first.headers["Last-Modified"]})
+    assert since.status_code == 200
+    assert b"Late commit of an early fetch" in since.data
+    again = client.get("/feed.atom", headers={"If-Modified-Since": since.headers["Last-Modified"]})
+    assert again.status_code == 304
 
 
 def test_gzip_when_asked(client: FlaskClient, filled: Filled) -> None:

@@ -79,6 +79,8 @@ class ResponseCache:
         self._version: tuple[float, Any] | None = None
         # When each recent version was last seen to be the store's (monotonic seconds).
         self._confirmed: OrderedDict[Any, float] = OrderedDict()
+        # When this process first saw each recent version (wall clock): see `seen_at`.
+        self._first_seen: OrderedDict[Any, datetime] = OrderedDict()
         self._rendering: dict[Hashable, threading.Event] = {}
 
     def version(self, fetch: Callable[[], Any], ttl: float) -> Any:
@@ -94,7 +96,20 @@ class ResponseCache:
             self._confirmed.move_to_end(value)
             while len(self._confirmed) > CONFIRMED_VERSIONS:
                 self._confirmed.popitem(last=False)
+            if value not in self._first_seen:
+                self._first_seen[value] = datetime.now(UTC)
+                while len(self._first_seen) > CONFIRMED_VERSIONS:
+                    self._first_seen.popitem(last=False)
         return value
+
+    def seen_at(self, version: Any) -> datetime | None:
+        """When this process first saw `version` as the store's: a time after every
+        commit the version holds. The newest time stamped in the data is not: a worker
+        stamps a fetch when it starts and may commit it seconds later, behind a newer
+        stamp, and a Last-Modified taken from the data alone would then let a client that
+        sends only If-Modified-Since keep the older page (a wrong 304)."""
+        with self._lock:
+            return self._first_seen.get(version)
 
     def current(self, key: Hashable, version: Any) -> Rendered | None:
         """The cached rendering of `key` if it was made at `version`."""

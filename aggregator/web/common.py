@@ -134,6 +134,13 @@ def version_time(version: Sequence[Any]) -> datetime:
     return max(times, default=EPOCH)
 
 
+def last_modified(version: Any, changed: datetime) -> datetime:
+    """The Last-Modified of what is rendered at `version`: when this process first saw
+    that version (so after all of its commits), or the data's newest time if later."""
+    seen = get_cache().seen_at(version)
+    return changed if seen is None else max(changed, seen)
+
+
 def store_version() -> Any:
     ttl = float(current_app.config.get("VERSION_TTL", 1.0))
     return get_cache().version(get_store().web_version, ttl)
@@ -159,7 +166,7 @@ def serve(
     def build() -> Rendered:
         changed = version_time(version)
         body, mimetype = render(changed)
-        return Rendered(body, mimetype, changed, max_age)
+        return Rendered(body, mimetype, last_modified(version, changed), max_age)
 
     claimed = request.environ.get(REFRESH_KEY) == key  # FastPath's refresh after a stale answer
     return respond(request, get_cache().get_or_render(key, version, build, claimed))
