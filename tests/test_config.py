@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ import pytest
 
 from aggregator import __version__
 from aggregator.config import (
+    EMBEDDINGS_MODULES,
     Config,
     Settings,
     format_duration,
@@ -262,6 +264,15 @@ def test_default_interval_must_lie_within_bounds(tmp_path: Path) -> None:
     path = write(tmp_path, '[settings]\nmin_interval = "10m"\ndefault_interval = "5m"\n')
     error = config_error(path)
     assert (error.line, error.message.startswith("default_interval:")) == (3, True)
+
+
+def test_embeddings_without_the_extra_name_the_line_and_the_fix(tmp_path: Path) -> None:
+    if all(importlib.util.find_spec(module) for module in EMBEDDINGS_MODULES):
+        pytest.skip("the embeddings extra is installed here")
+    path = write(tmp_path, '[settings]\nsite_title = "x"\ngroup_embeddings = true\n')
+    error = config_error(path)
+    assert error.line == 3
+    assert "pip install 'aggregator[embeddings]'" in error.message
 
 
 # -- environment --------------------------------------------------------------------------
