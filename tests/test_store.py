@@ -120,6 +120,32 @@ def test_entries_insert_update_and_dedupe(store: Store) -> None:
     assert latest["b"].enclosures == (Enclosure("https://example.org/a.mp3", "audio/mpeg", 123),)
 
 
+def test_new_entry_ids_follow_the_order_of_the_items(store: Store) -> None:
+    """Each new id is its own entry's (tags, stories and duplicates are keyed by it),
+    and dates come back as they went in, whichever way the dialect inserts."""
+    store.sync_sources(_sources("https://a.example/1", "https://b.example/2"), NOW)
+    first, second = store.claim_due_feeds("w", NOW, LEASE, 10)
+    store.save_update(first.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("z")])
+    keys = [f"k{n:02d}" for n in range(30, 0, -1)]  # not in id or hash order
+    items = [
+        _entry(
+            key,
+            title=f"Title {key}",
+            tags=(f"tag-{key}",),
+            published_at=NOW - timedelta(minutes=int(key[1:]), microseconds=7),
+        )
+        for key in keys
+    ]
+    saved = store.save_update(second.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+
+    assert len(saved.new_ids) == len(keys) and len(set(saved.new_ids)) == len(keys)
+    stored = {e.id: e for e in store.get_latest(limit=100, feed_id=second.id)}
+    for entry_id, item in zip(saved.new_ids, items, strict=True):
+        got = stored[entry_id]
+        assert (got.key, got.title, got.tags) == (item.key, item.title, item.tags)
+        assert got.published_at == item.published_at and got.first_seen_at == NOW
+
+
 def test_latest_orders_newest_first_and_filters_by_tag(store: Store) -> None:
     store.sync_sources(
         [
