@@ -106,6 +106,8 @@ def save_entries(
     An edited entry keeps its row, id and first-seen time; its `updated_at` moves on.
     Entries without a date get the first-seen time as their published date.
     """
+    if not items:  # a 304, an error: nothing to look up (one query less per feed)
+        return SavedEntries((), ())
     unique = {key_hash(item.key): item for item in items}  # last copy of a repeated key wins
     existing = {
         row.key_hash: (row.id, row.content_hash)
