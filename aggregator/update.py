@@ -255,9 +255,12 @@ async def _update_feed(
     parse_pool, parse = parsing
     try:
         fetched = await fetcher.fetch(_request_for(feed))
-        decision = await loop.run_in_executor(
-            parse_pool, decide, feed, fetched, options, now, parse
-        )
+        if fetched.status == 200 and fetched.error is None:
+            decision = await loop.run_in_executor(
+                parse_pool, decide, feed, fetched, options, now, parse
+            )
+        else:  # a 304 or a failure: nothing to hash or parse, no thread hand-off
+            decision = decide(feed, fetched, options, now, parse)
         rekeys: dict[str, str] = {}
         if decision.items:
             decision, rekeys = await loop.run_in_executor(
