@@ -6,12 +6,13 @@ import csv
 import os
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from aggregator.group import GroupItem, StoryIndex, canonical_link
+from aggregator.group import SUMMARY_TOKENS, GroupItem, StoryIndex, canonical_link
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -250,3 +251,20 @@ def test_title_embedder_batches_and_caches() -> None:
     assert calls == [["a", "bb"]]
     assert embed("bb") == (2.0, 1.0) and calls == [["a", "bb"]]  # cached, no model call
     assert embed("ccc") == (3.0, 1.0) and calls[-1] == ["ccc"]
+
+
+def test_only_a_summarys_lede_counts() -> None:
+    """Summaries help through their first words; a long tail (boilerplate, or a
+    different topic further down) neither joins stories nor costs per-word work."""
+    tail = " ".join(["volcanic eruption ashcloud grounds flights across northern europe"] * 20)
+
+    def lede(tag: str) -> str:
+        return " ".join(f"{tag}{i}" for i in range(SUMMARY_TOKENS))
+
+    index = StoryIndex()
+    first = item(1, "Harbour strike halts container traffic", "A")
+    second = item(2, "Quarterly earnings beat forecasts", "B", minutes=5)
+    index.add(replace(first, summary=f"{lede('alpha')} {tail}"))
+    assert index.add(replace(second, summary=f"{lede('beta')} {tail}")).new_story
+    third = item(3, "Quarterly earnings beat forecasts", "C", minutes=6)
+    assert index.add(replace(third, summary=f"{tail}")).story_id == 2  # the title decides
