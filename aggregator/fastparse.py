@@ -404,20 +404,23 @@ def _layout(root: etree._Element, data: bytes) -> tuple[str, etree._Element, lis
         _only_these(root, f"{{{ATOM}}}entry", entries)
         return "atom10", root, entries
     if tag == f"{{{RDF}}}RDF" and _is_rss090(root, data):
-        channels = [c for c in root if c.tag == f"{{{RSS090}}}channel"]
-        if len(channels) != 1:
-            raise _Doubt("not exactly one RSS 0.90 channel")
-        items = [c for c in root if c.tag == f"{{{RSS090}}}item"]
-        _only_these(root, f"{{{RSS090}}}item", items)
-        return "rss090", channels[0], items
+        return _rdf(root, RSS090, "rss090", "RSS 0.90")
     if tag == f"{{{RDF}}}RDF":
-        channels = [c for c in root if c.tag == f"{{{RSS10}}}channel"]
-        if len(channels) != 1:
-            raise _Doubt("not exactly one RSS 1.0 channel")
-        items = [c for c in root if c.tag == f"{{{RSS10}}}item"]
-        _only_these(root, f"{{{RSS10}}}item", items)
-        return "rss10", channels[0], items
+        return _rdf(root, RSS10, "rss10", "RSS 1.0")
     raise _Doubt("not RSS 0.9x/2.0, Atom 1.0 or RSS 1.0")
+
+
+def _rdf(
+    root: etree._Element, namespace: str, fmt: str, name: str
+) -> tuple[str, etree._Element, list[etree._Element]]:
+    """The channel and items of an RDF-based feed (RSS 0.90 or 1.0): siblings of the
+    root, in `namespace`."""
+    channels = [c for c in root if c.tag == f"{{{namespace}}}channel"]
+    if len(channels) != 1:
+        raise _Doubt(f"not exactly one {name} channel")
+    items = [c for c in root if c.tag == f"{{{namespace}}}item"]
+    _only_these(root, f"{{{namespace}}}item", items)
+    return fmt, channels[0], items
 
 
 _VERSION_NAMESPACES = frozenset({RSS10, RSS090})
