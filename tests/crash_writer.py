@@ -50,10 +50,16 @@ def next_round(store: Store) -> tuple[int, int]:
     return feed.id, int(etag.strip('"').removeprefix("v")) + 1
 
 
+def _say(line: str) -> None:
+    """One line in one write(2), so a kill -9 never leaves half a line on the pipe
+    (print issues two writes, text and newline, when PYTHONUNBUFFERED is set)."""
+    os.write(1, (line + "\n").encode())
+
+
 def write_forever(database_url: str) -> None:
     store = Store(database_url)
     feed_id, n = next_round(store)
-    print("ready", flush=True)
+    _say("ready")
     while True:
         now = datetime.now(UTC)
         # A zero lease: a killed writer's lease has always expired when the next one starts.
@@ -62,7 +68,7 @@ def write_forever(database_url: str) -> None:
         state = FeedUpdate(etag=f'"v{n}"', last_fetch_at=now, last_status="ok")
         if not store.save_update(feed_id, OWNER, state, batch(n, now), now).saved:
             raise SystemExit("crash_writer: lease lost")
-        print(f"committed {n}", flush=True)
+        _say(f"committed {n}")
         n += 1
 
 
@@ -76,10 +82,10 @@ def zygote(database_url: str) -> None:
                     write_forever(database_url)
                 finally:
                     os._exit(1)  # a writer never returns into the zygote's loop
-            print(f"child {child}", flush=True)
+            _say(f"child {child}")
         elif line.strip() == "reap":
             os.waitpid(child, 0)
-            print(f"reaped {child}", flush=True)
+            _say(f"reaped {child}")
 
 
 if __name__ == "__main__":
