@@ -365,6 +365,13 @@ class Settings:
         _integer(0, 64),
         _env_int,
     )
+    worker_nice: int = _setting(
+        10,
+        "How much `aggregator worker` lowers its CPU priority (nice), so that on a shared "
+        "machine pages and feeds are served first; 0 keeps it.",
+        _integer(0, 19),
+        _env_int,
+    )
     lease_seconds: int = _duration_setting(
         300, "How long a worker holds a feed it is updating before another may take it."
     )

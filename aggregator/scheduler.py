@@ -69,6 +69,17 @@ class _ConfigFile:
         return cls(stat.st_mtime_ns, stat.st_size)
 
 
+def lower_priority(increment: int) -> None:
+    """Lower this process's CPU priority by `increment` (nice), where the OS allows it.
+
+    Polling is background work: on a machine it shares with the web process, the page
+    a reader waits for should get the CPU first (R20: `/` under a writing poller).
+    Parser processes started later inherit it.
+    """
+    if increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
+
+
 class Worker:
     """Polls due feeds on every tick and keeps the store in line with the config file."""
 

@@ -78,8 +78,10 @@ def _entries(start: int, count: int, now: datetime) -> tuple[Any, ...]:
 def run_writer(args: argparse.Namespace) -> None:
     """Commit a batch of new entries every `interval` s until SIGTERM; print a summary."""
     from aggregator.exceptions import StoreError
+    from aggregator.scheduler import lower_priority
     from aggregator.store import FeedUpdate, Store
 
+    lower_priority(args.writer_nice)  # what `aggregator worker` does at start
     store = Store(args.database_url)
     stop = False
 
@@ -215,6 +217,7 @@ def run(args: argparse.Namespace) -> None:
                 alone = _wrk(port, seconds, script)
                 command = [sys.executable, __file__, "writer", "--database-url", database_url]
                 command += ["--batch", str(args.batch), "--interval", str(args.interval)]
+                command += ["--writer-nice", str(args.writer_nice)]
                 writer = subprocess.Popen(
                     command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
                 )
@@ -266,6 +269,8 @@ def _report(
 
 
 def main() -> None:
+    from aggregator.config import Settings
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="run", choices=["run", "writer"])
     parser.add_argument("--duration", type=int, default=60, help="seconds per phase")
@@ -280,6 +285,13 @@ def main() -> None:
         "(no re-render while the writer runs: what the writer costs by itself)",
     )
     parser.add_argument("--database-url", help="writer: the store")
+    parser.add_argument(
+        "--writer-nice",
+        type=int,
+        default=Settings().worker_nice,
+        help="the writer lowers its priority by this, as `aggregator worker` does with the "
+        "worker_nice setting (default: that setting's default; 0: as before)",
+    )
     args = parser.parse_args()
     run_writer(args) if args.command == "writer" else run(args)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config import load_config
+from aggregator.config import Settings, load_config
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from aggregator.update import POOL_MIN_FEEDS
@@ -153,6 +153,10 @@ def test_worker_exit_stops_its_parser_processes(
             time.sleep(0.1)
         parsers = _children(worker.pid)
         assert len(parsers) == min(2, os.cpu_count() or 1)  # started for the big poll
+        # Polling yields the CPU to the web (worker_nice, default 10), children included.
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + Settings().worker_nice)
+        for pid in (worker.pid, *parsers):
+            assert os.getpriority(os.PRIO_PROCESS, pid) == expected
         worker.send_signal(stop)
         worker.wait(60)
     finally:
