@@ -23,6 +23,7 @@ the other); ``docs/grouping.md`` has the numbers.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import re
@@ -94,6 +95,9 @@ TIME_SCALE = timedelta(hours=72)
 # contain it (it is too common to be a clue); the candidates it would add are
 # still reachable through the entry's rarer terms. Bounds the cost per entry.
 MAX_POSTING = 400
+
+# Stems of this many distinct words are remembered (words repeat across entries).
+STEM_CACHE_SIZE = 65_536
 
 # Centroids keep at most MAX_CENTROID_TERMS features (the lightest are pruned
 # down to PRUNE_TO), bounding memory and scoring cost for very large stories.
@@ -278,11 +282,15 @@ def title_key(title: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
-    folded = unicodedata.normalize("NFKD", text.replace("’", "'")).casefold()
+    folded = text.replace("’", "'")
+    if folded.isascii():  # nothing to decompose or strip (most English text)
+        return _TOKEN.findall(folded.casefold())
+    folded = unicodedata.normalize("NFKD", folded).casefold()
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
     return _TOKEN.findall(folded)
 
 
+@functools.lru_cache(maxsize=STEM_CACHE_SIZE)
 def _stem(word: str) -> str:
     """Light suffix stripping: 'hackers', 'hacked', 'hacking' -> 'hack'."""
     word = word.removesuffix("'s").replace("'", "")
@@ -422,6 +430,7 @@ class StoryIndex:
         counts, surface = self._features(item)
         self._learn_df(counts)
         tf = _unit_tf(counts)
+        idf = {term: self._idf(term) for term in tf}  # fixed for the rest of this add
         link = canonical_link(item.link)
         tkey = title_key(item.title)
         duplicate = self._duplicate(item, link, tkey)
@@ -433,11 +442,11 @@ class StoryIndex:
         elif duplicate is not None:
             assignment = Assignment(item.entry_id, duplicate[0], 1.0, (), False, duplicate[1])
         else:
-            assignment = self._decide(item, tf)
+            assignment = self._decide(item, tf, idf)
         story = self._stories.get(assignment.story_id)
         if story is None:
             story = self._new_story(assignment.story_id, item)
-        self._join(story, item, tf, surface, link, tkey)
+        self._join(story, item, tf, idf, surface, link, tkey)
         self._assignments[item.entry_id] = assignment
         if self._last_scored and not assignment.new_story and self.merge_threshold > 0:
             survivor, absorbed = self._merge_converged(story)
@@ -575,12 +584,12 @@ class StoryIndex:
         new = story is None and story_id == item.entry_id
         return Assignment(item.entry_id, story_id, 1.0, shared, new, duplicate_of)
 
-    def _decide(self, item: GroupItem, tf: dict[str, float]) -> Assignment:
-        weights = {t: v * self._idf(t) for t, v in tf.items()}
+    def _decide(self, item: GroupItem, tf: dict[str, float], idf: dict[str, float]) -> Assignment:
+        weights = {t: v * idf[t] for t, v in tf.items()}
         norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
         doc = {t: w / norm for t, w in weights.items()}
         # The centroid side of the dot product is weighted by IDF as well.
-        query = {t: w * self._idf(t) for t, w in doc.items()}
+        query = {t: w * idf[t] for t, w in doc.items()}
         best: _Story | None = None
         best_score = 0.0
         scored = self._last_scored
@@ -663,6 +672,7 @@ class StoryIndex:
         story: _Story,
         item: GroupItem,
         tf: dict[str, float],
+        idf: dict[str, float],
         surface: dict[str, str],
         link: str | None,
         tkey: str,
@@ -686,7 +696,7 @@ class StoryIndex:
                 if term[0] != "c":
                     self._postings.setdefault(term, set()).add(story.story_id)
             centroid[term] = old + value
-            story.norm2 += (2.0 * old * value + value * value) * self._idf(term) ** 2
+            story.norm2 += (2.0 * old * value + value * value) * idf[term] ** 2
         for term, text in surface.items():
             story.surface.setdefault(term, text)
         if self._vector is not None:
