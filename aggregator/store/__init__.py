@@ -85,10 +85,6 @@ class Store:
         self.database_url = database_url
         self._engine = make_engine(database_url)
 
-    @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
-
     def close(self) -> None:
         self._engine.dispose()
 
@@ -375,17 +371,6 @@ class Store:
     ) -> list[Story]:
         with self._read() as conn:
             return page_rows.get_stories(conn, limit, before, after, min_sources, tag, since)
-
-    def get_top_stories(
-        self,
-        limit: int,
-        min_sources: int = 2,
-        tag: str | None = None,
-        since: datetime | None = None,
-        exclude: Sequence[int] = (),
-    ) -> list[Story]:
-        with self._read() as conn:
-            return page_rows.get_top_stories(conn, limit, min_sources, tag, since, exclude)
 
     def get_story_coverage(self, story_ids: Sequence[int]) -> dict[int, list[Entry]]:
         with self._read() as conn:

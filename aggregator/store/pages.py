@@ -176,10 +176,9 @@ def get_top_stories(
     min_sources: int = 2,
     tag: str | None = None,
     since: datetime | None = None,
-    exclude: Sequence[int] = (),
 ) -> list[Story]:
-    """The most covered stories (most sources, then newest), skipping `exclude`."""
-    rows = _top_story_rows(conn, limit, min_sources, tag, since, exclude)
+    """The most covered stories (most sources, then newest)."""
+    rows = _top_story_rows(conn, limit, min_sources, tag, since, ())
     names = _sources(conn, [row.id for row in rows])
     return [_to_story(row, names.get(row.id, ())) for row in rows]
 
