@@ -12,6 +12,7 @@ from aggregator.config import load_config, resolve_config_path
 from aggregator.render import safe_url
 from aggregator.store import Store
 from aggregator.web.cache import FastPath, ResponseCache
+from aggregator.web.common import app_version
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -51,16 +52,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     app.register_blueprint(feeds.bp)
     app.after_request(_security_headers)
-    fast_path = FastPath(app.wsgi_app, cache, lambda: _version(app), list(SECURITY_HEADERS.items()))
+    headers = list(SECURITY_HEADERS.items())
+    fast_path = FastPath(app.wsgi_app, cache, lambda: app_version(app), headers)
     app.extensions["fast_path"] = fast_path
     app.wsgi_app = fast_path  # type: ignore[method-assign]
     return app
-
-
-def _version(app: Flask) -> Any:
-    ttl = float(app.config.get("VERSION_TTL", 1.0))
-    cache: ResponseCache = app.extensions["response_cache"]
-    return cache.version(app.extensions["store"].web_version, ttl)
 
 
 def _security_headers(response: Any) -> Any:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from flask import Response, abort, current_app, request
+from flask import Flask, Response, abort, current_app, request
 
 from aggregator.store import Store
 from aggregator.web.cache import REFRESH_KEY, FastPath, Rendered, ResponseCache, respond
@@ -141,9 +141,16 @@ def last_modified(version: Any, changed: datetime) -> datetime:
     return changed if seen is None else max(changed, seen)
 
 
+def app_version(app: Flask) -> Any:
+    """The store version `app` renders at, asked of the store at most once per
+    `VERSION_TTL` seconds (also used by FastPath, outside a request)."""
+    ttl = float(app.config.get("VERSION_TTL", 1.0))
+    cache: ResponseCache = app.extensions["response_cache"]
+    return cache.version(app.extensions["store"].web_version, ttl)
+
+
 def store_version() -> Any:
-    ttl = float(current_app.config.get("VERSION_TTL", 1.0))
-    return get_cache().version(get_store().web_version, ttl)
+    return app_version(current_app)
 
 
 def serve(
