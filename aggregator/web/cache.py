@@ -77,10 +77,9 @@ class ResponseCache:
         self.misses = 0
         self.stale = 0  # responses that sent the previous rendering during a re-render
         self._version: tuple[float, Any] | None = None
-        # When each recent version was last seen to be the store's (monotonic seconds).
-        self._confirmed: OrderedDict[Any, float] = OrderedDict()
-        # When this process first saw each recent version (wall clock): see `seen_at`.
-        self._first_seen: OrderedDict[Any, datetime] = OrderedDict()
+        # Each recent version: when this process first saw it (wall clock, see `seen_at`)
+        # and when it was last seen to be the store's (monotonic seconds), most recent last.
+        self._sightings: OrderedDict[Any, tuple[datetime, float]] = OrderedDict()
         self._rendering: dict[Hashable, threading.Event] = {}
 
     def version(self, fetch: Callable[[], Any], ttl: float) -> Any:
@@ -92,14 +91,12 @@ class ResponseCache:
         value = fetch()
         with self._lock:
             self._version = (now, value)
-            self._confirmed[value] = now
-            self._confirmed.move_to_end(value)
-            while len(self._confirmed) > CONFIRMED_VERSIONS:
-                self._confirmed.popitem(last=False)
-            if value not in self._first_seen:
-                self._first_seen[value] = datetime.now(UTC)
-                while len(self._first_seen) > CONFIRMED_VERSIONS:
-                    self._first_seen.popitem(last=False)
+            known_since = self._sightings.get(value)
+            first = known_since[0] if known_since else datetime.now(UTC)
+            self._sightings[value] = (first, now)
+            self._sightings.move_to_end(value)
+            while len(self._sightings) > CONFIRMED_VERSIONS:
+                self._sightings.popitem(last=False)
         return value
 
     def seen_at(self, version: Any) -> datetime | None:
@@ -109,7 +106,8 @@ class ResponseCache:
         stamp, and a Last-Modified taken from the data alone would then let a client that
         sends only If-Modified-Since keep the older page (a wrong 304)."""
         with self._lock:
-            return self._first_seen.get(version)
+            sighting = self._sightings.get(version)
+            return sighting[0] if sighting else None
 
     def current(self, key: Hashable, version: Any) -> Rendered | None:
         """The cached rendering of `key` if it was made at `version`."""
@@ -135,8 +133,8 @@ class ResponseCache:
             return found[1], claimed
 
     def _fresh_enough(self, version: Any) -> bool:
-        confirmed = self._confirmed.get(version)
-        return confirmed is not None and time.monotonic() - confirmed <= self.stale_seconds
+        sighting = self._sightings.get(version)
+        return sighting is not None and time.monotonic() - sighting[1] <= self.stale_seconds
 
     def release(self, key: Hashable) -> None:
         """End a claim on rendering `key` (whether or not it rendered)."""
