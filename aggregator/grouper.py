@@ -77,10 +77,7 @@ class Grouper:
     def from_settings(cls, store: Store, name: str, settings: Settings) -> Grouper:
         """A grouper as the config asks; with `group_embeddings` the optional semantic
         stage is loaded (and `group_min_cosine` left to the index: EMBED_MIN_COSINE).
-
-        Raises:
-            ConfigError: `group_embeddings` is on but the `embeddings` extra is missing.
-        """
+        Loading the config already refused `group_embeddings` without its extra."""
         embedder = _load_embedder() if settings.group_embeddings else None
         return cls(
             store,
