@@ -36,9 +36,7 @@ from aggregator.models import ParsedFeed
 from aggregator.normalise import (
     RawEntry,
     absolute_url,
-    normalise_entries,
-    normalise_language,
-    plain_text,
+    normalised_feed,
     struct_to_datetime,
     ttl_seconds,
 )
@@ -58,7 +56,6 @@ try:  # feedparser internals, pinned by feedparser<7 in pyproject
 except (ImportError, AttributeError):  # pragma: no cover - depends on feedparser
     AVAILABLE = False
 
-FEED_TITLE_MAX_CHARS = 300
 """Bound on a feed's title (same as `parse`)."""
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -322,23 +319,17 @@ def _read(
     ctx = _Context(atom=fmt == "atom10", strict=strict)
     ctx.bases = _sequential_bases(root, data, encoding)
     feed = _read_channel(ctx, root, channel)
-    language = normalise_language(feed.language)
-    normalised = normalise_entries(
+    return normalised_feed(
         _entries(ctx, items, cap),
+        format=fmt,
+        title=feed.title,
+        link=feed.link,
+        language=feed.language,
         feed_url=url,
-        feed_language=language,
         fetched_at=fetched_at,
         max_entries=cap,
-    )
-    return ParsedFeed(
-        format=fmt,
-        title=plain_text(feed.title, FEED_TITLE_MAX_CHARS) or None,
-        link=absolute_url(feed.link, url),
-        language=language,
-        entries=normalised.entries,
-        repeated_guids=normalised.repeated_guids,
         ttl_seconds=feed.ttl_seconds,
-        dropped=normalised.dropped + max(0, len(items) - cap),
+        skipped=max(0, len(items) - cap),
     )
 
 

@@ -27,8 +27,9 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import nh3
 
-from aggregator.models import Enclosure, EntryData
+from aggregator.models import Enclosure, EntryData, ParsedFeed
 
+FEED_TITLE_MAX_CHARS = 300
 MAX_FUTURE_SKEW = timedelta(minutes=10)
 """Clock skew we tolerate between a publisher and us; later dates are clamped to the
 fetch time so a feed cannot pin its entries to the top of every list (R13)."""
@@ -766,3 +767,41 @@ def normalise_entries(
         links_by_key[entry.key] = entry.link
         kept.append(entry)
     return NormalisedEntries(tuple(kept), dropped, repeated)
+
+
+def normalised_feed(
+    raws: Iterable[RawEntry],
+    *,
+    format: str,
+    title: str | None,
+    link: str | None,
+    language: str | None,
+    feed_url: str,
+    fetched_at: datetime,
+    max_entries: int,
+    ttl_seconds: int | None = None,
+    warning: str | None = None,
+    skipped: int = 0,
+) -> ParsedFeed:
+    """A document's `ParsedFeed`, whichever reader (lxml, feedparser, JSON) got its raw
+    values: the feed's title as bounded plain text, its link absolute, its language
+    normalised, its entries normalised; `skipped` entries were cut before reading."""
+    feed_language = normalise_language(language)
+    normalised = normalise_entries(
+        raws,
+        feed_url=feed_url,
+        feed_language=feed_language,
+        fetched_at=fetched_at,
+        max_entries=max_entries,
+    )
+    return ParsedFeed(
+        format=format,
+        title=plain_text(title, FEED_TITLE_MAX_CHARS) or None,
+        link=absolute_url(link, feed_url),
+        language=feed_language,
+        entries=normalised.entries,
+        repeated_guids=normalised.repeated_guids,
+        ttl_seconds=ttl_seconds,
+        warning=warning,
+        dropped=normalised.dropped + skipped,
+    )

@@ -37,9 +37,7 @@ from aggregator.models import ParsedFeed
 from aggregator.normalise import (
     RawEntry,
     absolute_url,
-    normalise_entries,
-    normalise_language,
-    plain_text,
+    normalised_feed,
     struct_to_datetime,
     ttl_seconds,
 )
@@ -51,7 +49,6 @@ reads only the prolog of a large document."""
 WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning`: it is shown in the feed's status line."""
 
-FEED_TITLE_MAX_CHARS = 300
 """Bound on a feed's title."""
 
 
@@ -187,22 +184,15 @@ def _parse_json(data: bytes, *, url: str, fetched_at: datetime, max_entries: int
         doc = read_json_feed(data)
     except JsonFeedError as exc:
         raise ParseError(url, f"parse: {exc}") from exc
-    language = normalise_language(doc.language)
-    normalised = normalise_entries(
+    return normalised_feed(
         doc.items,
+        format=doc.format,
+        title=doc.title,
+        link=doc.link,
+        language=doc.language,
         feed_url=url,
-        feed_language=language,
         fetched_at=fetched_at,
         max_entries=max_entries,
-    )
-    return ParsedFeed(
-        format=doc.format,
-        title=plain_text(doc.title, FEED_TITLE_MAX_CHARS) or None,
-        link=absolute_url(doc.link, url),
-        language=language,
-        entries=normalised.entries,
-        repeated_guids=normalised.repeated_guids,
-        dropped=normalised.dropped,
     )
 
 
@@ -229,24 +219,18 @@ def _parse_feedparser(
     raw_entries = result.get("entries", [])
     if not result.get("version") and not raw_entries:
         raise ParseError(url, "parse: not a feed" + _bozo_suffix(result))
-    language = normalise_language(feed.get("language") or _detail_language(feed, "title"))
-    normalised = normalise_entries(
+    return normalised_feed(
         (_raw_from_feedparser(e) for e in raw_entries),
+        format=result.get("version") or "unknown",
+        title=feed.get("title"),
+        link=feed.get("link"),
+        language=feed.get("language") or _detail_language(feed, "title"),
         feed_url=url,
-        feed_language=language,
         fetched_at=fetched_at,
         max_entries=max_entries,
-    )
-    return ParsedFeed(
-        format=result.get("version") or "unknown",
-        title=plain_text(feed.get("title"), FEED_TITLE_MAX_CHARS) or None,
-        link=absolute_url(feed.get("link"), url),
-        language=language,
-        entries=normalised.entries,
-        repeated_guids=normalised.repeated_guids,
         ttl_seconds=ttl_seconds(feed),
         warning=bozo_warning(result),
-        dropped=normalised.dropped + skipped,
+        skipped=skipped,
     )
 
 
