@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from aggregator.exceptions import ParseError
-from aggregator.fastparse import parse_fast, refusal
+from aggregator.fastparse import BARE_AMPERSAND_WARNING, parse_fast, refusal
 from aggregator.models import Enclosure, ParsedFeed
 from aggregator.normalise import MAX_FUTURE_SKEW
 from aggregator.parse import parse_feed
@@ -478,10 +478,38 @@ def test_fast_path_recovers_control_characters_and_html_entities() -> None:
     assert [e.title for e in fast.entries][:2] == ["Mnchen über alles", "café &unknown;"]
 
 
+BARE_AMPERSAND_ITEMS = (
+    "<item><title>Votes &amp; seats</title><guid>a1</guid>"
+    '<media:content medium="image" url="https://img.example.org/a.jpg?width=140&quality=85" />'
+    "<description><![CDATA[<p>Q & A &amp; more</p>]]></description>"
+    "<link>https://news.example.org/a?id=1&amp;page=2</link></item>"
+)
+
+
+def test_fast_path_repairs_bare_ampersands_as_feedparser_reads_them() -> None:
+    data = _rss(channel_extra=BARE_AMPERSAND_ITEMS)
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    assert fast.warning == BARE_AMPERSAND_WARNING
+    slow = parse_bytes(data, fast=False)
+    assert fast.entries == slow.entries  # feedparser's loose parser: the same entries
+    first = fast.entries[0]
+    assert first.image_url == "https://img.example.org/a.jpg?width=140&quality=85"
+    assert first.summary == "Q & A & more"  # CDATA is left as written
+    assert first.link == "https://news.example.org/a?id=1&page=2"
+
+
+def test_bare_ampersand_in_text_is_kept_as_written() -> None:
+    data = _rss(channel_extra="<item><title>AT&T buys Q&A site</title><guid>t</guid></item>")
+    fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
+    assert fast is not None, refusal(data)
+    assert fast.entries[0].title == "AT&T buys Q&A site"
+
+
 @pytest.mark.parametrize(
     ("defect", "reason"),
     [
-        ("<item><title>AT&T</title><guid>b</guid></item>", "not well-formed"),  # bare &
+        ("<item><title>AT&T</title><guid>b</guid></item>", "not well-formed"),  # bare & + \x10
         ("<item><title>open</item>", "not well-formed"),  # structure
         ("<item><title>t</title><![CDATA[<item>]]></item>", "entries differ"),  # count
     ],
