@@ -22,10 +22,11 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aggregator import identity, schedule
@@ -111,13 +112,16 @@ class Parsers:
         """The running pool, if any."""
         return self._pool
 
-    def for_batch(self, feeds: int) -> ParsePool | None:
-        """The pool to parse a batch of `feeds` with, or None to parse in a thread."""
+    def for_batch(self, feeds: int, in_use: bool = False) -> ParsePool | None:
+        """The pool to parse a batch of `feeds` with, or None to parse in a thread.
+        `in_use`: an earlier batch still parses in the pool, so it is not idle.
+        """
         if self.processes == 0:
             return None
         now = time.monotonic()
         if feeds < self.min_feeds:
-            if self._pool is not None and now - self._used > POOL_IDLE.total_seconds():
+            idle = now - self._used > POOL_IDLE.total_seconds()
+            if self._pool is not None and idle and not in_use:
                 self.close()
             return None
         if self._pool is None:
@@ -144,6 +148,11 @@ def poll_due(
 ) -> PollSummary:
     """Claim the due feeds (every pollable feed with `force`) and update them.
 
+    Feeds are claimed in batches of CLAIM_BATCH, each a lease. The next batch is claimed
+    while the current one is still in flight (once its last feeds are queued for a
+    worker), so the pipeline never drains between batches; one event loop, one `Fetcher`
+    (one connection pool) and one set of threads serve the whole poll.
+
     Args:
         store: where feeds and entries live.
         options: fetch options, intervals and limits.
@@ -151,93 +160,190 @@ def poll_due(
         now: the current time (tests pass a simulated clock).
         force: poll every enabled feed whatever its next check time.
         progress: called with each feed's result as it completes.
-        on_claim: called with the number of feeds claimed, before fetching.
+        on_claim: called with the number of feeds claimed by each batch, before they
+            are fetched.
         parsers: where to parse (a worker passes the one it keeps); by default, parser
             processes as `options.parse_processes` says, stopped before returning.
 
     Returns:
         One result per claimed feed.
     """
-    now = now or datetime.now(UTC)
+    run = _Run(store, options, owner, now or datetime.now(UTC), force, progress, on_claim)
     own = parsers is None
     parsers = parsers or Parsers(options.parse_processes)
-    results: list[UpdateResult] = []
-    last_id = 0
     try:
-        while True:
-            claimed = store.claim_due_feeds(owner, now, options.lease, CLAIM_BATCH, force, last_id)
-            if not claimed:
-                break
-            last_id = max(feed.id for feed in claimed)
-            if on_claim:
-                on_claim(len(claimed))
-            pool = parsers.for_batch(len(claimed))
-            results.extend(
-                asyncio.run(_update_feeds(store, options, owner, claimed, progress, now, pool))
-            )
-            if len(claimed) < CLAIM_BATCH:
-                break
+        results = asyncio.run(_poll(run, parsers))
     finally:
         if own:
             parsers.close()
     return PollSummary(tuple(results))
 
 
-async def _update_feeds(
-    store: Store,
-    options: PollOptions,
-    owner: str,
-    claimed: Sequence[FeedState],
-    progress: Callable[[UpdateResult], None] | None,
-    now: datetime,
-    pool: ParsePool | None = None,
-) -> list[UpdateResult]:
-    # Parsing is CPU work and the store has one writer: each gets its own thread so
-    # neither stalls the event loop that keeps the other fetches moving; reads (identity
-    # checks) have their own thread so they never wait behind a batch of writes. With a
-    # pool, two threads per child hand documents over, so a child never waits for one.
-    parse: Parse = pool.parse if pool is not None else _parse_here
-    parse_threads = 2 * pool.workers if pool is not None else 1
-    with (
-        ThreadPoolExecutor(parse_threads, thread_name_prefix="parse") as parse_pool,
-        ThreadPoolExecutor(1, thread_name_prefix="read") as read_pool,
-        ThreadPoolExecutor(1, thread_name_prefix="store") as store_pool,
-    ):
-        writer = _BatchWriter(store, owner, store_pool)
-        # Backpressure: at most this many feeds between "fetch started" and "saved", so
-        # bodies waiting for the parse thread cannot pile up in memory when the network
-        # is faster than parsing.
-        in_flight = asyncio.Semaphore(options.fetch.max_connections * IN_FLIGHT_PER_CONNECTION)
-        async with Fetcher(options.fetch, resolver=options.resolver) as fetcher:
-            runs = [
-                _gated(
-                    in_flight,
-                    _update_feed(
-                        fetcher,
-                        store,
-                        options,
-                        owner,
-                        feed,
-                        now,
-                        (parse_pool, parse),
-                        read_pool,
-                        writer,
-                    ),
-                )
-                for feed in claimed
-            ]
-            results = []
-            for finished in asyncio.as_completed(runs):
-                result = await finished
-                results.append(result)
-                if progress:
-                    progress(result)
+@dataclass(frozen=True)
+class _Run:
+    """One poll's fixed inputs."""
+
+    store: Store
+    options: PollOptions
+    owner: str
+    now: datetime
+    force: bool
+    progress: Callable[[UpdateResult], None] | None
+    on_claim: Callable[[int], None] | None
+
+
+class _Threads:
+    """The poll's threads. Parsing is CPU work and the store has one writer: each gets
+    its own thread so neither stalls the event loop that keeps the other fetches moving;
+    reads (identity checks) have their own thread so they never wait behind a batch of
+    writes. With a parser pool, two threads per child hand documents over, so a child
+    never waits for one. Claims run on the store thread: they are writes too.
+    """
+
+    def __init__(self) -> None:
+        self.here = ThreadPoolExecutor(1, thread_name_prefix="parse")
+        self.read = ThreadPoolExecutor(1, thread_name_prefix="read")
+        self.store = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self._handoff: ThreadPoolExecutor | None = None
+
+    def parsing(self, pool: ParsePool | None) -> tuple[ThreadPoolExecutor, Parse]:
+        """Where and with what a batch parses: here, or handed to `pool`."""
+        if pool is None:
+            return self.here, _parse_here
+        if self._handoff is None:
+            self._handoff = ThreadPoolExecutor(2 * pool.workers, thread_name_prefix="parse")
+        return self._handoff, pool.parse
+
+    def close(self) -> None:
+        """Wait for the threads' work and stop them."""
+        for executor in (self.here, self.read, self.store, self._handoff):
+            if executor is not None:
+                executor.shutdown()
+
+
+# A claimed feed waiting for a worker, with where it parses; None tells a worker to stop.
+_Queued = tuple[FeedState, tuple[ThreadPoolExecutor, Parse]] | None
+
+
+async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
+    """Claim batch after batch and update their feeds with a fixed set of workers.
+
+    The queue between the claims and the workers holds at most one worker's worth of
+    feeds per worker: the next claim waits until the current batch has no more than that
+    left unstarted (so a lease does not sit idle longer than it has to) and is made
+    before the workers run dry (so no batch waits for the previous one's slowest feed).
+    """
+    workers = run.options.fetch.max_connections * IN_FLIGHT_PER_CONNECTION
+    threads = _Threads()
+    try:
+        async with Fetcher(run.options.fetch, resolver=run.options.resolver) as fetcher:
+            writer = _BatchWriter(run.store, run.owner, threads.store)
+            queue: asyncio.Queue[_Queued] = asyncio.Queue(workers)
+            results: list[UpdateResult] = []
+            failures: list[BaseException] = []
+            running: list[asyncio.Task[None]] = []
+
+            async def work() -> None:
+                while (queued := await queue.get()) is not None:
+                    feed, parsing = queued
+                    try:
+                        result = await _update_feed(
+                            fetcher,
+                            run.store,
+                            run.options,
+                            run.owner,
+                            feed,
+                            run.now,
+                            parsing,
+                            threads.read,
+                            writer,
+                        )
+                    except Exception as e:  # e.g. the store is down: stop claiming
+                        failures.append(e)
+                        continue  # keep draining the queue, or the claimer would wait
+                    results.append(result)
+                    _report(run.progress, result, failures)
+
+            try:
+                async for claimed, parsing in _batches(run, parsers, threads):
+                    for feed in claimed:
+                        if len(running) < workers:
+                            running.append(asyncio.create_task(work()))
+                        await queue.put((feed, parsing))
+                    if failures:
+                        break  # claim no more; what is claimed is still saved
+            except asyncio.CancelledError:  # interrupted: leases run out by themselves
+                for task in running:
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+                raise
+            except Exception:  # a claim failed: finish what was claimed first
+                await _stop(queue, running)
+                raise
+            await _stop(queue, running)
+            if failures:
+                raise failures[0]
             return results
+    finally:
+        threads.close()
 
 
-async def _gated(gate: asyncio.Semaphore, run: Awaitable[UpdateResult]) -> UpdateResult:
-    async with gate:
-        return await run
+async def _stop(queue: asyncio.Queue[_Queued], running: list[asyncio.Task[None]]) -> None:
+    """Let the workers finish the queued feeds, then stop them."""
+    for _ in running:
+        await queue.put(None)
+    await asyncio.gather(*running)
+
+
+def _report(
+    progress: Callable[[UpdateResult], None] | None,
+    result: UpdateResult,
+    failures: list[BaseException],
+) -> None:
+    """Hand one result to `progress`. A failing callback stops the reports, not the poll:
+    the feeds already claimed are still saved (their leases released) before it raises.
+    """
+    if progress is None or failures:
+        return
+    try:
+        progress(result)
+    except Exception as e:
+        failures.append(e)
+
+
+async def _batches(
+    run: _Run, parsers: Parsers, threads: _Threads
+) -> AsyncIterator[tuple[list[FeedState], tuple[ThreadPoolExecutor, Parse]]]:
+    """Claim batch after batch (each when the caller asks for it) and say where each
+    parses. Claims run on the store thread, so the event loop keeps the feeds already in
+    flight moving meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    last_id = 0
+    pooled = False  # an earlier batch of this poll parses in the pool: keep it running
+    while True:
+        claimed = await loop.run_in_executor(
+            threads.store,
+            partial(
+                run.store.claim_due_feeds,
+                run.owner,
+                run.now,
+                run.options.lease,
+                CLAIM_BATCH,
+                run.force,
+                last_id,
+            ),
+        )
+        if not claimed:
+            return
+        last_id = max(feed.id for feed in claimed)
+        if run.on_claim:
+            run.on_claim(len(claimed))
+        pool = parsers.for_batch(len(claimed), in_use=pooled)
+        pooled = pooled or pool is not None
+        yield claimed, threads.parsing(pool)
+        if len(claimed) < CLAIM_BATCH:
+            return
 
 
 async def _update_feed(

@@ -201,6 +201,7 @@ def compare(args: argparse.Namespace) -> None:
             command = ["ours", *common, "--db", f"{tmp}/{mode}.db", "--parse-mode", mode]
             command += ["--connections", str(args.connections)]
             command += ["--skip-grouping"] if args.skip_grouping else []
+            command += ["--profile", f"{args.profile}.{mode}"] if args.profile else []
             results[name] = _child(command)
         if not args.skip_reader:
             command = ["reader", *common, "--db", f"{tmp}/reader.db"]

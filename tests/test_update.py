@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,12 +21,12 @@ import pytest
 from flask import Flask
 
 from aggregator.config import load_config
-from aggregator.models import PollSummary
+from aggregator.models import PollSummary, UpdateResult
 from aggregator.scheduler import poll_options
 from aggregator.store import Store
 from aggregator.update import Parsers, poll_due
 from tests.conftest import DATA, write_config
-from tests.feedserver import FeedServer
+from tests.feedserver import FeedServer, RecordedRequest, Response
 
 FILES = ["world.rss", "world.atom", "world.rdf"]
 
@@ -408,3 +409,95 @@ def test_a_feed_whose_parser_process_crashes_is_recorded_and_the_others_are_stor
     assert statuses.pop(crashed[0].url) == "ok"
     assert set(statuses.values()) == {"not_modified"}
     parsers.close()
+
+
+def test_the_next_batch_is_claimed_while_the_first_is_in_flight_over_the_same_connections(
+    tmp_path: Path,
+    store: Store,
+    feed_server: FeedServer,
+    feed_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aggregator.update
+
+    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 3)  # eight feeds: three claims
+    body = (feed_dir / "world.rss").read_bytes()
+    second_claim = threading.Event()
+
+    def held(_request: RecordedRequest) -> Response:
+        second_claim.wait(3)  # nothing is answered before the second claim
+        return Response(200, {"Content-Type": "application/xml"}, body)
+
+    names = [f"/f{n}.rss" for n in range(8)]
+    for name in names:
+        feed_server.route(name, handler=held)
+    _, options = _setup(tmp_path, store, feed_server, names)
+    fetch = replace(options.fetch, max_connections=2, max_per_host=2)
+    done: list[UpdateResult] = []
+    claims: list[tuple[int, int]] = []  # (feeds claimed, feeds finished by then)
+
+    def on_claim(count: int) -> None:
+        claims.append((count, len(done)))
+        if len(claims) == 2:
+            second_claim.set()
+
+    summary = poll_due(
+        store, replace(options, fetch=fetch), owner="test", on_claim=on_claim, progress=done.append
+    )
+
+    assert [count for count, _ in claims] == [3, 3, 2]
+    assert claims[1][1] == 0  # claimed while the whole first batch was in flight
+    assert summary.count("ok") == 8 and len(done) == 8
+    requests = feed_server.requests
+    assert sorted(r.path for r in requests) == sorted(names)  # each feed fetched once
+    assert len({r.client for r in requests}) <= 2  # one connection pool for every batch
+    unleased = store.claim_due_feeds("other", datetime.now(UTC), timedelta(minutes=5), 100, True)
+    assert len(unleased) == 8  # every lease was handed back
+
+
+def test_a_failing_progress_callback_stops_claiming_but_saves_what_was_claimed(
+    tmp_path: Path,
+    store: Store,
+    feed_server: FeedServer,
+    feed_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aggregator.update
+
+    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 2)
+    names = [f"f{n}.rss" for n in range(6)]
+    for name in names:
+        shutil.copy(feed_dir / "world.rss", feed_dir / name)
+    _, options = _setup(tmp_path, store, feed_server, names)
+    # One connection: the claims cannot run ahead of the first result by more than a batch.
+    fetch = replace(options.fetch, max_connections=1, max_per_host=1)
+
+    def progress(_result: UpdateResult) -> None:
+        raise RuntimeError("display broke")
+
+    with pytest.raises(RuntimeError, match="display broke"):
+        poll_due(store, replace(options, fetch=fetch), owner="test", progress=progress)
+
+    fetched = [f for f in store.get_feeds() if f.last_status == "ok"]
+    assert 2 <= len(fetched) < 6  # the batches claimed were saved; no more were claimed
+    assert len(feed_server.requests) == len(fetched)
+    unleased = store.claim_due_feeds("other", datetime.now(UTC), timedelta(minutes=5), 100, True)
+    assert len(unleased) == 6  # no lease left behind
+
+
+def test_a_parser_pool_still_in_use_by_the_poll_is_not_stopped_as_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aggregator.update
+
+    monkeypatch.setattr(aggregator.update, "POOL_IDLE", timedelta(0))
+    parsers = Parsers(1, min_feeds=2)
+    pool = parsers.for_batch(5)
+    assert pool is not None
+    try:
+        assert parsers.for_batch(1, in_use=True) is None  # a small batch parses here...
+        assert parsers.pool is pool  # ...and the pool parsing the big one keeps running
+        assert parsers.for_batch(1) is None
+        assert parsers.pool is None  # idle: stopped
+    finally:
+        parsers.close()
