@@ -22,8 +22,9 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -265,13 +266,14 @@ async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
                     _report(run.progress, result, failures)
 
             try:
-                async for claimed, parsing in _batches(run, parsers, threads):
-                    for feed in claimed:
-                        if len(running) < workers:
-                            running.append(asyncio.create_task(work()))
-                        await queue.put((feed, parsing))
-                    if failures:
-                        break  # claim no more; what is claimed is still saved
+                async with aclosing(_batches(run, parsers, threads)) as batches:
+                    async for claimed, parsing in batches:
+                        for feed in claimed:
+                            if len(running) < workers:
+                                running.append(asyncio.create_task(work()))
+                            await queue.put((feed, parsing))
+                        if failures:
+                            break  # claim no more; what is claimed is still saved
             except asyncio.CancelledError:  # interrupted: leases run out by themselves
                 for task in running:
                     task.cancel()
@@ -313,7 +315,7 @@ def _report(
 
 async def _batches(
     run: _Run, parsers: Parsers, threads: _Threads
-) -> AsyncIterator[tuple[list[FeedState], tuple[ThreadPoolExecutor, Parse]]]:
+) -> AsyncGenerator[tuple[list[FeedState], tuple[ThreadPoolExecutor, Parse]], None]:
     """Claim batch after batch (each when the caller asks for it) and say where each
     parses. Claims run on the store thread, so the event loop keeps the feeds already in
     flight moving meanwhile.
