@@ -1,7 +1,8 @@
 """The pipeline: one poll of the feeds that are due. Runs the stages in order and decides
 what changed; the stages themselves know nothing of each other.
 
-    claim due feeds with a lease                          store.claim_due_feeds
+    claim due feeds with a lease, a batch at a time        store.claim_due_feeds
+    (the next batch while the current one is in flight)
     for every claimed feed, concurrently:
         conditional GET with the stored validators         fetch.Fetcher.fetch
         410                → disable the feed, with the reason
@@ -60,6 +61,7 @@ POOL_MIN_FEEDS = 100
 POOL_IDLE = timedelta(minutes=10)
 
 Parse = Callable[..., ParsedFeed]
+Parsing = tuple[ThreadPoolExecutor, Parse]  # the threads a feed parses on, and with what
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ class _Threads:
         self.store = ThreadPoolExecutor(1, thread_name_prefix="store")
         self._handoff: ThreadPoolExecutor | None = None
 
-    def parsing(self, pool: ParsePool | None) -> tuple[ThreadPoolExecutor, Parse]:
+    def parsing(self, pool: ParsePool | None) -> Parsing:
         """Where and with what a batch parses: here, or handed to `pool`."""
         if pool is None:
             return self.here, _parse_here
@@ -223,16 +225,16 @@ class _Threads:
 
 
 # A claimed feed waiting for a worker, with where it parses; None tells a worker to stop.
-_Queued = tuple[FeedState, tuple[ThreadPoolExecutor, Parse]] | None
+_Queued = tuple[FeedState, Parsing] | None
 
 
 async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
     """Claim batch after batch and update their feeds with a fixed set of workers.
 
-    The queue between the claims and the workers holds at most one worker's worth of
-    feeds per worker: the next claim waits until the current batch has no more than that
-    left unstarted (so a lease does not sit idle longer than it has to) and is made
-    before the workers run dry (so no batch waits for the previous one's slowest feed).
+    The queue between the claims and the workers holds at most one feed per worker: the
+    next claim waits until the current batch has no more than that left unstarted (so a
+    lease does not sit idle longer than it has to) and is made before the workers run
+    dry (so no batch waits for the previous one's slowest feed).
     """
     workers = run.options.fetch.max_connections * IN_FLIGHT_PER_CONNECTION
     threads = _Threads()
@@ -315,7 +317,7 @@ def _report(
 
 async def _batches(
     run: _Run, parsers: Parsers, threads: _Threads
-) -> AsyncGenerator[tuple[list[FeedState], tuple[ThreadPoolExecutor, Parse]], None]:
+) -> AsyncGenerator[tuple[list[FeedState], Parsing], None]:
     """Claim batch after batch (each when the caller asks for it) and say where each
     parses. Claims run on the store thread, so the event loop keeps the feeds already in
     flight moving meanwhile.
@@ -355,7 +357,7 @@ async def _update_feed(
     owner: str,
     feed: FeedState,
     now: datetime,
-    parsing: tuple[ThreadPoolExecutor, Parse],
+    parsing: Parsing,
     read_pool: ThreadPoolExecutor,
     writer: _BatchWriter,
 ) -> UpdateResult:
