@@ -4,11 +4,24 @@ of the fetch state, and listing feeds with their health.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from aggregator.models import FeedState, SourceConfig
 from aggregator.store.schema import entries, feed_tags, feeds
@@ -133,12 +146,24 @@ def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, 
     Returns False when the lease was lost (expired and taken by another worker): the
     caller must then roll back everything it wrote in this transaction.
     """
-    result = conn.execute(
-        update(feeds)
-        .where(feeds.c.id == feed_id, feeds.c.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None, **values)
-    )
+    statement = _fenced_update_statement(tuple(values))
+    parameters = {f"new_{name}": value for name, value in values.items()}
+    result = conn.execute(statement, {"fenced_id": feed_id, "fenced_owner": owner, **parameters})
     return result.rowcount == 1
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_update_statement(columns: tuple[str, ...]) -> Update:
+    """The fenced UPDATE setting `columns`, built once per column set (a poll saves a
+    thousand feeds with a handful of sets): building the statement for every save cost
+    about as much as running it, and the store thread bounds a poll of 304s."""
+    return (
+        update(feeds)
+        .where(
+            feeds.c.id == bindparam("fenced_id"), feeds.c.lease_owner == bindparam("fenced_owner")
+        )
+        .values(lease_owner=None, lease_until=None, **{c: bindparam(f"new_{c}") for c in columns})
+    )
 
 
 def flag_duplicate_subscription(conn: Connection, feed_id: int, new_url: str) -> None:
