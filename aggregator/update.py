@@ -33,7 +33,7 @@ from typing import Any
 
 from aggregator import identity, schedule
 from aggregator.exceptions import ParseError, StoreError
-from aggregator.fetch import Fetcher
+from aggregator.fetch import Fetcher, run_loop
 from aggregator.models import (
     EntryData,
     FeedState,
@@ -175,7 +175,7 @@ def poll_due(
     own = parsers is None
     parsers = parsers or Parsers(options.parse_processes)
     try:
-        results = asyncio.run(_poll(run, parsers))
+        results = run_loop(_poll(run, parsers))
     finally:
         if own:
             parsers.close()

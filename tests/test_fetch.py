@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from aggregator.fetch import Fetcher, fetch_all, fetch_all_sync
+from aggregator.fetch import Fetcher, fetch_all, fetch_all_sync, run_loop
 from aggregator.models import FetchOptions, FetchRequest, FetchResult
 from aggregator.schedule import next_check_at
 from tests.feedserver import FeedServer, Response
@@ -458,3 +458,12 @@ def test_fetch_all_keeps_order_and_isolates_failures(server: FeedServer) -> None
     results = asyncio.run(fetch_all([FetchRequest(i, u) for i, u in enumerate(urls)], OPTIONS))
     assert [r.feed_id for r in results] == list(range(20))
     assert [r.ok for r in results] == [i != 7 for i in range(20)]
+
+
+def test_polls_run_on_uvloop_where_it_is_installed() -> None:
+    uvloop = pytest.importorskip("uvloop")  # a dependency except on Windows
+
+    async def loop_type() -> type:
+        return type(asyncio.get_running_loop())
+
+    assert run_loop(loop_type()) is uvloop.Loop
