@@ -101,10 +101,13 @@ def poll(state: _State, poll_all: bool) -> None:
     worker = Worker(config, store)
     bar: Any = None
 
-    def on_claim(count: int) -> None:
+    def on_claim(count: int) -> None:  # batches overlap: one bar that grows with each
         nonlocal bar
-        bar = click.progressbar(length=count, label="polling", file=sys.stderr)
-        bar.__enter__()
+        if bar is None:
+            bar = click.progressbar(length=count, label="polling", file=sys.stderr)
+            bar.__enter__()
+        else:
+            bar.length += count
 
     def progress(result: UpdateResult) -> None:
         if result.error:

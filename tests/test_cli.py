@@ -171,3 +171,17 @@ def test_poll_groups_the_same_story_from_two_feeds(
     rows = [line.split() for line in listing.splitlines()[1:]]
     assert len(rows) == 3, listing
     assert all(row[1] == "2" and row[2] == "2" for row in rows), listing
+
+
+def test_poll_shows_one_progress_bar_over_overlapping_claims(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aggregator.update
+
+    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 1)  # two feeds: two claims
+    urls = [feed_server.url("world.rss"), feed_server.url("world.rss") + "?copy"]
+    path = write_config(tmp_path / "agg.toml", sqlite_url, urls)
+    code, output = _run("--config", str(path), "poll")
+    assert code == 0
+    assert "2 feeds: 2 ok" in output
+    assert output.count("polling") == 1
