@@ -144,12 +144,14 @@ def _group_now(grouper: Any) -> str:
 @pass_state
 def worker(state: _State) -> None:
     """Run the scheduler: poll due feeds on every tick (the Procfile's `worker`)."""
-    from aggregator.scheduler import Worker, lower_priority
+    from aggregator.scheduler import Worker, lower_priority, settle_heap
 
     config = state.config()
     lower_priority(config.settings.worker_nice)
     click.echo(f"worker: ticking every {config.settings.tick_interval}s, config {config.path}")
-    Worker(config, state.store(config)).run_forever()
+    worker = Worker(config, state.store(config))
+    settle_heap()
+    worker.run_forever()
 
 
 def _serve(config: Config) -> None:

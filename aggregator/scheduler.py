@@ -14,6 +14,7 @@ run`, `start_background`) it parses in a thread: the web process starts no proce
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -78,6 +79,19 @@ def lower_priority(increment: int) -> None:
     """
     if increment > 0 and hasattr(os, "nice"):
         os.nice(increment)
+
+
+def settle_heap() -> None:
+    """Exempt what exists now (modules, classes, the store and its engine: all of it lives
+    as long as the process) from the garbage collector's full collections.
+
+    A worker runs for months, and each full collection walks every tracked object: at
+    start-up some 67,000 of them, 0.03 s a walk, in the middle of whatever poll set it
+    off. Collected once first, so no garbage is exempted; what is created later (polls,
+    the grouping index) is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class Worker:

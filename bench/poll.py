@@ -65,6 +65,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from aggregator.config import Settings
     from aggregator.grouper import Grouper
     from aggregator.models import FetchOptions, SourceConfig
+    from aggregator.scheduler import settle_heap
     from aggregator.store import Store
     from aggregator.update import Parsers, PollOptions, poll_due
 
@@ -85,6 +86,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     options = PollOptions(fetch=fetch, parse_processes=processes)
     parsers = Parsers(processes)  # kept across rounds, as a worker keeps it
     grouper = Grouper.from_settings(store, "bench", settings)
+    settle_heap()  # as `aggregator worker` does once it is set up
     rounds = []
     for number in (1, 2):
         # Not force=True: with more feeds than update.CLAIM_BATCH, a forced poll claims

@@ -188,3 +188,24 @@ def test_worker_embedded_in_the_web_process_parses_in_a_thread(
     finally:
         scheduler.shutdown()
     assert worker.parsers.processes == 0 and worker.parsers.pool is None
+
+
+SETTLE_CHECK = """
+import gc, json
+import aggregator.scheduler
+cycle = []
+cycle.append(cycle)  # garbage from start-up: collected, not kept forever
+del cycle
+before = len(gc.get_objects())
+aggregator.scheduler.settle_heap()
+print(json.dumps([before, len(gc.get_objects()), gc.get_freeze_count()]))
+"""
+
+
+def test_a_settled_worker_leaves_its_start_up_objects_out_of_full_collections() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SETTLE_CHECK], capture_output=True, text=True, check=True
+    ).stdout
+    before, after, frozen = (int(n) for n in out.strip().strip("[]").split(","))
+    assert before > 10_000 and after < 100  # what a full collection still walks
+    assert frozen < before  # the cycle was collected first, not frozen
