@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -467,3 +468,12 @@ def test_polls_run_on_uvloop_where_it_is_installed() -> None:
         return type(asyncio.get_running_loop())
 
     assert run_loop(loop_type()) is uvloop.Loop
+
+
+def test_polls_run_on_asyncio_where_uvloop_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_loop(loop_module()).startswith("asyncio")
