@@ -162,6 +162,12 @@ delimiter, feedparser keeps it: see `_repair_ampersands` instead), encoding erro
 BARE_AMPERSAND_WARNING = 'not well-formed XML, repaired: bare "&" read as "&amp;"'
 """The warning of a document the fast path reads after `_repair_ampersands`."""
 
+BARE_AMPERSAND_ERROR_CODES = frozenset(
+    {etree.ErrorTypes.ERR_ENTITYREF_SEMICOL_MISSING, etree.ErrorTypes.ERR_NAME_REQUIRED}
+)
+"""The first errors of a document that `_repair_ampersands` may make well-formed: "&"
+before a name with no ";" (`?a=1&b=2`), "&" before no name (`Q & A`)."""
+
 WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning` (same as `parse`)."""
 
@@ -245,7 +251,8 @@ def _parse(
     except ValueError as exc:
         raise _Doubt("not well-formed") from exc
     except etree.XMLSyntaxError as exc:
-        repaired = _repair_ampersands(data)
+        bare = exc.code in BARE_AMPERSAND_ERROR_CODES  # else no repair is worth trying
+        repaired = _repair_ampersands(data) if bare else None
         if repaired is None:
             root, strict = _recover(data), False
             warning = f"not well-formed XML, recovered: {exc.msg}"[:WARNING_MAX_CHARS]

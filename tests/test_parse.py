@@ -499,11 +499,13 @@ def test_fast_path_repairs_bare_ampersands_as_feedparser_reads_them() -> None:
     assert first.link == "https://news.example.org/a?id=1&page=2"
 
 
-def test_bare_ampersand_in_text_is_kept_as_written() -> None:
-    data = _rss(channel_extra="<item><title>AT&T buys Q&A site</title><guid>t</guid></item>")
+@pytest.mark.parametrize("title", ["AT&T buys Q&A site", "Rock & roll & more"])
+def test_bare_ampersand_in_text_is_kept_as_written(title: str) -> None:
+    data = _rss(channel_extra=f"<item><title>{title}</title><guid>t</guid></item>")
     fast = parse_fast(data, url=FEED_URL, fetched_at=FETCHED)
     assert fast is not None, refusal(data)
-    assert fast.entries[0].title == "AT&T buys Q&A site"
+    assert fast.warning == BARE_AMPERSAND_WARNING
+    assert fast.entries[0].title == title
 
 
 @pytest.mark.parametrize(
