@@ -284,3 +284,29 @@ def test_grouped_entries_leave_little_for_the_garbage_collector_to_walk() -> Non
     gc.collect()
     assert index.story_of(3000) is not None and index.explain(3000) is not None
     assert len(gc.get_objects()) - before < 1500  # members kept for labels: <= 200 a story
+
+
+def test_one_shared_word_earns_a_big_story_only_part_of_its_size_bonus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import math
+
+    import aggregator.group
+
+    story = [f"Storm Ana floods the coast near town {n}" for n in range(20)]
+
+    def scores() -> tuple[float, float]:
+        index = StoryIndex(threshold=10.0)  # nothing joins: each score is the best found
+        for n, title in enumerate(story, 1):
+            index.add(item(n, title, source=f"feed{n}", minutes=n), story_id=1)
+        one = index.add(item(100, "The coast", minutes=30)).score
+        two = index.add(item(101, "Storm Ana: what we know", minutes=30)).score
+        return one, two
+
+    one_half, two_words = scores()
+    monkeypatch.setattr(aggregator.group, "ONE_WORD_BONUS_SHARE", 1.0)
+    one_full, two_full = scores()
+    size_bonus = aggregator.group.SIZE_BONUS * math.log(20)
+    assert one_full > 0
+    assert one_half == pytest.approx(one_full * (1 + size_bonus / 2) / (1 + size_bonus))
+    assert two_words == two_full > 0
