@@ -224,6 +224,13 @@ def test_embeddings_replace_the_min_cosine_floor_unless_one_is_given() -> None:
     assert StoryIndex(embedder=lambda title: (1.0,), min_cosine=0.05).min_cosine == 0.05
 
 
+def test_embeddings_keep_the_whole_size_bonus_for_one_shared_word() -> None:
+    from aggregator.group import EMBED_ONE_WORD_BONUS_SHARE, ONE_WORD_BONUS_SHARE
+
+    assert StoryIndex().one_word_share == ONE_WORD_BONUS_SHARE < 1.0
+    assert StoryIndex(embedder=lambda title: (1.0,)).one_word_share == EMBED_ONE_WORD_BONUS_SHARE
+
+
 def test_default_grouping_never_imports_torch() -> None:
     import subprocess
     import sys
