@@ -74,6 +74,31 @@ def test_claims_are_exclusive_until_the_lease_expires(store: Store) -> None:
     assert len(after_expiry) == 2
 
 
+def test_a_claim_reads_no_entries_so_its_cost_does_not_grow_with_the_archive(
+    store: Store,
+) -> None:
+    from sqlalchemy import event
+
+    store.sync_sources(_sources("https://a.example/1", "https://a.example/2"), NOW)
+    (feed, _) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    items = [_entry(f"k{n}") for n in range(20)]
+    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.lower())
+
+    engine = store._engine  # the claim runs inside the write transaction: watch it
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        claimed = store.claim_due_feeds("w", NOW + LEASE * 2, LEASE, 10, force=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(claimed) == 2 and statements
+    assert not [s for s in statements if "entries" in s]
+    assert {f.url: f.entry_count for f in store.get_feeds()}["https://a.example/1"] == 20
+
+
 def test_stale_worker_write_is_fenced(store: Store) -> None:
     store.sync_sources(_sources("https://a.example/1"), NOW)
     (feed,) = store.claim_due_feeds("w1", NOW, LEASE, 10)

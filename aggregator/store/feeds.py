@@ -18,6 +18,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -129,7 +130,9 @@ def claim_due(
         .values(lease_owner=owner, lease_until=now + lease)
         .returning(feeds.c.id)
     ).scalars()
-    return get_feeds(conn, sorted(claimed))
+    # Without entry counts (left at 0): the poll does not use them, and counting each
+    # feed's entries inside the write transaction would grow with the archive.
+    return get_feeds(conn, sorted(claimed), counts=False)
 
 
 def release(conn: Connection, feed_id: int, owner: str) -> None:
@@ -183,7 +186,9 @@ def flag_duplicate_subscription(conn: Connection, feed_id: int, new_url: str) ->
         conn.execute(update(feeds).where(feeds.c.id == feed_id).values(last_error=warning))
 
 
-def _feed_query() -> Any:
+def _feed_query(counts: bool = True) -> Any:
+    if not counts:
+        return select(feeds, literal(0).label("entry_count"))
     entry_count = (
         select(func.count())
         .select_from(entries)
@@ -243,10 +248,14 @@ def _to_state(row: Row[Any], tags: tuple[str, ...], per_day: float) -> FeedState
 
 
 def get_feeds(
-    conn: Connection, feed_ids: Sequence[int] | None = None, now: datetime | None = None
+    conn: Connection,
+    feed_ids: Sequence[int] | None = None,
+    now: datetime | None = None,
+    counts: bool = True,
 ) -> list[FeedState]:
-    """Feeds with their state, tags and entry counts (all of them when `feed_ids` is None)."""
-    query = _feed_query().order_by(feeds.c.id)
+    """Feeds with their state, tags and entry counts (all of them when `feed_ids` is None;
+    `counts=False` leaves the counts at 0 and reads no entry)."""
+    query = _feed_query(counts).order_by(feeds.c.id)
     if feed_ids is not None:
         query = query.where(feeds.c.id.in_(feed_ids))
     rows = conn.execute(query).all()
