@@ -1057,12 +1057,9 @@ def _inline_markup(element: etree._Element) -> str:
             name = tag.lower()
             if _has_handler(name):
                 raise _Doubt(f"element feedparser reads in inline markup: {name}")
-            attrs: dict[str, str] = {}
-            for key, value in child.items():
-                if str(key).startswith("{"):
-                    raise _Doubt("namespaced attribute in inline markup")
-                lowered = str(key).lower()
-                attrs[lowered] = value.lower() if lowered in ("rel", "type") else str(value)
+            if any(str(key).startswith("{") for key in child.keys()):
+                raise _Doubt("namespaced attribute in inline markup")
+            attrs = _attrs(child)  # names lower-cased, rel and type values too
             dropped = not switched and name == "div"
             if not dropped:
                 switched = True
