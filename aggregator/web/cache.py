@@ -139,9 +139,7 @@ class ResponseCache:
     def release(self, key: Hashable) -> None:
         """End a claim on rendering `key` (whether or not it rendered)."""
         with self._lock:
-            event = self._rendering.pop(key, None)
-        if event is not None:
-            event.set()
+            self._release_locked(key)
 
     def get_or_render(
         self, key: Hashable, version: Any, render: Callable[[], Rendered], claimed: bool = False
