@@ -728,12 +728,7 @@ class StoryIndex:
         for term, text in surface.items():
             story.surface.setdefault(term, text)
         if self._vector is not None:
-            if story.embedding is None:
-                story.embedding = [float(x) for x in self._vector]
-            else:
-                story.embedding = [
-                    a + b for a, b in zip(story.embedding, self._vector, strict=True)
-                ]
+            story.embedding = _summed(story.embedding, self._vector)
         if len(centroid) > MAX_CENTROID_TERMS:
             self._prune(story)
             story.norm_at = -1.0
@@ -786,11 +781,7 @@ class StoryIndex:
         for term, text in younger.surface.items():
             older.surface.setdefault(term, text)
         if younger.embedding is not None:
-            if older.embedding is None:
-                older.embedding = younger.embedding
-            else:
-                pairs = zip(older.embedding, younger.embedding, strict=True)
-                older.embedding = [a + b for a, b in pairs]
+            older.embedding = _summed(older.embedding, younger.embedding)
         members = sorted(older.members + younger.members, key=lambda m: m.published_at)
         older.members = members[-MAX_MEMBERS_KEPT:]
         older.size += younger.size
@@ -885,6 +876,13 @@ class StoryIndex:
             if len(chosen) == KEY_TERMS:
                 break
         return tuple(story.surface[t] for t in chosen)
+
+
+def _summed(total: list[float] | None, vector: Sequence[float]) -> list[float]:
+    """A story's embedding sum with `vector` added (started from it when empty)."""
+    if total is None:
+        return [float(x) for x in vector]
+    return [a + b for a, b in zip(total, vector, strict=True)]
 
 
 def _cosine(vector: Sequence[float], total: Sequence[float]) -> float:
