@@ -170,12 +170,32 @@ class Grouper:
                 )
             )
             touched.add(decided.story_id)
+        # Entries the second look moved to another story (decided in this batch or
+        # an earlier one): saved as new assignments, after the batch's own; the
+        # stories they left are relabelled and recounted.
+        moves = index.drain_moves()
+        for move in moves:
+            moved = move.assignment
+            assignments.append(
+                StoryAssignment(
+                    entry_id=moved.entry_id,
+                    story_id=moved.story_id,
+                    score=moved.score,
+                    shared_terms=tuple(moved.shared_terms),
+                    duplicate_of=None,
+                )
+            )
+            touched |= {moved.story_id, move.left}
+        # An entry moved in the batch that added it: only its last assignment counts.
+        assignments = list({a.entry_id: a for a in assignments}.values())
         # Merges made while grouping this batch (an older story absorbed a younger
         # one); the store re-points the absorbed stories' entries, in order.
         merges = index.drain_merges()
         live = {index.resolve(story_id) for story_id in touched}
         live |= {survivor for survivor, _ in merges}
         live = {index.resolve(story_id) for story_id in live}
+        if moves:  # a move drained late (no batch followed it) can name an expired story
+            live &= set(index.active_story_ids)
         labels = [self._label(index, story_id) for story_id in sorted(live)]
         fence = ("grouper", self.name, datetime.now(UTC) + LEASE)
         return self.store.save_assignments(assignments, labels, fence=fence, merges=merges)

@@ -154,7 +154,7 @@ def test_quality_floor_on_labelled_headlines() -> None:
         rows = list(csv.DictReader(f, delimiter="\t"))
     # Fixed slice: the first 1,200 rows, in the seed-0 replay order, of the held-out
     # half of the stories (bench/grouping.py's split: sorted story ids, seed 1).
-    # On that half the default method scores ~0.92; on the whole file ~0.81.
+    # On that half the default method scores ~0.95; on the whole file ~0.85.
     random.Random(0).shuffle(rows)
     stories = sorted({r["story"] for r in rows})
     random.Random(1).shuffle(stories)
@@ -162,12 +162,14 @@ def test_quality_floor_on_labelled_headlines() -> None:
     rows = [r for r in rows if r["story"] in held_out][:1200]
     index = StoryIndex()
     step = timedelta(hours=48) / len(rows)
-    pred = []
     for i, row in enumerate(rows):
         entry = GroupItem(
             int(row["id"]), row["title"], "", row["url"], row["publisher"], T0 + i * step, "en"
         )
-        pred.append(index.add(entry).story_id)
+        index.add(entry)
+    index.look_again(T0 + timedelta(hours=72))  # every entry has had its second look
+    # Scored as the store keeps them: merges and moves re-point entries.
+    pred = [index.story_of(int(row["id"])) or 0 for row in rows]
     assert bcubed_f1([r["story"] for r in rows], pred) >= 0.85
 
 
@@ -317,3 +319,57 @@ def test_one_shared_word_earns_a_big_story_only_part_of_its_size_bonus(
     assert one_full > 0
     assert one_half == pytest.approx(one_full * (1 + size_bonus / 2) / (1 + size_bonus))
     assert two_words == two_full > 0
+
+
+IOS = [
+    "Apple releases iOS 7.1 update for iPhone",
+    "Apple shares fall on weak China sales",  # joins on "apple" while the story is one entry
+    "iOS 7.1 update fixes iPhone bugs",
+    "iOS 7.1 brings CarPlay to iPhone and iPad",
+    "iOS 7.1 update: what's new for iPhone",
+    "Download iOS 7.1 now: iPhone update is out",
+    "iOS 7.1 update speeds up older iPhones",
+]
+
+
+def test_second_look_takes_an_early_wrong_join_out_of_the_story() -> None:
+    index = StoryIndex()
+    got = [index.add(item(i, t, f"s{i}", 10 * i)) for i, t in enumerate(IOS, 1)]
+    assert {a.story_id for a in got} == {1}  # on arrival the shares headline joined
+    assert got[1].shared_terms == ("apple",)
+    index.look_again(T0 + timedelta(hours=23))
+    assert index.drain_moves() == [] and index.story_of(2) == 1  # not due yet
+
+    index.look_again(T0 + timedelta(hours=25))
+    # A day later the story is about iOS 7.1; without the shares headline, its score
+    # against the story is below the threshold and no other story takes it: it leaves
+    # to a story of its own, named by its entry id. The true members stay.
+    (move,) = index.drain_moves()
+    assert move.left == 1 and move.assignment.story_id == 2 and move.assignment.new_story
+    assert index.story_of(2) == 2 and index.members(2) == (2,)
+    assert index.members(1) == (1, 3, 4, 5, 6, 7)
+    assert index.explain(2) == move.assignment
+    assert index.label(1).headline != IOS[1] and index.label(2).headline == IOS[1]
+    assert "apple" not in " ".join(index.label(1).terms).lower()
+    # Each entry is looked at once; later entries still join the right stories.
+    index.look_again(T0 + timedelta(hours=48))
+    assert index.drain_moves() == []
+    later = index.add(item(8, "iOS 7.1 update for iPhone brings CarPlay", "s8", 26 * 60))
+    assert later.story_id == 1
+
+
+def test_second_look_is_off_when_disabled_and_leaves_founders_and_duplicates() -> None:
+    plain = StoryIndex(second_look=None)
+    for i, t in enumerate(IOS, 1):
+        plain.add(item(i, t, f"s{i}", 10 * i))
+    plain.expire(T0 + timedelta(hours=30))
+    assert plain.drain_moves() == [] and plain.story_of(2) == 1
+
+    # The same shares headline as a link duplicate of the founder is never moved.
+    index = StoryIndex()
+    index.add(item(1, IOS[0], "s1", 0, link="https://example.com/a"))
+    index.add(item(2, IOS[1], "s2", 10, link="https://example.com/a"))
+    for i, t in enumerate(IOS[2:], 3):
+        index.add(item(i, t, f"s{i}", 10 * i))
+    index.expire(T0 + timedelta(hours=30))  # expire gives due entries their look too
+    assert index.drain_moves() == [] and index.story_of(2) == 1

@@ -179,3 +179,68 @@ def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
     assert FLOODS <= set(primed)
     floods = [s for s in store.get_stories() if s.headline in FLOODS]
     assert len(floods) == 1 and floods[0].source_count == 3
+
+
+IOS_TITLES = (
+    "Apple releases iOS 7.1 update for iPhone",
+    "Apple shares fall on weak China sales",  # joins on "apple" while the story is small
+    "iOS 7.1 update fixes iPhone bugs",
+    "iOS 7.1 brings CarPlay to iPhone and iPad",
+    "iOS 7.1 update: what's new for iPhone",
+    "Download iOS 7.1 now: iPhone update is out",
+    "iOS 7.1 update speeds up older iPhones",
+    "Storm Ana floods the coast",  # arrives a day later
+)
+
+
+def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> None:
+    from dataclasses import replace
+
+    from aggregator.models import EntryData, SourceConfig
+    from aggregator.store import FeedUpdate
+
+    now = datetime.now(UTC)
+    day_ago = now - timedelta(hours=30)
+    urls = [f"https://outlet{i}.example/feed" for i in range(len(IOS_TITLES))]
+    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
+    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
+
+    def save(i: int, at: datetime) -> int:
+        data = EntryData(
+            key=f"k{i}",
+            title=IOS_TITLES[i],
+            link=f"https://outlet{i}.example/{i}",
+            published_at=at,
+            updated_at=None,
+            summary="",
+            content_html="",
+            tags=(),
+            enclosures=(),
+            content_hash=f"h{i}",
+        )
+        update = FeedUpdate(last_fetch_at=at)
+        return store.save_update(feeds[i].id, "w", update, [replace(data)], now=at).new_ids[0]
+
+    ids = [save(i, day_ago) for i in range(7)]
+    grouper = Grouper(store, "looker")
+    assert grouper.run() == 7
+    first, shares = ids[0], ids[1]
+    assert [e.id for e in store.get_story_entries(first)] == ids  # one story on arrival
+
+    # A day later the worker looks again: the shares headline leaves the iOS story
+    # for a story of its own, saved with the next batch (the storm headline).
+    storm = save(7, now)
+    assert grouper.run() == 1
+    assert [e.id for e in store.get_story_entries(first)] == [first, *ids[2:]]
+    moved = store.get_story(shares)
+    assert moved is not None and moved.entry_count == 1 and moved.headline == IOS_TITLES[1]
+    story = store.get_story(first)
+    assert story is not None and story.entry_count == 6 and story.headline != IOS_TITLES[1]
+    assert store.get_story(storm) is not None
+
+    # Another worker warm-starts from the store and sees the stories as they are now.
+    other = Grouper(store, "other-worker")
+    assert other.run(now + timedelta(minutes=10)) == 0
+    assert other._index is not None
+    assert other._index.members(first) == (first, *ids[2:])
+    assert other._index.members(shares) == (shares,)
