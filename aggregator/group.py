@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -114,6 +115,7 @@ MAX_POSTING = 400
 
 # Stems of this many distinct words are remembered (words repeat across entries).
 STEM_CACHE_SIZE = 65_536
+FOLD_CACHE_SIZE = 65_536  # folded words (accents stripped), as for stems
 
 # Centroids keep at most MAX_CENTROID_TERMS features (the lightest are pruned
 # down to PRUNE_TO), bounding memory and scoring cost for very large stories.
@@ -341,9 +343,19 @@ def _tokens(text: str) -> list[str]:
     folded = text.replace("’", "'")
     if folded.isascii():  # nothing to decompose or strip (most English text)
         return _TOKEN.findall(folded.casefold())
-    folded = unicodedata.normalize("NFKD", folded).casefold()
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _TOKEN.findall(folded)
+    # word by word, each folded once (cached): NFKD never reorders or joins across
+    # a space, so this equals folding the whole text, without a per-character
+    # Python loop over every text that holds one accent or dash
+    return _TOKEN.findall(" ".join(map(_fold_word, folded.split(" "))))
+
+
+@functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
+def _fold_word(word: str) -> str:
+    """`word` casefolded and compatibility-decomposed, without combining marks."""
+    if word.isascii():
+        return word.casefold()
+    folded = unicodedata.normalize("NFKD", word).casefold()
+    return "".join(ch for ch in folded if not unicodedata.combining(ch))
 
 
 @functools.lru_cache(maxsize=STEM_CACHE_SIZE)
@@ -373,29 +385,48 @@ def _text_features(
     (of its first ``max_tokens`` tokens when given)."""
     raw = _tokens(text)[:max_tokens]
     words: list[str] = []
+    keys: list[str] = []
     for token in raw:
-        stem = _stem(token)
-        if stem in _STOPWORDS or len(stem) < 2:
+        word = _word(token)
+        if word is None:
             continue
+        stem, key, shown = word
         words.append(stem)
-        surface.setdefault("w:" + stem, token.replace("'", ""))
-    for word in words:
-        out["w:" + word] = out.get("w:" + word, 0.0) + weight
+        keys.append(key)
+        surface.setdefault(key, shown)
+    get = out.get
+    for key in keys:
+        out[key] = get(key, 0.0) + weight
     for first, second in zip(words, words[1:], strict=False):
         key = f"b:{first} {second}"
-        out[key] = out.get(key, 0.0) + weight
+        out[key] = get(key, 0.0) + weight
         surface.setdefault(key, f"{surface['w:' + first]} {surface['w:' + second]}")
     for first, second in zip(raw, raw[1:], strict=False):
         short = min(len(first), len(second)) <= 3
         if short and first not in _STOPWORDS and second not in _STOPWORDS:
             joined = "w:" + _stem(first + second)  # "mt gox" also as "mtgox"
-            out[joined] = out.get(joined, 0.0) + weight
+            out[joined] = get(joined, 0.0) + weight
     if CHAR_WEIGHT > 0 and char_grams:
-        for word in words:
-            padded = f"<{word}>"
-            for i in range(len(padded) - CHAR_NGRAM + 1):
-                gram = "c:" + padded[i : i + CHAR_NGRAM]
-                out[gram] = out.get(gram, 0.0) + weight
+        for stem in words:
+            for gram in _char_grams(stem):
+                out[gram] = get(gram, 0.0) + weight
+
+
+@functools.lru_cache(maxsize=STEM_CACHE_SIZE)
+def _word(token: str) -> tuple[str, str, str] | None:
+    """A token's stem, word feature and display form; None for a stopword or a
+    one-letter stem (cached: words repeat across entries)."""
+    stem = _stem(token)
+    if stem in _STOPWORDS or len(stem) < 2:
+        return None
+    return stem, "w:" + stem, token.replace("'", "")
+
+
+@functools.lru_cache(maxsize=STEM_CACHE_SIZE)
+def _char_grams(stem: str) -> tuple[str, ...]:
+    """The character-gram features of a word, in order (repeats kept)."""
+    padded = f"<{stem}>"
+    return tuple("c:" + padded[i : i + CHAR_NGRAM] for i in range(len(padded) - CHAR_NGRAM + 1))
 
 
 def _unit_tf(counts: dict[str, float]) -> dict[str, float]:
@@ -506,7 +537,7 @@ class StoryIndex:
         counts, surface = self._features(item)
         self._learn_df(counts)
         tf = _unit_tf(counts)
-        idf = {term: self._idf(term) for term in tf}  # fixed for the rest of this add
+        idf = self._idfs(tf)  # fixed for the rest of this add
         link = canonical_link(item.link)
         tkey = title_key(item.title)
         duplicate = self._duplicate(item, link, tkey)
@@ -514,7 +545,7 @@ class StoryIndex:
         self._vector = self.embedder(item.title) if self.embedder is not None else None
         if story_id is not None:
             story_id = self._aliases.get(story_id, story_id)
-            assignment = self._replay(item, story_id, tf, duplicate)
+            assignment = self._replay(item, story_id, tf, idf, duplicate)
         elif duplicate is not None:
             assignment = Assignment(item.entry_id, duplicate[0], 1.0, (), False, duplicate[1])
         else:
@@ -691,6 +722,15 @@ class StoryIndex:
     def _idf(self, term: str) -> float:
         return math.log((self._docs + IDF_PRIOR_DOCS) / (self._df.get(term, 0.0) + 0.5))
 
+    def _idfs(self, terms: Iterable[str]) -> dict[str, float]:
+        """`_idf` of each term, as one loop: the hot paths (every add, every norm
+        refresh) call it for hundreds of terms, and a call per term cost more than
+        the arithmetic."""
+        docs = self._docs + IDF_PRIOR_DOCS
+        df = self._df.get
+        log = math.log
+        return {term: log(docs / (df(term, 0.0) + 0.5)) for term in terms}
+
     def _duplicate(self, item: GroupItem, link: str | None, tkey: str) -> tuple[int, int] | None:
         if link is not None and link in self._links:
             return self._links[link]
@@ -702,20 +742,21 @@ class StoryIndex:
         return None
 
     def _replay(
-        self, item: GroupItem, story_id: int, tf: dict[str, float], dup: tuple[int, int] | None
+        self,
+        item: GroupItem,
+        story_id: int,
+        tf: dict[str, float],
+        idf: dict[str, float],
+        dup: tuple[int, int] | None,
     ) -> Assignment:
         story = self._stories.get(story_id)
-        shared = self._shared_terms(story, tf) if story is not None else ()
+        shared = self._shared_terms(story, tf, idf) if story is not None else ()
         duplicate_of = dup[1] if dup is not None and dup[0] == story_id else None
         new = story is None and story_id == item.entry_id
         return Assignment(item.entry_id, story_id, 1.0, shared, new, duplicate_of)
 
     def _decide(self, item: GroupItem, tf: dict[str, float], idf: dict[str, float]) -> Assignment:
-        weights = {t: v * idf[t] for t, v in tf.items()}
-        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
-        doc = {t: w / norm for t, w in weights.items()}
-        # The centroid side of the dot product is weighted by IDF as well.
-        query = {t: w * idf[t] for t, w in doc.items()}
+        doc, query = _query(tf, idf)
         best: _Story | None = None
         best_score = 0.0
         scored = self._last_scored
@@ -733,7 +774,7 @@ class StoryIndex:
                 best, best_score = story, score
         if best is None or best_score < self.threshold:
             return Assignment(item.entry_id, item.entry_id, best_score, (), True, None)
-        shared = self._shared_terms(best, tf)
+        shared = self._shared_terms(best, tf, idf)
         return Assignment(item.entry_id, best.story_id, best_score, shared, False, None)
 
     def _candidates(self, item: GroupItem, doc: dict[str, float]) -> list[_Story]:
@@ -804,19 +845,25 @@ class StoryIndex:
         # and by NORM_REFRESH_DOCS entries.
         grown = self._docs > story.norm_at * 1.05 + NORM_REFRESH_DOCS
         if story.norm_at < 0 or grown or self._docs < story.norm_at:
+            idf = self._idfs(story.centroid)
             total = 0.0
             for term, mass in story.centroid.items():
-                weight = mass * self._idf(term)
+                weight = mass * idf[term]
                 total += weight * weight
             story.norm2 = total
             story.norm_at = self._docs
         return math.sqrt(story.norm2) or 1.0
 
-    def _shared_terms(self, story: _Story, tf: dict[str, float]) -> tuple[str, ...]:
+    def _shared_terms(
+        self, story: _Story, tf: dict[str, float], idf: dict[str, float]
+    ) -> tuple[str, ...]:
+        """The entry's word and bigram terms that `story` holds, by contribution
+        (`idf` covers the entry's terms)."""
+        centroid, surface = story.centroid, story.surface
         scored = []
         for term, value in tf.items():
-            if term[0] != "c" and term in story.centroid and term in story.surface:
-                scored.append((value * story.centroid[term] * self._idf(term) ** 2, term))
+            if term[0] != "c" and term in centroid and term in surface:
+                scored.append((value * centroid[term] * idf[term] ** 2, term))
         scored.sort(reverse=True)
         return tuple(story.surface[t] for _, t in scored[:MAX_SHARED_TERMS])
 
@@ -847,6 +894,7 @@ class StoryIndex:
         story.last_updated = max(story.last_updated, item.published_at)
         heapq.heappush(self._heap, (story.last_updated, story.story_id))
         centroid = story.centroid
+        norm2 = story.norm2
         for term, value in tf.items():
             old = centroid.get(term)
             if old is None:
@@ -854,14 +902,14 @@ class StoryIndex:
                 if term[0] != "c":
                     self._postings.setdefault(term, set()).add(story.story_id)
             centroid[term] = old + value
-            story.norm2 += (2.0 * old * value + value * value) * idf[term] ** 2
+            norm2 += (2.0 * old * value + value * value) * idf[term] ** 2
+        story.norm2 = norm2
         for term, text in surface.items():
             story.surface.setdefault(term, text)
         if self._vector is not None:
             story.embedding = _summed(story.embedding, self._vector)
         if len(centroid) > MAX_CENTROID_TERMS:
-            self._prune(story)
-            story.norm_at = -1.0
+            self._prune(story, keep_norm=story.norm_at >= 0)
         elif story.norm_at < 0:
             story.norm_at = self._docs
         if link is not None and link not in self._links:
@@ -899,11 +947,8 @@ class StoryIndex:
         story = self._stories.get(found[1])
         if story is None or story.size < 2:
             return  # alone: nothing to compare with (merging joins lone entries)
-        idf = {term: self._idf(term) for term in tf}
-        weights = {t: v * idf[t] for t, v in tf.items()}
-        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
-        doc = {t: w / norm for t, w in weights.items()}
-        query = {t: w * idf[t] for t, w in doc.items()}
+        idf = self._idfs(tf)
+        doc, query = _query(tf, idf)
         own = self._score_without(story, query, tf, idf)
         best: _Story | None = None
         best_score = 0.0
@@ -929,7 +974,7 @@ class StoryIndex:
         tkey = title_key(item.title)
         self._join(target, item, tf, idf, surface, link, tkey)
         new_story = target.size == 1
-        shared = () if new_story else self._shared_terms(target, tf)
+        shared = () if new_story else self._shared_terms(target, tf, idf)
         score = best_score if not new_story else own
         moved = Assignment(entry_id, target.story_id, score, shared, new_story, None)
         self._remember(moved)
@@ -1020,15 +1065,27 @@ class StoryIndex:
             self._prune(older)
         older.norm_at = -1.0
 
-    def _prune(self, story: _Story) -> None:
-        keep = heapq.nlargest(PRUNE_TO, story.centroid.items(), key=lambda kv: kv[1])
-        kept = dict(keep)
-        for term in story.centroid:
-            if term not in kept:
-                story.surface.pop(term, None)
-                if term[0] != "c":
-                    self._unpost(term, story.story_id)
+    def _prune(self, story: _Story, keep_norm: bool = False) -> None:
+        """Keep the `PRUNE_TO` heaviest centroid terms. With `keep_norm`, the pruned
+        terms' share (current IDF) is taken off the tracked norm, which the periodic
+        refresh in `_centroid_norm` then corrects like any other drift; otherwise the
+        norm is recomputed at the next score. (A recompute after every prune cost a
+        third of the grouping time of a story with hundreds of members.)"""
+        # what heapq.nlargest gives (ties in insertion order), a C sort being cheaper
+        # than its Python key calls for a few hundred terms
+        ranked = sorted(story.centroid.items(), key=itemgetter(1), reverse=True)
+        kept = dict(ranked[:PRUNE_TO])
+        pruned = ranked[PRUNE_TO:]
+        for term, _mass in pruned:
+            story.surface.pop(term, None)
+            if term[0] != "c":
+                self._unpost(term, story.story_id)
         story.centroid = kept
+        if keep_norm:
+            idf = self._idfs(term for term, _mass in pruned)
+            story.norm2 -= sum((mass * idf[term]) ** 2 for term, mass in pruned)
+        if not keep_norm or story.norm2 <= 0.0:
+            story.norm_at = -1.0
 
     def _unpost(self, term: str, story_id: int) -> None:
         posting = self._postings.get(term)
@@ -1084,6 +1141,17 @@ class StoryIndex:
             if len(chosen) == KEY_TERMS:
                 break
         return tuple(story.surface[t] for t in chosen)
+
+
+def _query(
+    tf: dict[str, float], idf: dict[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """An entry's unit tf-idf vector, and that vector weighted by IDF once more: the
+    centroid side of the dot product is weighted by IDF as well."""
+    weights = {t: v * idf[t] for t, v in tf.items()}
+    norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+    doc = {t: w / norm for t, w in weights.items()}
+    return doc, {t: w * idf[t] for t, w in doc.items()}
 
 
 def _summed(total: list[float] | None, vector: Sequence[float]) -> list[float]:

@@ -373,3 +373,58 @@ def test_second_look_is_off_when_disabled_and_leaves_founders_and_duplicates() -
         index.add(item(i, t, f"s{i}", 10 * i))
     index.expire(T0 + timedelta(hours=30))  # expire gives due entries their look too
     assert index.drain_moves() == [] and index.story_of(2) == 1
+
+
+def _fold_whole_text(text: str) -> list[str]:
+    """The tokenizer's folding done on the whole text at once (the reference)."""
+    import unicodedata
+
+    from aggregator.group import _TOKEN
+
+    folded = unicodedata.normalize("NFKD", text.replace("’", "'")).casefold()
+    return _TOKEN.findall("".join(ch for ch in folded if not unicodedata.combining(ch)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Café owner’s crème brûlée wins — again",
+        "Naïve ﬁnance: Ⅻ ① ½ ＦＵＬＬ width",
+        "a \u0301b e\u0301 \u0301 double  space\u00a0nbsp",
+        "Straße İstanbul ΣΊΣΥΦΟΣ Ångström",
+        "",
+    ],
+)
+def test_tokens_fold_accents_word_by_word_as_the_whole_text_would(text: str) -> None:
+    from aggregator.group import _tokens
+
+    assert _tokens(text) == _fold_whole_text(text)
+
+
+def test_pruning_a_big_storys_centroid_keeps_its_norm_exact() -> None:
+    # Hundreds of distinct words push the centroid over MAX_CENTROID_TERMS again and
+    # again; each prune takes the pruned terms off the tracked norm instead of
+    # leaving it to a full recompute.
+    from aggregator.group import MAX_CENTROID_TERMS, PRUNE_TO
+
+    rng = random.Random(3)
+    vocabulary = [f"word{n}" for n in range(3000)]
+    index = StoryIndex(threshold=0.0, min_cosine=0.0)
+    for n in range(400):
+        words = " ".join(rng.sample(vocabulary, 8))
+        index.add(item(n, f"Storm hits coast {words}", source=f"s{n % 7}", minutes=n))
+    (story,) = index._stories.values()
+    assert story.size == 400
+    assert PRUNE_TO <= len(story.centroid) <= MAX_CENTROID_TERMS
+
+    def exact() -> float:
+        idf = index._idfs(story.centroid)
+        return sum((mass * idf[term]) ** 2 for term, mass in story.centroid.items())
+
+    story.norm2 = exact()
+    for n in range(400, 420):  # grow it past the bound without a norm refresh
+        story.centroid[f"c:x{n}"] = 1e-6
+    index._prune(story, keep_norm=True)
+    assert len(story.centroid) == PRUNE_TO
+    assert story.norm_at >= 0  # still tracked, not left to a recompute
+    assert story.norm2 == pytest.approx(exact(), rel=1e-6)
