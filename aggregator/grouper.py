@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aggregator.config import Settings
-from aggregator.group import DEFAULT_THRESHOLD, DEFAULT_WINDOW, GroupItem, StoryIndex
+from aggregator.group import (
+    DEFAULT_THRESHOLD,
+    DEFAULT_WINDOW,
+    Assignment,
+    GroupItem,
+    StoryIndex,
+)
 from aggregator.models import Entry, StoryAssignment, StoryLabel
 from aggregator.store import Store
 
@@ -41,6 +47,17 @@ def item_of(entry: Entry) -> GroupItem:
         source=str(entry.feed_id),
         published_at=entry.first_seen_at,
         language=entry.language,
+    )
+
+
+def _stored(decided: Assignment) -> StoryAssignment:
+    """An index decision (or a second look's move) as the store records it."""
+    return StoryAssignment(
+        entry_id=decided.entry_id,
+        story_id=decided.story_id,
+        score=decided.score,
+        shared_terms=tuple(decided.shared_terms),
+        duplicate_of=decided.duplicate_of,
     )
 
 
@@ -160,32 +177,15 @@ class Grouper:
         self._prime(batch)
         for entry in batch:
             decided = index.add(item_of(entry))
-            assignments.append(
-                StoryAssignment(
-                    entry_id=entry.id,
-                    story_id=decided.story_id,
-                    score=decided.score,
-                    shared_terms=tuple(decided.shared_terms),
-                    duplicate_of=decided.duplicate_of,
-                )
-            )
+            assignments.append(_stored(decided))
             touched.add(decided.story_id)
         # Entries the second look moved to another story (decided in this batch or
         # an earlier one): saved as new assignments, after the batch's own; the
         # stories they left are relabelled and recounted.
         moves = index.drain_moves()
         for move in moves:
-            moved = move.assignment
-            assignments.append(
-                StoryAssignment(
-                    entry_id=moved.entry_id,
-                    story_id=moved.story_id,
-                    score=moved.score,
-                    shared_terms=tuple(moved.shared_terms),
-                    duplicate_of=None,
-                )
-            )
-            touched |= {moved.story_id, move.left}
+            assignments.append(_stored(move.assignment))  # a move is never a duplicate
+            touched |= {move.assignment.story_id, move.left}
         # An entry moved in the batch that added it: only its last assignment counts.
         assignments = list({a.entry_id: a for a in assignments}.values())
         # Merges made while grouping this batch (an older story absorbed a younger

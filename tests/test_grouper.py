@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from aggregator.cli import cli
 from aggregator.config import load_config
 from aggregator.grouper import Grouper
+from aggregator.models import EntryData
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from tests.conftest import write_config
@@ -92,7 +93,7 @@ MERGE_TITLES = (
 def _store_entries(store: Store, titles: tuple[str, ...]) -> list[int]:
     from dataclasses import replace
 
-    from aggregator.models import EntryData, SourceConfig
+    from aggregator.models import SourceConfig
     from aggregator.store import FeedUpdate
 
     now = datetime.now(UTC)
@@ -101,21 +102,26 @@ def _store_entries(store: Store, titles: tuple[str, ...]) -> list[int]:
     feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
     ids = []
     for i, (feed, title) in enumerate(zip(feeds, titles, strict=True)):
-        data = EntryData(
-            key=f"k{i}",
-            title=title,
-            link=f"https://outlet{i}.example/{i}",
-            published_at=now,
-            updated_at=None,
-            summary="",
-            content_html="",
-            tags=(),
-            enclosures=(),
-            content_hash=f"h{i}",
-        )
+        data = _entry_data(i, title, now)
         saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [replace(data)])
         ids.extend(saved.new_ids)
     return ids
+
+
+def _entry_data(i: int, title: str, at: datetime) -> EntryData:
+    """Outlet i's entry with this title, published at `at`."""
+    return EntryData(
+        key=f"k{i}",
+        title=title,
+        link=f"https://outlet{i}.example/{i}",
+        published_at=at,
+        updated_at=None,
+        summary="",
+        content_html="",
+        tags=(),
+        enclosures=(),
+        content_hash=f"h{i}",
+    )
 
 
 def test_a_story_merge_persists_and_survives_a_warm_start(store: Store) -> None:
@@ -196,7 +202,7 @@ IOS_TITLES = (
 def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> None:
     from dataclasses import replace
 
-    from aggregator.models import EntryData, SourceConfig
+    from aggregator.models import SourceConfig
     from aggregator.store import FeedUpdate
 
     now = datetime.now(UTC)
@@ -206,18 +212,7 @@ def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> 
     feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
 
     def save(i: int, at: datetime) -> int:
-        data = EntryData(
-            key=f"k{i}",
-            title=IOS_TITLES[i],
-            link=f"https://outlet{i}.example/{i}",
-            published_at=at,
-            updated_at=None,
-            summary="",
-            content_html="",
-            tags=(),
-            enclosures=(),
-            content_hash=f"h{i}",
-        )
+        data = _entry_data(i, IOS_TITLES[i], at)
         update = FeedUpdate(last_fetch_at=at)
         return store.save_update(feeds[i].id, "w", update, [replace(data)], now=at).new_ids[0]
 
