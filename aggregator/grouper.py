@@ -27,7 +27,7 @@ from aggregator.group import (
     GroupItem,
     StoryIndex,
 )
-from aggregator.models import Entry, StoryAssignment, StoryLabel
+from aggregator.models import EntryText, StoryAssignment, StoryLabel
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ LEASE = timedelta(minutes=5)
 WARM_START_LIMIT = 200_000  # most entries replayed into a fresh index
 
 
-def item_of(entry: Entry) -> GroupItem:
+def item_of(entry: EntryText) -> GroupItem:
     """What grouping needs to know of a stored entry."""
     return GroupItem(
         entry_id=entry.id,
@@ -113,7 +113,7 @@ class Grouper:
             embedder=self.embedder,
         )
 
-    def _prime(self, entries: Iterable[Entry]) -> None:
+    def _prime(self, entries: Iterable[EntryText]) -> None:
         prime = getattr(self.embedder, "prime", None)
         if prime is not None:
             prime([entry.title for entry in entries])
@@ -171,7 +171,7 @@ class Grouper:
         log.info("group: warm start from %d recent entries", len(recent))
         return index
 
-    def _group_batch(self, index: StoryIndex, batch: Sequence[Entry]) -> bool:
+    def _group_batch(self, index: StoryIndex, batch: Sequence[EntryText]) -> bool:
         assignments = []
         touched: set[int] = set()
         self._prime(batch)

@@ -188,6 +188,21 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class EntryText:
+    """What story grouping reads of a stored entry: its text and where it comes from,
+    without its content (grouping reads tens of thousands after a first poll)."""
+
+    id: int
+    feed_id: int
+    title: str
+    summary: str
+    link: str | None
+    first_seen_at: datetime
+    language: str | None
+    story_id: int | None = None
+
+
+@dataclass(frozen=True)
 class Story:
     """Coverage of one event by several entries, as the store keeps it.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from aggregator.models import Enclosure, EntryData, SourceConfig
+from aggregator.models import Enclosure, EntryData, EntryText, SourceConfig
 from aggregator.store import FeedUpdate, Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -251,7 +251,18 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
         a.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("a1"), _entry("a2")]
     )
     second = store.save_update(b.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("b1")])
-    assert [e.id for e in store.get_ungrouped(10)] == [*first.new_ids, *second.new_ids]
+    ungrouped = store.get_ungrouped(10)
+    assert [e.id for e in ungrouped] == [*first.new_ids, *second.new_ids]
+    # grouping reads the text and the source of each entry, not its content
+    assert ungrouped[2] == EntryText(
+        id=second.new_ids[0],
+        feed_id=b.id,
+        title="A title",
+        summary="Summary",
+        link="https://example.org/b1",
+        first_seen_at=ungrouped[2].first_seen_at,
+        language=None,
+    )
     founder, other, joiner = (*first.new_ids, *second.new_ids)
     store.save_assignments(
         [
@@ -262,6 +273,12 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
         [StoryLabel(founder, "Danube floods", founder, ("danube", "floods"), "en")],
     )
     assert store.get_ungrouped(10) == []
+    grouped = store.get_grouped_since(NOW - timedelta(days=3650), 10)  # the warm start's read
+    assert [(e.id, e.story_id) for e in grouped] == [
+        (founder, founder),
+        (other, other),
+        (joiner, founder),
+    ]
     (story,) = store.get_stories()  # the single-source story is not shown as a group
     assert (story.id, story.headline, story.terms) == (
         founder,
@@ -274,6 +291,7 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
     assert store.counts()["stories"] == 2
     store.clear_stories()
     assert store.get_stories(min_sources=1) == [] and len(store.get_ungrouped(10)) == 3
+    assert store.get_grouped_since(NOW - timedelta(days=3650), 10) == []  # all cleared
 
 
 def test_named_lock_has_one_holder_until_it_expires(store: Store) -> None:

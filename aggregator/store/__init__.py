@@ -20,6 +20,7 @@ from aggregator.exceptions import StoreError
 from aggregator.models import (
     Entry,
     EntryData,
+    EntryText,
     FeedState,
     SourceConfig,
     Story,
@@ -247,13 +248,14 @@ class Store:
                 lock_rows.take(conn, *lock)
             story_rows.clear(conn)
 
-    def get_ungrouped(self, limit: int) -> list[Entry]:
-        """Entries not yet given a story, oldest first."""
+    def get_ungrouped(self, limit: int) -> list[EntryText]:
+        """The text of entries not yet given a story, oldest first."""
         with self._read() as conn:
             return entry_rows.get_ungrouped(conn, limit)
 
-    def get_grouped_since(self, since: datetime, limit: int) -> list[Entry]:
-        """Grouped entries first seen at or after `since`, oldest first (warm start)."""
+    def get_grouped_since(self, since: datetime, limit: int) -> list[EntryText]:
+        """The text of grouped entries first seen at or after `since`, oldest first
+        (warm start)."""
         with self._read() as conn:
             return entry_rows.get_grouped_since(conn, since, limit)
 

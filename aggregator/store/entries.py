@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
-from aggregator.models import Enclosure, Entry, EntryData
+from aggregator.models import Enclosure, Entry, EntryData, EntryText
 from aggregator.store.schema import entries, entry_tags, feed_tags, feeds
 
 
@@ -284,24 +284,36 @@ def _also_in(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]
     return {key: tuple(dict.fromkeys(titles)) for key, titles in found.items()}
 
 
-def get_ungrouped(conn: Connection, limit: int) -> list[Entry]:
+_TEXT_COLUMNS = (
+    entries.c.id,
+    entries.c.feed_id,
+    entries.c.title,
+    entries.c.summary,
+    entries.c.link,
+    entries.c.first_seen_at,
+    entries.c.language,
+    entries.c.story_id,
+)
+
+
+def get_ungrouped(conn: Connection, limit: int) -> list[EntryText]:
     query = (
-        _latest_query(None, None, originals_only=False)
+        select(*_TEXT_COLUMNS)
         .where(entries.c.story_id.is_(None))
         .order_by(entries.c.id)
         .limit(limit)
     )
-    return entries_from_rows(conn, conn.execute(query).all())
+    return [EntryText(*row) for row in conn.execute(query)]
 
 
-def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[Entry]:
+def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[EntryText]:
     query = (
-        _latest_query(None, None, originals_only=False)
+        select(*_TEXT_COLUMNS)
         .where(entries.c.story_id.is_not(None), entries.c.first_seen_at >= since)
         .order_by(entries.c.id)
         .limit(limit)
     )
-    return entries_from_rows(conn, conn.execute(query).all())
+    return [EntryText(*row) for row in conn.execute(query)]
 
 
 def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
