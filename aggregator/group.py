@@ -968,10 +968,11 @@ class StoryIndex:
             target = self._new_story(entry_id, item)
         else:
             return
-        self._take_out(story, item, tf, idf)
+        # the entry's display forms, before taking it out drops those only it had
         surface = {t: story.surface[t] for t in tf if t in story.surface}
         link = canonical_link(item.link)
         tkey = title_key(item.title)
+        self._take_out(story, item, tf, idf, link, tkey)
         self._join(target, item, tf, idf, surface, link, tkey)
         new_story = target.size == 1
         shared = () if new_story else self._shared_terms(target, tf, idf)
@@ -981,7 +982,13 @@ class StoryIndex:
         self._moves.append(Move(moved, story.story_id))
 
     def _take_out(
-        self, story: _Story, item: GroupItem, tf: dict[str, float], idf: dict[str, float]
+        self,
+        story: _Story,
+        item: GroupItem,
+        tf: dict[str, float],
+        idf: dict[str, float],
+        link: str | None,
+        tkey: str,
     ) -> None:
         """Remove a member (not the only one) from a story: the reverse of `_join`,
         except that the story's times and feed set are kept."""
@@ -1002,11 +1009,9 @@ class StoryIndex:
         story.size -= 1
         story.entry_ids.remove(item.entry_id)
         story.members = [m for m in story.members if m.entry_id != item.entry_id]
-        link = canonical_link(item.link)
         if link is not None and self._links.get(link, (0, 0))[1] == item.entry_id:
             del self._links[link]
             story.links.discard(link)
-        tkey = title_key(item.title)
         if tkey and self._titles.get(tkey, (0, 0, ""))[1] == item.entry_id:
             del self._titles[tkey]
             story.titles.discard(tkey)

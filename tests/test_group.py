@@ -351,6 +351,7 @@ def test_second_look_takes_an_early_wrong_join_out_of_the_story() -> None:
     assert index.explain(2) == move.assignment
     assert index.label(1).headline != IOS[1] and index.label(2).headline == IOS[1]
     assert "apple" not in " ".join(index.label(1).terms).lower()
+    assert index.label(2).terms == ("apple shares", "china sales", "fall weak")  # its own
     # Each entry is looked at once; later entries still join the right stories.
     index.look_again(T0 + timedelta(hours=48))
     assert index.drain_moves() == []
