@@ -284,7 +284,7 @@ def _also_in(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]
     return {key: tuple(dict.fromkeys(titles)) for key, titles in found.items()}
 
 
-_TEXT_COLUMNS = (
+_TEXT_COLUMNS = (  # named as `EntryText`'s fields
     entries.c.id,
     entries.c.feed_id,
     entries.c.title,
@@ -303,7 +303,7 @@ def get_ungrouped(conn: Connection, limit: int) -> list[EntryText]:
         .order_by(entries.c.id)
         .limit(limit)
     )
-    return [EntryText(*row) for row in conn.execute(query)]
+    return [EntryText(**row._mapping) for row in conn.execute(query)]
 
 
 def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[EntryText]:
@@ -313,7 +313,7 @@ def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[Ent
         .order_by(entries.c.id)
         .limit(limit)
     )
-    return [EntryText(*row) for row in conn.execute(query)]
+    return [EntryText(**row._mapping) for row in conn.execute(query)]
 
 
 def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
