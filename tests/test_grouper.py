@@ -17,6 +17,7 @@ from aggregator.scheduler import Worker
 from aggregator.store import Store
 from tests.conftest import write_config
 from tests.feedserver import FeedServer
+from tests.test_group import IOS
 
 FLOODS = {
     "Flooding forces thousands from homes along the Danube",
@@ -187,16 +188,8 @@ def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
     assert len(floods) == 1 and floods[0].source_count == 3
 
 
-IOS_TITLES = (
-    "Apple releases iOS 7.1 update for iPhone",
-    "Apple shares fall on weak China sales",  # joins on "apple" while the story is small
-    "iOS 7.1 update fixes iPhone bugs",
-    "iOS 7.1 brings CarPlay to iPhone and iPad",
-    "iOS 7.1 update: what's new for iPhone",
-    "Download iOS 7.1 now: iPhone update is out",
-    "iOS 7.1 update speeds up older iPhones",
-    "Storm Ana floods the coast",  # arrives a day later
-)
+# the index test's iOS story with its early wrong join, then a headline a day later
+IOS_TITLES = (*IOS, "Storm Ana floods the coast")
 
 
 def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> None:
