@@ -8,7 +8,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +300,7 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
     config = state.config()
     store = state.store(config)
     if explain_id is not None:
-        _explain(store, explain_id)
+        _explain(store, explain_id, timedelta(seconds=config.settings.group_window))
         return
     click.echo(f"{'ID':>7} {'SOURCES':>7} {'ENTRIES':>7} {'UPDATED':<17} HEADLINE")
     for story in store.get_stories(limit=limit):
@@ -309,7 +309,7 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
         click.echo(f"{story.id:>7} {counts} {updated:<17} {story.headline}")
 
 
-def _explain(store: Any, story_id: int) -> None:
+def _explain(store: Any, story_id: int, window: timedelta) -> None:
     story = store.get_story(story_id)
     if story is None:
         raise click.ClickException(f"no story {story_id}")
@@ -317,7 +317,10 @@ def _explain(store: Any, story_id: int) -> None:
     click.echo(f"key terms: {', '.join(story.terms)}")
     click.echo(f"{story.source_count} sources, {story.entry_count} entries")
     for entry in store.get_story_entries(story_id):
-        if entry.id == story.id:
+        age = entry.first_seen_at - entry.published_at
+        if entry.id == story.id and age > window:
+            why = f"not grouped: published {_days(age)} before it was first seen (old news)"
+        elif entry.id == story.id:
             why = "founded the story"
         else:
             score = f"{entry.group_score:.2f}" if entry.group_score is not None else "-"
@@ -325,6 +328,10 @@ def _explain(store: Any, story_id: int) -> None:
         if entry.duplicate_of is not None:
             why += f"; same article as entry {entry.duplicate_of}"
         click.echo(f"  [{entry.feed_title}] {entry.title}\n      {why}")
+
+
+def _days(age: timedelta) -> str:
+    return f"{age.days} days" if age.days != 1 else "1 day"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

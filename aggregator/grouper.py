@@ -10,6 +10,8 @@ so its decisions continue the other's.
     if another worker grouped since we last did, or we never did: warm start
     expire quiet stories
     for each ungrouped entry, oldest first: index.add → assignment
+        (an entry already older than the window when first seen — the back
+        catalogue of a newly added feed — is a story of its own, outside the index)
     save assignments and the touched stories' labels in one transaction
 """
 
@@ -48,6 +50,20 @@ def item_of(entry: EntryText) -> GroupItem:
         published_at=entry.first_seen_at,
         language=entry.language,
     )
+
+
+def is_backlog(entry: EntryText, window: timedelta) -> bool:
+    """Whether `entry` was published more than `window` before it was first seen: the
+    back catalogue of a feed just added, or an old item a feed re-published.
+
+    Grouping goes by when entries were first seen, so such an entry would count as
+    news of today: a three-week-old article would join (and revive) today's story of
+    the same subject, and a new feed's whole archive would pile into the current
+    stories. It is kept out of the index instead, a story of its own (shown as a
+    single entry, never as coverage), which also spares grouping the bulk of a first
+    poll's work.
+    """
+    return entry.published_at < entry.first_seen_at - window
 
 
 def _stored(decided: Assignment) -> StoryAssignment:
@@ -163,8 +179,9 @@ class Grouper:
 
     def _warm_start(self, now: datetime) -> StoryIndex:
         index = self._new_index()
-        since = now - (self.window or index.window)
+        since = now - index.window
         recent = self.store.get_grouped_since(since, WARM_START_LIMIT)
+        recent = [entry for entry in recent if not is_backlog(entry, index.window)]
         self._prime(recent)
         for entry in recent:
             index.add(item_of(entry), story_id=entry.story_id)
@@ -174,8 +191,10 @@ class Grouper:
     def _group_batch(self, index: StoryIndex, batch: Sequence[EntryText]) -> bool:
         assignments = []
         touched: set[int] = set()
-        self._prime(batch)
-        for entry in batch:
+        backlog = [entry for entry in batch if is_backlog(entry, index.window)]
+        current = [entry for entry in batch if not is_backlog(entry, index.window)]
+        self._prime(current)
+        for entry in current:
             decided = index.add(item_of(entry))
             assignments.append(_stored(decided))
             touched.add(decided.story_id)
@@ -197,6 +216,8 @@ class Grouper:
         if moves:  # a move drained late (no batch followed it) can name an expired story
             live &= set(index.active_story_ids)
         labels = [self._label(index, story_id) for story_id in sorted(live)]
+        assignments += [StoryAssignment(entry.id, entry.id, 0.0, ()) for entry in backlog]
+        labels += [_single(entry) for entry in backlog]
         fence = ("grouper", self.name, datetime.now(UTC) + LEASE)
         return self.store.save_assignments(assignments, labels, fence=fence, merges=merges)
 
@@ -210,3 +231,14 @@ class Grouper:
             terms=tuple(label.terms),
             language=label.language,
         )
+
+
+def _single(entry: EntryText) -> StoryLabel:
+    """The label of a story of one entry kept out of the index (`is_backlog`)."""
+    return StoryLabel(
+        story_id=entry.id,
+        headline=entry.title,
+        headline_entry_id=entry.id,
+        terms=(),
+        language=entry.language,
+    )

@@ -198,6 +198,7 @@ class EntryText:
     summary: str
     link: str | None
     first_seen_at: datetime
+    published_at: datetime
     language: str | None
     story_id: int | None = None
 

@@ -8,9 +8,12 @@ AGGREGATOR_REQUIRE_POSTGRES is not set; `.ci/run` sets it, so in CI they always 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -101,6 +104,43 @@ def feed_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def feed_server(feed_dir: Path) -> Iterator[FeedServer]:
     with FeedServer(root=feed_dir) as server:
+        yield server
+
+
+WORLD_NEWEST = datetime(2026, 11, 24, 12, tzinfo=UTC)
+"""The newest date in tests/data/world.*."""
+_ISO_DATE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)")
+_RFC822_DATE = re.compile(
+    rb"[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d (?:GMT|[+-]\d{4})"
+)
+
+
+def moved_dates(data: bytes, delta: timedelta) -> bytes:
+    """A feed document with every ISO 8601 and RFC 822 date moved by `delta`, each in
+    its own format and zone."""
+
+    def iso(match: re.Match[bytes]) -> bytes:
+        moved = datetime.fromisoformat(match[0].decode()) + delta
+        return moved.isoformat().replace("+00:00", "Z").encode()
+
+    def rfc822(match: re.Match[bytes]) -> bytes:
+        moved = parsedate_to_datetime(match[0].decode()) + delta
+        return format_datetime(moved, usegmt=match[0].endswith(b"GMT")).encode()
+
+    return _RFC822_DATE.sub(rfc822, _ISO_DATE.sub(iso, data))
+
+
+@pytest.fixture
+def recent_feed_server(tmp_path: Path) -> Iterator[FeedServer]:
+    """Serves tests/data/world.* with their dates moved so that the newest is an hour
+    old: news as a worker sees it (grouping leaves out entries already older than its
+    window when first seen)."""
+    folder = tmp_path / "recent"
+    folder.mkdir()
+    delta = datetime.now(UTC) - timedelta(hours=1) - WORLD_NEWEST
+    for path in DATA.glob("world.*"):
+        (folder / path.name).write_bytes(moved_dates(path.read_bytes(), delta))
+    with FeedServer(root=folder) as server:
         yield server
 
 

@@ -154,14 +154,17 @@ def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
 
 
 def test_poll_groups_the_same_story_from_two_feeds(
-    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+    tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer
 ) -> None:
     """`poll` groups as the worker does: the same articles carried by a second outlet
     (wire copy) become stories with two sources, listed by `aggregator stories` at once."""
-    original = (Path(__file__).parent / "data" / "world.rss").read_bytes()
+    assert recent_feed_server.root is not None
+    original = (recent_feed_server.root / "world.rss").read_bytes()
     wire = original.replace(b"Harbour Times", b"Wire Service")
-    feed_server.route("/wire.rss", body=wire, headers={"Content-Type": "application/rss+xml"})
-    urls = [feed_server.url("world.rss"), feed_server.url("wire.rss")]
+    recent_feed_server.route(
+        "/wire.rss", body=wire, headers={"Content-Type": "application/rss+xml"}
+    )
+    urls = [recent_feed_server.url("world.rss"), recent_feed_server.url("wire.rss")]
     path = write_config(tmp_path / "agg.toml", sqlite_url, urls)
     code, output = _run("--config", str(path), "poll")
     assert code == 0, output

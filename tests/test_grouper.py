@@ -32,9 +32,9 @@ def _worker(tmp_path: Path, store: Store, server: FeedServer) -> Worker:
 
 
 def test_worker_groups_coverage_from_several_outlets(
-    tmp_path: Path, store: Store, feed_server: FeedServer
+    tmp_path: Path, store: Store, recent_feed_server: FeedServer
 ) -> None:
-    _worker(tmp_path, store, feed_server).tick()
+    _worker(tmp_path, store, recent_feed_server).tick()
 
     assert store.get_ungrouped(10) == []
     floods = [s for s in store.get_stories() if s.headline in FLOODS]
@@ -46,9 +46,9 @@ def test_worker_groups_coverage_from_several_outlets(
 
 
 def test_story_ids_stay_stable_across_workers_and_regroup(
-    tmp_path: Path, store: Store, feed_server: FeedServer
+    tmp_path: Path, store: Store, recent_feed_server: FeedServer
 ) -> None:
-    first = _worker(tmp_path, store, feed_server)
+    first = _worker(tmp_path, store, recent_feed_server)
     first.tick()
     ids = {s.headline: s.id for s in store.get_stories(min_sources=1)}
 
@@ -69,9 +69,9 @@ def test_only_one_worker_groups_at_a_time(tmp_path: Path, store: Store) -> None:
 
 
 def test_cli_lists_and_explains_stories(
-    tmp_path: Path, store: Store, feed_server: FeedServer
+    tmp_path: Path, store: Store, recent_feed_server: FeedServer
 ) -> None:
-    _worker(tmp_path, store, feed_server).tick()
+    _worker(tmp_path, store, recent_feed_server).tick()
     config = str(tmp_path / "agg.toml")
     listing = CliRunner().invoke(cli, ["--config", config, "stories"])
     assert listing.exit_code == 0
@@ -91,7 +91,10 @@ MERGE_TITLES = (
 )
 
 
-def _store_entries(store: Store, titles: tuple[str, ...]) -> list[int]:
+def _store_entries(
+    store: Store, titles: tuple[str, ...], ages: tuple[timedelta, ...] = ()
+) -> list[int]:
+    """Outlet i's entry titles[i], first seen now and published ages[i] ago (default 0)."""
     from dataclasses import replace
 
     from aggregator.models import SourceConfig
@@ -103,7 +106,8 @@ def _store_entries(store: Store, titles: tuple[str, ...]) -> list[int]:
     feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
     ids = []
     for i, (feed, title) in enumerate(zip(feeds, titles, strict=True)):
-        data = _entry_data(i, title, now)
+        age = ages[i] if i < len(ages) else timedelta(0)
+        data = _entry_data(i, title, now - age)
         saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [replace(data)])
         ids.extend(saved.new_ids)
     return ids
@@ -123,6 +127,36 @@ def _entry_data(i: int, title: str, at: datetime) -> EntryData:
         enclosures=(),
         content_hash=f"h{i}",
     )
+
+
+def test_a_new_feeds_back_catalogue_stays_out_of_current_stories(
+    tmp_path: Path, store: Store
+) -> None:
+    # Two outlets report today's floods; a feed added today also brings its article on
+    # the floods of three weeks ago, first seen now. It is old news: a story of its own.
+    titles = (*sorted(FLOODS)[:2], "Danube floods: thousands evacuated as river bursts banks")
+    today, also_today, old = _store_entries(
+        store, titles, (timedelta(0),) * 2 + (timedelta(days=21),)
+    )
+    grouper = Grouper(store, "w")
+    assert grouper.run() == 3
+    assert store.get_ungrouped(10) == []
+
+    (current,) = store.get_stories()
+    assert [e.id for e in store.get_story_entries(current.id)] == [today, also_today]
+    single = store.get_story(old)
+    assert single is not None and single.entry_count == 1
+    assert single.headline == titles[2]
+    config = str(write_config(tmp_path / "agg.toml", store.database_url, []))
+    explained = CliRunner().invoke(cli, ["--config", config, "stories", "--explain", str(old)])
+    assert "not grouped: published 21 days before it was first seen" in explained.output
+
+    # A worker that warm-starts leaves it out of its index too: nothing can join it.
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    other = Grouper(store, "other-worker")
+    assert other.run(later) == 0
+    assert other._index is not None
+    assert set(other._index.active_story_ids) == {current.id}
 
 
 def test_a_story_merge_persists_and_survives_a_warm_start(store: Store) -> None:
@@ -167,7 +201,7 @@ def test_grouping_thresholds_come_from_the_config(tmp_path: Path, store: Store) 
 
 
 def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
-    tmp_path: Path, store: Store, feed_server: FeedServer
+    tmp_path: Path, store: Store, recent_feed_server: FeedServer
 ) -> None:
     primed: list[str] = []
 
@@ -180,7 +214,7 @@ def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
         def prime(self, titles: list[str]) -> None:
             primed.extend(titles)
 
-    _worker(tmp_path, store, feed_server).tick()  # polls (and groups without embeddings)
+    _worker(tmp_path, store, recent_feed_server).tick()  # polls (and groups without embeddings)
     grouper = Grouper(store, "embedding-worker", embedder=Embedder())
     assert grouper.regroup() == store.count_entries()
     assert FLOODS <= set(primed)

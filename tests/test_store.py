@@ -261,6 +261,7 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
         summary="Summary",
         link="https://example.org/b1",
         first_seen_at=ungrouped[2].first_seen_at,
+        published_at=ungrouped[2].published_at,
         language=None,
     )
     founder, other, joiner = (*first.new_ids, *second.new_ids)

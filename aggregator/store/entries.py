@@ -291,6 +291,7 @@ _TEXT_COLUMNS = (  # named as `EntryText`'s fields
     entries.c.summary,
     entries.c.link,
     entries.c.first_seen_at,
+    entries.c.published_at,
     entries.c.language,
     entries.c.story_id,
 )
