@@ -429,3 +429,26 @@ def test_pruning_a_big_storys_centroid_keeps_its_norm_exact() -> None:
     assert len(story.centroid) == PRUNE_TO
     assert story.norm_at >= 0  # still tracked, not left to a recompute
     assert story.norm2 == pytest.approx(exact(), rel=1e-6)
+
+
+def test_an_entry_is_scored_against_a_bounded_number_of_stories() -> None:
+    from aggregator.group import MAX_CANDIDATES
+
+    # Hundreds of active stories each share a common word with the new headline (as
+    # summaries make most stories do): only the best-sharing few are scored, and the
+    # story of the same event is among them.
+    rng = random.Random(7)
+    index = StoryIndex()
+    for n in range(3 * MAX_CANDIDATES):
+        words = ["".join(rng.choices("bcdfgklmnprstvz", k=8)) for _ in range(4)]
+        index.add(item(n + 1, f"Government {' '.join(words)}", f"outlet{n}"))
+    target = index.add(item(1000, "Gox exchange collapses as Government report on Gox", "A"))
+    scored = []
+    original = index._score
+    index._score = lambda story, *rest: scored.append(story.story_id) or original(story, *rest)  # type: ignore[method-assign]
+
+    joined = index.add(item(1001, "Gox exchange collapse: Government report", "B"))
+
+    assert joined.story_id == target.story_id
+    assert 0 < len(scored) <= MAX_CANDIDATES
+    assert len(index._postings["w:government"]) > 2 * MAX_CANDIDATES  # all share a word
