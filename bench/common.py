@@ -1,6 +1,13 @@
 """Helpers shared by the benchmarks: a deterministic feed corpus, a slow local feed
 server in its own process, and CPU / peak-memory measurement.
 
+The corpus is news as a first poll meets it: each feed publishes every 15 min to 3 days
+(log-uniform), so its 20-100 entries reach back from hours to months before today
+(about half of all entries are from the last three days); headlines name one of the
+events in the news at their time (40 per 6 h, a few drawing most of the coverage), so
+several outlets cover the same event. It is deterministic per day (dates count back
+from today's midnight, UTC).
+
 The server is `python bench/common.py serve --feeds N --seed S`: an aiohttp.web app on
 127.0.0.1 (a free port, printed as "port N" on stdout) serving /f/{i}.xml with 50-200 ms
 of latency per response, a strong ETag and 304 on a matching If-None-Match. It answers
@@ -11,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
+import itertools
+import math
 import os
 import random
 import resource
@@ -37,18 +47,66 @@ WORDS = (
     "electric battery solar wind farm water drought flood rescue fire forest museum art "
     "festival film music album tour book author prize science space mission satellite"
 ).split()
-FIRST_DAY = datetime(2026, 11, 1, tzinfo=UTC)
+SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
+VOCABULARY = 30_000  # content words of the running text, used with Zipf frequencies
+EVENTS_PER_BUCKET = 40  # events in the news at once, per BUCKET of publication time
+BUCKET = timedelta(hours=6)
+INTERVALS = (0.25, 72.0)  # hours between a feed's entries: log-uniform over this range
+
+
+def corpus_day() -> datetime:
+    """Midnight (UTC) of today: entries are dated back from it, so a first poll meets
+    news as a worker would (recent entries, and older back catalogue)."""
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _name(number: int) -> str:
+    """A made-up proper name or subject word, distinct per number (2-4 syllables)."""
+    rng = random.Random(number)
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+
+
+def _event_words(when: datetime, rng: random.Random) -> list[str]:
+    """The subject words of one of the events in the news at `when`: the events of a
+    time bucket are fixed, and a few of them draw most of the coverage (Zipf)."""
+    bucket = int(when.timestamp() // BUCKET.total_seconds())
+    ranks = range(1, EVENTS_PER_BUCKET + 1)
+    event = rng.choices(ranks, weights=[1 / r for r in ranks])[0]
+    base = (bucket * EVENTS_PER_BUCKET + event) * 5
+    return [_name(base + k) for k in range(5)]
+
+
+@functools.cache
+def _vocabulary() -> tuple[list[str], list[float]]:
+    """Words for running text, most frequent first (WORDS, then made-up ones), with
+    cumulative Zipf weights: as in real text, a few words are everywhere and most are
+    rare (a vocabulary of 100 words made every headline look alike to grouping)."""
+    words = list(dict.fromkeys([*WORDS, *(_name(-1 - n) for n in range(VOCABULARY))]))
+    return words, list(itertools.accumulate(1 / rank for rank in range(1, len(words) + 1)))
+
+
+def _words(rng: random.Random, k: int) -> list[str]:
+    words, weights = _vocabulary()
+    return rng.choices(words, cum_weights=weights, k=k)
+
+
+def _headline(rng: random.Random, subject: list[str]) -> str:
+    words = rng.sample(subject, rng.randint(2, 3)) + _words(rng, rng.randint(2, 6))
+    rng.shuffle(words)
+    return " ".join(words).capitalize()
 
 
 def _sentence(rng: random.Random, low: int = 8, high: int = 18) -> str:
-    words = rng.choices(WORDS, k=rng.randint(low, high))
+    words = _words(rng, rng.randint(low, high))
     return " ".join(words).capitalize() + "."
 
 
-def _html_description(rng: random.Random, feed: int, item: int) -> str:
+def _html_description(rng: random.Random, feed: int, item: int, subject: list[str]) -> str:
     paragraphs = []
     for p in range(rng.randint(1, 3)):
         text = " ".join(_sentence(rng) for _ in range(rng.randint(2, 4)))
+        if p == 0:
+            text = f"{' '.join(rng.sample(subject, 3)).capitalize()}: {text}"
         word = rng.choice(WORDS)
         link = f'<a href="https://news{feed}.example.org/topic/{word}">{word}</a>'
         paragraphs.append(f"<p>{text} See {link}, <em>{_sentence(rng, 3, 6)}</em></p>")
@@ -57,16 +115,22 @@ def _html_description(rng: random.Random, feed: int, item: int) -> str:
     return "".join(paragraphs)
 
 
-def _items(rng: random.Random, feed: int) -> Iterator[tuple[int, str, str, datetime]]:
+def _items(
+    rng: random.Random, feed: int, day: datetime
+) -> Iterator[tuple[int, str, str, datetime]]:
+    """A feed's entries, newest first: one every `interval` hours (a wire service every
+    quarter hour, a weekly blog every few days), back from `day`."""
     count = rng.randint(20, 100)
+    interval = math.exp(rng.uniform(*map(math.log, INTERVALS)))
     for item in range(count):
-        when = FIRST_DAY + timedelta(minutes=rng.randint(0, 24 * 60 * 24))
-        yield item, _sentence(rng, 4, 10).rstrip("."), _html_description(rng, feed, item), when
+        when = day - timedelta(hours=interval * (item + rng.random()))
+        subject = _event_words(when, rng)
+        yield item, _headline(rng, subject), _html_description(rng, feed, item, subject), when
 
 
-def _rss(rng: random.Random, feed: int) -> str:
+def _rss(rng: random.Random, feed: int, day: datetime) -> str:
     items = []
-    for item, title, html, when in _items(rng, feed):
+    for item, title, html, when in _items(rng, feed, day):
         link = f"https://news{feed}.example.org/{when:%Y/%m/%d}/story-{item}"
         items.append(
             f"<item><title>{escape(title)}</title><link>{link}</link>"
@@ -82,9 +146,9 @@ def _rss(rng: random.Random, feed: int) -> str:
     )
 
 
-def _atom(rng: random.Random, feed: int) -> str:
+def _atom(rng: random.Random, feed: int, day: datetime) -> str:
     entries = []
-    for item, title, html, when in _items(rng, feed):
+    for item, title, html, when in _items(rng, feed, day):
         link = f"https://blog{feed}.example.org/{when:%Y/%m}/post-{item}"
         entries.append(
             f'<entry><title>{escape(title)}</title><link href="{link}"/>'
@@ -97,24 +161,28 @@ def _atom(rng: random.Random, feed: int) -> str:
     return (
         '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
         f'<title>Blog {feed}</title><link href="https://blog{feed}.example.org/"/>'
-        f"<id>tag:blog{feed}.example.org,2026:feed</id><updated>{FIRST_DAY.isoformat()}"
+        f"<id>tag:blog{feed}.example.org,2026:feed</id><updated>{day.isoformat()}"
         f"</updated>{''.join(entries)}</feed>"
     )
 
 
-def feed_document(feed: int, seed: int = 1) -> bytes:
-    """Feed number `feed` of the corpus: RSS 2.0 (70%) or Atom, 20-100 entries."""
+def feed_document(feed: int, seed: int = 1, day: datetime | None = None) -> bytes:
+    """Feed number `feed` of the corpus: RSS 2.0 (70%) or Atom, 20-100 entries dated
+    back from `day` (default: `corpus_day()`)."""
     rng = random.Random(seed * 1_000_003 + feed)
-    return (_atom(rng, feed) if rng.random() < 0.3 else _rss(rng, feed)).encode()
+    day = day or corpus_day()
+    return (_atom(rng, feed, day) if rng.random() < 0.3 else _rss(rng, feed, day)).encode()
 
 
 def corpus(feeds: int, seed: int = 1) -> list[bytes]:
-    """The whole corpus, cached under the temp folder (generating it takes seconds)."""
-    cache = Path(tempfile.gettempdir()) / f"aggregator-bench-corpus-{seed}-{feeds}"
+    """The whole corpus, cached under the temp folder per day (generating it takes
+    seconds)."""
+    day = corpus_day()
+    cache = Path(tempfile.gettempdir()) / f"aggregator-bench-corpus-{seed}-{feeds}-{day:%Y%m%d}"
     if not (cache / "done").exists():
         cache.mkdir(exist_ok=True)
         for n in range(feeds):
-            (cache / f"{n}.xml").write_bytes(feed_document(n, seed))
+            (cache / f"{n}.xml").write_bytes(feed_document(n, seed, day))
         (cache / "done").touch()
     return [(cache / f"{n}.xml").read_bytes() for n in range(feeds)]
 

@@ -188,7 +188,8 @@ def _row(name: str, number: int, r: dict[str, Any], feeds: int) -> str:
 def compare(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(
-        f"corpus: {args.feeds} feeds, 20-100 entries, latency 50-200 ms; "
+        f"corpus: {args.feeds} feeds, 20-100 entries dated back from today, "
+        "latency 50-200 ms; "
         f"ours: max_connections=max_per_host={args.connections}; "
         f"reader: workers={args.reader_workers}"
     )
