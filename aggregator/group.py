@@ -799,15 +799,16 @@ class StoryIndex:
                     shared[sid] = get(sid, 0.0) + weight
         cutoff = item.published_at - self.window
         stories = self._stories
-        out = [
-            story
-            for sid in shared
+        language = item.language
+        ranked = [
+            (weight, sid)
+            for sid, weight in shared.items()
             if (story := stories[sid]).last_updated >= cutoff
-            and _compatible(story.language, item.language)
+            and (story.language == language or _compatible(story.language, language))
         ]
-        if len(out) > MAX_CANDIDATES:
-            out = heapq.nlargest(MAX_CANDIDATES, out, key=lambda story: shared[story.story_id])
-        return out
+        if len(ranked) > MAX_CANDIDATES:
+            ranked = heapq.nlargest(MAX_CANDIDATES, ranked)
+        return [stories[sid] for _, sid in ranked]
 
     def _score(self, story: _Story, query: dict[str, float], when: datetime) -> float:
         centroid = story.centroid
