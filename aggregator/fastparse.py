@@ -1086,25 +1086,55 @@ def _strattrs(attrs: dict[str, str]) -> str:
 
 
 def _serialise_children(element: etree._Element) -> str:
-    parts = [escape(element.text or "", quote=False)]
-    for child in element:
-        if not isinstance(child.tag, str):
-            raise _Doubt("special node in xhtml")
-        qname = etree.QName(child)
-        local = qname.localname
-        if qname.namespace not in (XHTML, None):
-            # MathML/SVG: feedparser writes the local name lower-cased (and attributes
-            # nh3 drops with the element); an annotation-xml's encoding decides how
-            # an HTML parser reads what is inside, so that one stays feedparser's
-            local = local.lower()
-            if local == "annotation-xml":
-                raise _Doubt("MathML annotation-xml in xhtml")
-        attrs = "".join(
-            f' {etree.QName(k).localname}="{escape(str(v))}"' for k, v in child.attrib.items()
-        )
-        parts.append(f"<{local}{attrs}>{_serialise_children(child)}</{local}>")
-        parts.append(escape(child.tail or "", quote=False))
+    """The markup inside an xhtml construct as feedparser writes it: text escaped,
+    start and end tags with local names (see `_xhtml_name`), attribute values escaped."""
+    parts: list[str] = []
+    _serialise_into(parts, element)
     return "".join(parts)
+
+
+def _serialise_into(parts: list[str], element: etree._Element) -> None:
+    """Appends to one list all the way down (no string per level to copy upwards)."""
+    if element.text:
+        parts.append(escape(element.text, quote=False))
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            raise _Doubt("special node in xhtml")
+        name = _XHTML_NAMES.get(tag) or _xhtml_name(tag)
+        attrs = child.items()
+        if attrs:
+            parts.append(f"<{name}{_xhtml_attributes(attrs)}>")
+        else:
+            parts.append(f"<{name}>")
+        _serialise_into(parts, child)
+        parts.append(f"</{name}>")
+        if child.tail:
+            parts.append(escape(child.tail, quote=False))
+
+
+def _xhtml_name(tag: str) -> str:
+    """The name feedparser writes for an element of xhtml content (lxml's `tag`)."""
+    namespace, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
+    if namespace and namespace != XHTML:
+        # MathML/SVG: feedparser writes the local name lower-cased (and attributes
+        # nh3 drops with the element); an annotation-xml's encoding decides how
+        # an HTML parser reads what is inside, so that one stays feedparser's
+        local = local.lower()
+        if local == "annotation-xml":
+            raise _Doubt("MathML annotation-xml in xhtml")
+    if len(_XHTML_NAMES) < ATTRIBUTE_NAME_CACHE_SIZE:
+        _XHTML_NAMES[tag] = local
+    return local
+
+
+_XHTML_NAMES: dict[str, str] = {}
+"""`_xhtml_name` by lxml's tag (bounded like `_ATTRIBUTE_NAMES`)."""
+
+
+def _xhtml_attributes(attrs: list[tuple[str, str]]) -> str:
+    """Attributes by their local names, values escaped (quotes too)."""
+    return "".join(f' {key.rpartition("}")[2]}="{escape(value)}"' for key, value in attrs)
 
 
 def _on_author(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
