@@ -746,32 +746,49 @@ def _read_channel(ctx: _Context, root: etree._Element, channel: etree._Element) 
 # --- entries ----------------------------------------------------------------------------
 
 
-@dataclass
 class _EntryState:
     """One entry being read, with the bits of feedparser state that decide which
     element wins: a title or summary is replaced only by one at the same depth or
     shallower, the first non-empty title locks out later ones at its depth or deeper
     (until an image or source element resets that), and a second summary becomes
-    content when there is no content yet."""
+    content when there is no content yet.
 
-    raw: RawEntry = field(default_factory=RawEntry)
-    link_set: bool = False
-    link_from_guid: bool = False
-    title_lock: int = -1  # feedparser's title_depth
-    title_depth: int | None = None  # depth of the stored title
-    summary_set: bool = False
-    summary_depth: int | None = None  # None also when copied from content
-    has_content: bool = False
-    tags: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)
-    thumbs: list[str] = field(default_factory=list)
-    media: list[str] = field(default_factory=list)
+    A slotted class with a plain `__init__`, not a dataclass: one is made per entry,
+    and the dataclass's default factories cost twice as much."""
+
+    __slots__ = (
+        "raw",
+        "link_set",
+        "link_from_guid",
+        "title_lock",
+        "title_depth",
+        "summary_set",
+        "summary_depth",
+        "has_content",
+        "tags",
+        "thumbs",
+        "media",
+    )
+
+    def __init__(self, raw: RawEntry) -> None:
+        self.raw = raw
+        self.link_set = False
+        self.link_from_guid = False
+        self.title_lock = -1  # feedparser's title_depth
+        self.title_depth: int | None = None  # depth of the stored title
+        self.summary_set = False
+        self.summary_depth: int | None = None  # None also when copied from content
+        self.has_content = False
+        self.tags: list[tuple[str | None, str | None, str | None]] = []
+        self.thumbs: list[str] = []
+        self.media: list[str] = []
 
 
 def _read_entry(ctx: _Context, item: etree._Element) -> RawEntry:
     attrs = _attrs(item)
     if "href" in attrs or "lastmod" in attrs:
         raise _Doubt("CDF attributes on an item")
-    state = _EntryState()
+    state = _EntryState(RawEntry())
     about = attrs.get("rdf:about")
     if about:
         state.raw.id = about
@@ -862,7 +879,7 @@ def _on_image(ctx: _Context, state: _EntryState, child: etree._Element, depth: i
 def _on_link(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
     attrs = _attrs(child)
     href = _href(attrs)
-    if href is not None:
+    if href is not None and len(child):  # (len: most have nothing inside, skip the call)
         _read_children(ctx, state, child, depth + 1)  # feedparser reads what is inside
     if href is not None and attrs.get("rel") == "enclosure":
         url = _resolve(ctx.base(child), href)
@@ -1202,7 +1219,8 @@ def _on_itunes_category(
 
 def _on_enclosure(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
     attrs = _attrs(child)
-    _read_children(ctx, state, child, depth + 1)
+    if len(child):
+        _read_children(ctx, state, child, depth + 1)
     href = _href(attrs)
     if href:
         state.raw.enclosures.append((href, attrs.get("type"), attrs.get("length")))
@@ -1213,7 +1231,8 @@ def _on_media_thumbnail(
 ) -> None:
     url = _attrs(child).get("url")
     if url:
-        _read_children(ctx, state, child, depth + 1)
+        if len(child):
+            _read_children(ctx, state, child, depth + 1)
     else:
         url = _text(ctx, child)
     if url:
@@ -1222,7 +1241,8 @@ def _on_media_thumbnail(
 
 def _on_media_content(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
     attrs = _attrs(child)
-    _read_children(ctx, state, child, depth + 1)  # may hold media:title, media:thumbnail
+    if len(child):  # may hold media:title, media:thumbnail
+        _read_children(ctx, state, child, depth + 1)
     kind = attrs.get("type", "")
     if attrs.get("url") and (attrs.get("medium") == "image" or kind.startswith("image/")):
         state.media.append(attrs["url"])
