@@ -807,7 +807,7 @@ def _read_children(ctx: _Context, state: _EntryState, parent: etree._Element, de
         name = tag_names.get(child.tag) or _fp_name(ctx, child)  # the cache inlined
         handler = _ENTRY_HANDLERS.get(name)
         if handler is not None:
-            handler(ctx, state, child, depth)
+            handler(ctx, state, child, name, depth)
         elif name in IGNORED_NAMES:
             if name in TITLE_RESET_NAMES:
                 state.title_lock = -1
@@ -829,9 +829,9 @@ def _check_unknown(
     for child in element:
         name = _fp_name(ctx, child)
         if state is not None and name in NESTABLE_NAMES:
-            _ENTRY_HANDLERS[name](ctx, state, child, 0)
+            _ENTRY_HANDLERS[name](ctx, state, child, name, 0)
         elif state is not None and name in DEPTH_RULED_NAMES:
-            _ENTRY_HANDLERS[name](ctx, state, child, depth + 1)
+            _ENTRY_HANDLERS[name](ctx, state, child, name, depth + 1)
         elif state is not None and name in URL_NAMES:
             _check_unknown(ctx, child)
         elif _has_handler(name):
@@ -840,14 +840,18 @@ def _check_unknown(
             _check_unknown(ctx, child, state, depth + 1)
 
 
-def _on_title(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_title(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     value = _content_value(ctx, child, "text/plain", guess=False)[0]
     _store_title(state, child, value, depth)
     if value:
         state.title_lock = depth
 
 
-def _on_media_title(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_media_title(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     _store_title(state, child, _content_value(ctx, child, "text/plain", guess=False)[0], depth)
 
 
@@ -862,21 +866,25 @@ def _store_title(state: _EntryState, child: etree._Element, value: str, depth: i
         state.title_depth = depth
 
 
-def _on_image(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_image(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     """An RSS <image> inside an item: its title and description count (deeper), its
     link and url do not."""
     state.title_lock = -1
     for sub in child:
-        name = _fp_name(ctx, sub)
-        if name in ("title", "description"):
-            _ENTRY_HANDLERS[name](ctx, state, sub, depth + 1)
-        elif name not in ("link", "url", "width", "height"):
-            if _has_handler(name):
-                raise _Doubt(f"element inside an item image: {name}")
+        part = _fp_name(ctx, sub)
+        if part in ("title", "description"):
+            _ENTRY_HANDLERS[part](ctx, state, sub, part, depth + 1)
+        elif part not in ("link", "url", "width", "height"):
+            if _has_handler(part):
+                raise _Doubt(f"element inside an item image: {part}")
             _check_unknown(ctx, sub)
 
 
-def _on_link(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_link(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     attrs = _attrs(child)
     href = _href(attrs)
     if href is not None and len(child):  # (len: most have nothing inside, skip the call)
@@ -892,7 +900,9 @@ def _on_link(ctx: _Context, state: _EntryState, child: etree._Element, depth: in
         state.link_from_guid = False
 
 
-def _on_guid(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_guid(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     is_link = _attrs(child).get("ispermalink", "true") == "true"
     value = _text(ctx, child)
     if value and is_link:
@@ -904,11 +914,15 @@ def _on_guid(ctx: _Context, state: _EntryState, child: etree._Element, depth: in
         state.link_from_guid = True
 
 
-def _on_published(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_published(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     state.raw.published = _date(_text(ctx, child))
 
 
-def _on_updated(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_updated(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     state.raw.updated = _date(_text(ctx, child))
 
 
@@ -986,11 +1000,12 @@ def _zone_offset(sign: str, hours: str, minutes: str) -> timedelta:
     return -offset if sign == "-" else offset
 
 
-def _on_summary(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_summary(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     if state.summary_set and not state.has_content:
-        _on_content(ctx, state, child, depth)  # feedparser's second summary is content
+        _on_content(ctx, state, child, name, depth)  # feedparser's second summary is content
         return
-    name = _fp_name(ctx, child)
     default = "text/html" if name in ("description", "media_description") else "text/plain"
     value, kind = _content_value(ctx, child, default)
     if state.summary_depth is not None and depth > state.summary_depth:
@@ -1003,10 +1018,12 @@ def _on_summary(ctx: _Context, state: _EntryState, child: etree._Element, depth:
         state.raw.base = ctx.base(child) or None
 
 
-def _on_content(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_content(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     if child.get("src") is not None:
         raise _Doubt("out-of-line content")
-    default = "text/html" if _fp_name(ctx, child) == "content_encoded" else "text/plain"
+    default = "text/html" if name == "content_encoded" else "text/plain"
     value, kind = _content_value(ctx, child, default)
     state.has_content = True
     if state.raw.content is None:
@@ -1024,9 +1041,14 @@ def _content_value(
 ) -> tuple[str, str]:
     """(value, mapped type) of a text construct; xhtml serialised without its div.
     `guess`: apply feedparser's HTML guess (pointless for titles: always plain text)."""
-    given = _attrs(element).get("type") if len(element.attrib) else None
-    kind = _map_type(given or default_type) if given is not None else default_type
-    if kind not in TEXT_TYPES or element.get("mode") is not None:
+    kind = default_type
+    if len(element.attrib):  # most have none: no type to read, no mode to look for
+        given = _attrs(element).get("type")
+        if given is not None:
+            kind = _map_type(given or default_type)
+        if element.get("mode") is not None:
+            raise _Doubt("base64 or escaped content mode")
+    if kind not in TEXT_TYPES:
         raise _Doubt("base64 or escaped content mode")
     if kind == "application/xhtml+xml":
         return _xhtml(ctx, element), kind
@@ -1154,20 +1176,22 @@ def _xhtml_attributes(attrs: list[tuple[str, str]]) -> str:
     return "".join(f' {key.rpartition("}")[2]}="{escape(value)}"' for key, value in attrs)
 
 
-def _on_author(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_author(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     if len(child) == 0:
         state.raw.author = _text(ctx, child)
         return
     parts: dict[str, str] = {}
     for sub in child:
-        name = _fp_name(ctx, sub)
-        if name in ("name", "email"):
-            parts[name] = _text(ctx, sub)
-        elif name == "title":  # a job title: an entry title deeper down, for feedparser
-            _on_title(ctx, state, sub, depth + 1)
-        elif name not in ("uri", "url", "homepage"):
-            if _has_handler(name):
-                raise _Doubt(f"unexpected author part: {name}")
+        part = _fp_name(ctx, sub)
+        if part in ("name", "email"):
+            parts[part] = _text(ctx, sub)
+        elif part == "title":  # a job title: an entry title deeper down, for feedparser
+            _on_title(ctx, state, sub, part, depth + 1)
+        elif part not in ("uri", "url", "homepage"):
+            if _has_handler(part):
+                raise _Doubt(f"unexpected author part: {part}")
             _check_unknown(ctx, sub)
     person, email = parts.get("name"), parts.get("email")
     if person and email:
@@ -1176,14 +1200,18 @@ def _on_author(ctx: _Context, state: _EntryState, child: etree._Element, depth: 
         state.raw.author = person or email
 
 
-def _on_author_text(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_author_text(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     state.raw.author = _text(ctx, child)
 
 
-def _on_category(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_category(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     attrs = _attrs(child)
     scheme = attrs.get("scheme", attrs.get("domain"))
-    if _fp_name(ctx, child) == "media_category" and scheme is None:
+    if name == "media_category" and scheme is None:
         scheme = "http://search.yahoo.com/mrss/category_schema"
     _add_tag(state, attrs.get("term"), scheme, attrs.get("label"))
     value = _text(ctx, child)
@@ -1203,21 +1231,25 @@ def _add_tag(state: _EntryState, term: str | None, scheme: str | None, label: st
         state.tags.append((term, scheme, label))
 
 
-def _on_keywords(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
-    scheme = "http://www.itunes.com/" if _fp_name(ctx, child) == "itunes_keywords" else None
+def _on_keywords(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
+    scheme = "http://www.itunes.com/" if name == "itunes_keywords" else None
     for term in _text(ctx, child).split(","):
         if term.strip():
             _add_tag(state, term.strip(), scheme, None)
 
 
 def _on_itunes_category(
-    ctx: _Context, state: _EntryState, child: etree._Element, depth: int
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
 ) -> None:
     _add_tag(state, _attrs(child).get("text"), "http://www.itunes.com/", None)
     _read_children(ctx, state, child, depth + 1)  # nested sub-categories add tags too
 
 
-def _on_enclosure(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_enclosure(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     attrs = _attrs(child)
     if len(child):
         _read_children(ctx, state, child, depth + 1)
@@ -1227,7 +1259,7 @@ def _on_enclosure(ctx: _Context, state: _EntryState, child: etree._Element, dept
 
 
 def _on_media_thumbnail(
-    ctx: _Context, state: _EntryState, child: etree._Element, depth: int
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
 ) -> None:
     url = _attrs(child).get("url")
     if url:
@@ -1239,7 +1271,9 @@ def _on_media_thumbnail(
         state.thumbs.append(url)
 
 
-def _on_media_content(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_media_content(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     attrs = _attrs(child)
     if len(child):  # may hold media:title, media:thumbnail
         _read_children(ctx, state, child, depth + 1)
@@ -1248,11 +1282,14 @@ def _on_media_content(ctx: _Context, state: _EntryState, child: etree._Element, 
         state.media.append(attrs["url"])
 
 
-def _on_media_group(ctx: _Context, state: _EntryState, child: etree._Element, depth: int) -> None:
+def _on_media_group(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
     _read_children(ctx, state, child, depth + 1)  # feedparser ignores the group itself
 
 
-_Handler = Callable[[_Context, _EntryState, Any, int], None]
+_Handler = Callable[[_Context, _EntryState, Any, str, int], None]
+"""An entry element's reader: (context, entry, element, its feedparser name, depth)."""
 
 _ENTRY_HANDLERS: dict[str, _Handler] = {
     **dict.fromkeys(TITLE_NAMES, _on_title),
