@@ -429,14 +429,14 @@ def _layout(root: etree._Element, data: bytes) -> tuple[str, etree._Element, lis
         if not _VERSION_NAMESPACES.isdisjoint(str(uri).lower() for uri in root.nsmap.values()):
             raise _Doubt("RSS 1.0/0.90 namespace declared in RSS")  # may name the version
         prefix = f"{{{namespace}}}" if namespace else ""
-        channels = [c for c in root if c.tag == f"{prefix}channel"]
+        channels = list(root.iterchildren(f"{prefix}channel"))
         if len(channels) != 1:
             raise _Doubt("not exactly one channel")
-        items = [c for c in channels[0] if c.tag == f"{prefix}item"]
+        items = list(channels[0].iterchildren(f"{prefix}item"))  # matched in C
         _only_these(root, f"{prefix}item", items)
         return fmt, channels[0], items
     if tag == f"{{{ATOM}}}feed":
-        entries = [c for c in root if c.tag == f"{{{ATOM}}}entry"]
+        entries = list(root.iterchildren(f"{{{ATOM}}}entry"))
         _only_these(root, f"{{{ATOM}}}entry", entries)
         return "atom10", root, entries
     if tag == f"{{{RDF}}}RDF" and _is_rss090(root, data):
@@ -451,10 +451,10 @@ def _rdf(
 ) -> tuple[str, etree._Element, list[etree._Element]]:
     """The channel and items of an RDF-based feed (RSS 0.90 or 1.0): siblings of the
     root, in `namespace`."""
-    channels = [c for c in root if c.tag == f"{{{namespace}}}channel"]
+    channels = list(root.iterchildren(f"{{{namespace}}}channel"))
     if len(channels) != 1:
         raise _Doubt(f"not exactly one {name} channel")
-    items = [c for c in root if c.tag == f"{{{namespace}}}item"]
+    items = list(root.iterchildren(f"{{{namespace}}}item"))
     _only_these(root, f"{{{namespace}}}item", items)
     return fmt, channels[0], items
 
