@@ -956,22 +956,9 @@ def fast_date(text: str) -> datetime | None:
     any other shape or any value its handlers would reject, so that the caller asks
     feedparser itself. Equality with feedparser is tested on every date string of
     the real-world corpus (`tests/test_realfeeds.py`)."""
-    match = _W3C_DATE.fullmatch(text)
     try:
-        if match is not None:
-            year, month, day, hour, minute, second, zone = match.groups()
-            stamp = datetime(
-                int(year),
-                int(month),
-                int(day),
-                int(hour or 0),
-                int(minute or 0),
-                int(float(second or 0)),
-                tzinfo=UTC,
-            )
-            if not zone or zone in "Zz":
-                return stamp
-            return stamp - _zone_offset(zone[0], zone[1:3], zone[4:])
+        if text[4:5] == "-":  # only a W3C date has "-" there, never an RFC 822 one
+            return _w3c_date(text)
         match = _RFC822_DATE.fullmatch(text)
         if match is None:
             return None
@@ -982,15 +969,47 @@ def fast_date(text: str) -> datetime | None:
             int(day or swapped_day),
             int(hour),
             int(minute),
-            int(second or 0),
+            int(second) if second else 0,
             tzinfo=UTC,
         )
-        zone = zone.lower()
         if zone[0] in "+-":
             return stamp - _zone_offset(zone[0], zone[1:3], zone[3:])
-        return stamp - timedelta(hours=_RFC822_ZONES.get(zone, 0))
+        return stamp - _NAMED_ZONE_OFFSETS.get(zone.lower(), _NO_OFFSET)
     except (ValueError, OverflowError):
         return None
+
+
+def _w3c_date(text: str) -> datetime | None:
+    """`fast_date` of a W3C/ISO 8601 date (raises ValueError for an impossible one)."""
+    match = _W3C_DATE.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, zone = match.groups()
+    if not second:
+        seconds = 0
+    elif "." in second:
+        seconds = int(float(second))  # truncated as feedparser does (rounding included)
+    else:
+        seconds = int(second)
+    stamp = datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour) if hour else 0,
+        int(minute) if minute else 0,
+        seconds,
+        tzinfo=UTC,
+    )
+    if not zone or zone in "Zz":
+        return stamp
+    return stamp - _zone_offset(zone[0], zone[1:3], zone[4:])
+
+
+_NO_OFFSET = timedelta(0)
+_NAMED_ZONE_OFFSETS: dict[str, timedelta] = (
+    {name: timedelta(hours=hours) for name, hours in _RFC822_ZONES.items()} if AVAILABLE else {}
+)
+"""feedparser's RFC 822 zone names (lower-case) as offsets, made once."""
 
 
 @functools.lru_cache(maxsize=256)

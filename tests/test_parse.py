@@ -545,6 +545,9 @@ def test_fast_path_recovers_only_local_defects(defect: str, reason: str) -> None
         "2026-11-25Z",  # feedparser's W3DTF refuses this: fallback
         "2026-11-25T10:00:00+0200",  # feedparser reads minutes oddly here: fallback
         "2026-11-25T10:00:59.99999999999999999Z",  # rounds to second 60
+        "2026-11-25T10:00:07.9+01:00",  # fraction truncated, then the zone applied
+        "2026-1-25T10:00:00Z",  # "-" where a W3C year ends, not a W3C date: fallback
+        "Mon, 23 Nov 2026 08:00:00 CDT",  # a named zone's offset
         "0000-01-01T00:00:00Z",
         "0001-01-01T00:00:00+01:00",
         "9999-12-31T23:00:00-05:00",
