@@ -813,7 +813,7 @@ def _read_children(ctx: _Context, state: _EntryState, parent: etree._Element, de
                 state.title_lock = -1
         elif _has_handler(name):
             raise _Doubt(f"entry element feedparser reads: {name}")
-        else:
+        elif len(child):  # an unknown leaf (most unknown elements) holds nothing to check
             _check_unknown(ctx, child, state, depth)
 
 
