@@ -759,3 +759,27 @@ def test_fast_path_reads_titles_and_descriptions_in_unknown_elements(item: str) 
     slow = parse_bytes(data, fast=False)
     assert fast.entries == slow.entries
     assert [e.language for e in fast.entries] == [e.language for e in slow.entries]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"base",
+        b"base=",
+        b"<a xml:base = 'x'/>",
+        b"xbase \n\t=",
+        b"basebase=",
+        b"bas e=",
+        b"base x=",
+        b"database",
+        b"base\x0b=",
+        b"<base>=</base>",
+    ],
+)
+def test_base_attribute_scan_equals_its_pattern(data: bytes) -> None:
+    import re
+
+    from aggregator.fastparse import _says_base_attribute
+
+    assert _says_base_attribute(data) == (re.search(rb"base\s*=", data) is not None)
