@@ -545,6 +545,9 @@ def test_fast_path_recovers_only_local_defects(defect: str, reason: str) -> None
         "2026-11-25Z",  # feedparser's W3DTF refuses this: fallback
         "2026-11-25T10:00:00+0200",  # feedparser reads minutes oddly here: fallback
         "2026-11-25T10:00:59.99999999999999999Z",  # rounds to second 60
+        "2026-11-25T10:00:07.9+01:00",  # fraction truncated, then the zone applied
+        "2026-1-25T10:00:00Z",  # "-" where a W3C year ends, not a W3C date: fallback
+        "Mon, 23 Nov 2026 08:00:00 CDT",  # a named zone's offset
         "0000-01-01T00:00:00Z",
         "0001-01-01T00:00:00+01:00",
         "9999-12-31T23:00:00-05:00",
@@ -756,3 +759,27 @@ def test_fast_path_reads_titles_and_descriptions_in_unknown_elements(item: str) 
     slow = parse_bytes(data, fast=False)
     assert fast.entries == slow.entries
     assert [e.language for e in fast.entries] == [e.language for e in slow.entries]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"base",
+        b"base=",
+        b"<a xml:base = 'x'/>",
+        b"xbase \n\t=",
+        b"basebase=",
+        b"bas e=",
+        b"base x=",
+        b"database",
+        b"base\x0b=",
+        b"<base>=</base>",
+    ],
+)
+def test_base_attribute_scan_equals_its_pattern(data: bytes) -> None:
+    import re
+
+    from aggregator.fastparse import _says_base_attribute
+
+    assert _says_base_attribute(data) == (re.search(rb"base\s*=", data) is not None)
