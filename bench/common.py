@@ -3,10 +3,10 @@ server in its own process, and CPU / peak-memory measurement.
 
 The corpus is news as a first poll meets it: each feed publishes every 15 min to 3 days
 (log-uniform), so its 20-100 entries reach back from hours to months before today
-(about half of all entries are from the last three days); headlines name one of the
-events in the news at their time (40 per 6 h, a few drawing most of the coverage), so
-several outlets cover the same event. It is deterministic per day (dates count back
-from today's midnight, UTC).
+(about 40 % of all entries are from the last three days); headlines name one of the
+events in the news at their time (500 per 6 h with Zipf weights: a few draw dozens of
+outlets, most one or two), so several outlets cover the same event. It is deterministic
+per day (dates count back from today's midnight, UTC).
 
 The server is `python bench/common.py serve --feeds N --seed S`: an aiohttp.web app on
 127.0.0.1 (a free port, printed as "port N" on stdout) serving /f/{i}.xml with 50-200 ms
@@ -49,7 +49,7 @@ WORDS = (
 ).split()
 SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
 VOCABULARY = 30_000  # content words of the running text, used with Zipf frequencies
-EVENTS_PER_BUCKET = 40  # events in the news at once, per BUCKET of publication time
+EVENTS_PER_BUCKET = 500  # events in the news at once, per BUCKET of publication time
 BUCKET = timedelta(hours=6)
 INTERVALS = (0.25, 72.0)  # hours between a feed's entries: log-uniform over this range
 
