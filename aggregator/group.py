@@ -498,7 +498,10 @@ class StoryIndex:
         self._docs = 0.0
         self._seen = 0
         self._stories: dict[int, _Story] = {}
-        self._postings: dict[str, set[int]] = {}
+        # term -> the active stories holding it: one id, or a set once there are two
+        # (most terms, from one story's summaries, never get a second: a set each
+        # was a fifth of the index's memory)
+        self._postings: dict[str, int | set[int]] = {}
         self._links: dict[str, tuple[int, int]] = {}  # canonical link -> (story, entry)
         self._titles: dict[str, tuple[int, int, str]] = {}  # key -> (story, entry, source)
         self._assignments: dict[int, tuple[Any, ...]] = {}  # see _remember
@@ -794,7 +797,11 @@ class StoryIndex:
         get = shared.get
         for term, weight in doc.items():
             posting = self._postings.get(term) if term[0] != "c" else None
-            if posting and len(posting) <= MAX_POSTING:
+            if posting is None:
+                continue
+            if isinstance(posting, int):
+                shared[posting] = get(posting, 0.0) + weight
+            elif len(posting) <= MAX_POSTING:
                 for sid in posting:
                     shared[sid] = get(sid, 0.0) + weight
         cutoff = item.published_at - self.window
@@ -919,7 +926,7 @@ class StoryIndex:
             if old is None:
                 old = 0.0
                 if term[0] != "c":
-                    self._postings.setdefault(term, set()).add(story.story_id)
+                    self._post(term, story.story_id)
             centroid[term] = old + value
             norm2 += (2.0 * old * value + value * value) * idf[term] ** 2
         story.norm2 = norm2
@@ -1052,7 +1059,7 @@ class StoryIndex:
             if term[0] != "c":
                 self._unpost(term, gone)
                 if term not in centroid:
-                    self._postings.setdefault(term, set()).add(sid)
+                    self._post(term, sid)
             centroid[term] = centroid.get(term, 0.0) + mass
         for term, text in younger.surface.items():
             older.surface.setdefault(term, text)
@@ -1111,12 +1118,34 @@ class StoryIndex:
         if not keep_norm or story.norm2 <= 0.0:
             story.norm_at = -1.0
 
+    def _post(self, term: str, story_id: int) -> None:
+        posting = self._postings.get(term)
+        if posting is None:
+            self._postings[term] = story_id
+        elif isinstance(posting, int):
+            if posting != story_id:
+                self._postings[term] = {posting, story_id}
+        else:
+            posting.add(story_id)
+
     def _unpost(self, term: str, story_id: int) -> None:
         posting = self._postings.get(term)
-        if posting is not None:
-            posting.discard(story_id)
-            if not posting:
+        if posting is None:
+            return
+        if isinstance(posting, int):
+            if posting == story_id:
                 del self._postings[term]
+            return
+        posting.discard(story_id)
+        if not posting:
+            del self._postings[term]
+
+    def _holders(self, term: str) -> set[int]:
+        """The active stories holding `term` (for tests and tools)."""
+        posting = self._postings.get(term)
+        if posting is None:
+            return set()
+        return {posting} if isinstance(posting, int) else set(posting)
 
     def _drop(self, story: _Story) -> None:
         del self._stories[story.story_id]

@@ -451,4 +451,4 @@ def test_an_entry_is_scored_against_a_bounded_number_of_stories() -> None:
 
     assert joined.story_id == target.story_id
     assert 0 < len(scored) <= MAX_CANDIDATES
-    assert len(index._postings["w:government"]) > 2 * MAX_CANDIDATES  # all share a word
+    assert len(index._holders("w:government")) > 2 * MAX_CANDIDATES  # all share a word
