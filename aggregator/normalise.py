@@ -351,9 +351,14 @@ def _hash_fields(fields: Mapping[str, Any]) -> str:
         "\x1f".join(fields["tags"]),
         "\x1f".join(f"{e.url} {e.type or ''} {e.length or ''}" for e in enclosures),
     )
-    # NUL cannot occur in XML text, so it separates the fields unambiguously
-    blob = "\0".join(parts)
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    # NUL cannot occur in XML text, so it separates the fields unambiguously. Hashed
+    # part by part: joining them first copied the content once more (and widened the
+    # whole blob to the widest character of any part before encoding it)
+    digest = hashlib.sha256(parts[0].encode("utf-8", "surrogatepass"))
+    for part in parts[1:]:
+        digest.update(b"\0")
+        digest.update(part.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def _rekey_by_content(entry: EntryData) -> EntryData:  # rare: a shared link
