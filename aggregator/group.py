@@ -430,6 +430,13 @@ def _word(token: str) -> tuple[str, str, str] | None:
     return stem, "w:" + stem, token.replace("'", "")
 
 
+def _headline_terms(title: str) -> tuple[str, ...]:
+    """The word and bigram features of a headline (no character grams)."""
+    counts: dict[str, float] = {}
+    _text_features(title, 1.0, counts, {}, char_grams=False)
+    return tuple(counts)
+
+
 @functools.lru_cache(maxsize=STEM_CACHE_SIZE)
 def _char_grams(stem: str) -> tuple[str, ...]:
     """The character-gram features of a word, in order (repeats kept)."""
@@ -908,7 +915,10 @@ class StoryIndex:
         link: str | None,
         tkey: str,
     ) -> None:
-        story.members.append(_Member(item.entry_id, item.title, item.published_at, tf))
+        # a member keeps only its headline's word and bigram weights, all that choosing
+        # the story's headline reads: a fifth of the memory of its whole vector
+        own = {term: tf[term] for term in _headline_terms(item.title) if term in tf}
+        story.members.append(_Member(item.entry_id, item.title, item.published_at, own))
         if len(story.members) > MAX_MEMBERS_KEPT:
             del story.members[0]
         story.size += 1
