@@ -118,7 +118,7 @@ MAX_POSTING = 400
 # of active stories; scoring them all cost 6-12 ms per entry (bench/poll.py's corpus,
 # 450 active stories). Capped at 32: 2 ms, 99.75 % of 6,000 entries end in the same
 # story as uncapped (64: 99.98 %), and dev.tsv's F1 is unchanged on all five orders
-# (its headlines never reach the cap). See docs/grouping.md, "Cost".
+# (its headlines never reach the cap). See docs/grouping.md, "Summaries (cost)".
 MAX_CANDIDATES = 32
 
 # Stems of this many distinct words are remembered (words repeat across entries).
