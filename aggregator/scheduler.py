@@ -94,6 +94,24 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+COLLECT_AFTER_GROUPING = 1_000
+"""Entries grouped in one tick after which the worker collects garbage at once."""
+
+
+def settle_after_grouping(grouped: int | None) -> None:
+    """Run the full garbage collection that a big grouping run has made due, now,
+    between ticks.
+
+    The grouping index keeps what it learns for the stories' window: after a first poll
+    of tens of thousands of entries, hundreds of thousands of objects. CPython runs a
+    full collection once long-lived objects grew by a quarter, so the next one would
+    land in the middle of the next poll (0.13 s of a 0.85 s round of 1,000 unchanged
+    feeds, `bench/poll.py`). Collecting here resets that count.
+    """
+    if grouped is not None and grouped >= COLLECT_AFTER_GROUPING:
+        gc.collect()
+
+
 class Worker:
     """Polls due feeds on every tick and keeps the store in line with the config file."""
 
@@ -149,7 +167,7 @@ class Worker:
             parsers=self.parsers,
         )
         poll = (time.monotonic() - started, len(summary.results))
-        self.grouper.run(now)
+        settle_after_grouping(self.grouper.run(now))
         self._heartbeat(poll)
         if summary.results:
             log.info("worker: %s", summary.line())

@@ -25,6 +25,7 @@ Needs the `bench` extra (reader, psutil).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import subprocess
@@ -61,11 +62,34 @@ RESULT_PREFIX = "RESULT "
 # --- contenders (each runs in its own subprocess) --------------------------------------
 
 
+class GcPauses:
+    """Time this process's garbage collector spends, and its full collections."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._started
+        self.full += info["generation"] == 2
+
+    def take(self) -> dict[str, float]:
+        """The pauses since the last call."""
+        taken = {"seconds": self.seconds, "full": self.full}
+        self.seconds, self.full = 0.0, 0
+        return taken
+
+
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from aggregator.config import Settings
     from aggregator.grouper import Grouper
     from aggregator.models import FetchOptions, SourceConfig
-    from aggregator.scheduler import settle_heap
+    from aggregator.scheduler import settle_after_grouping, settle_heap
     from aggregator.store import Store
     from aggregator.update import Parsers, PollOptions, poll_due
 
@@ -87,6 +111,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     parsers = Parsers(processes)  # kept across rounds, as a worker keeps it
     grouper = Grouper.from_settings(store, "bench", settings)
     settle_heap()  # as `aggregator worker` does once it is set up
+    pauses = GcPauses()
     rounds = []
     for number in (1, 2):
         # Not force=True: with more feeds than update.CLAIM_BATCH, a forced poll claims
@@ -95,11 +120,13 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         clock = datetime.now(UTC) + (number - 1) * timedelta(days=2)
         profiler = _profiler(args, number)
         main_cpu = self_cpu_seconds()
+        pauses.take()
         with measure() as measured:
             with measure() as polled:
                 summary = poll_due(store, options, owner="bench", now=clock, parsers=parsers)
             with measure() as grouping:
                 grouped = None if args.skip_grouping else grouper.run(clock)
+                settle_after_grouping(grouped)  # as the worker's tick does
         main_cpu = self_cpu_seconds() - main_cpu
         _save_profile(profiler, args, number)
         if len(summary.results) != args.feeds:
@@ -113,6 +140,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
                 "main_cpu": main_cpu,
                 "poll": vars(polled),
                 "group": {**vars(grouping), "entries": grouped},
+                "gc": pauses.take(),
             }
         )
     parsers.close()
@@ -182,6 +210,8 @@ def _row(name: str, number: int, r: dict[str, Any], feeds: int) -> str:
             f" + grouping {group['wall']:.2f} s wall / {group['cpu']:.2f} s CPU"
             f" ({group['entries']} entries); main process CPU {r['main_cpu']:.2f} s"
         )
+    if "gc" in r:
+        line += f"; GC {r['gc']['seconds']:.2f} s ({r['gc']['full']} full collections)"
     return line
 
 

@@ -209,3 +209,19 @@ def test_a_settled_worker_leaves_its_start_up_objects_out_of_full_collections() 
     before, after, frozen = (int(n) for n in out.strip().strip("[]").split(","))
     assert before > 10_000 and after < 100  # what a full collection still walks
     assert frozen < before  # the cycle was collected first, not frozen
+
+
+def test_a_big_grouping_run_is_followed_by_a_full_collection_not_a_small_one() -> None:
+    import gc
+
+    from aggregator.scheduler import COLLECT_AFTER_GROUPING, settle_after_grouping
+
+    def full_collections() -> int:
+        return int(gc.get_stats()[2]["collections"])
+
+    before = full_collections()
+    settle_after_grouping(COLLECT_AFTER_GROUPING - 1)
+    settle_after_grouping(None)  # another worker held the grouping lease
+    assert full_collections() == before
+    settle_after_grouping(COLLECT_AFTER_GROUPING)
+    assert full_collections() == before + 1
