@@ -552,7 +552,7 @@ class StoryIndex:
         """
         if self._pending and story_id is None:
             self.look_again(item.published_at)
-        counts, surface = self._features(item)
+        counts, surface, headline = self._features(item)
         self._learn_df(counts)
         tf = _unit_tf(counts)
         idf = self._idfs(tf)  # fixed for the rest of this add
@@ -571,7 +571,7 @@ class StoryIndex:
         story = self._stories.get(assignment.story_id)
         if story is None:
             story = self._new_story(assignment.story_id, item)
-        self._join(story, item, tf, idf, surface, link, tkey)
+        self._join(story, item, tf, idf, surface, headline, link, tkey)
         self._remember(assignment)
         if assignment.duplicate_of is not None:
             self._originals.add(assignment.duplicate_of)
@@ -717,15 +717,20 @@ class StoryIndex:
         middle of the next poll."""
         self._assignments[assignment.entry_id] = tuple(assignment)
 
-    def _features(self, item: GroupItem) -> tuple[dict[str, float], dict[str, str]]:
+    def _features(
+        self, item: GroupItem
+    ) -> tuple[dict[str, float], dict[str, str], tuple[str, ...]]:
+        """Feature counts, display forms, and the headline's own word and bigram
+        features (what `_headline_terms` gives, read off on the way)."""
         counts: dict[str, float] = {}
         surface: dict[str, str] = {}
         _text_features(item.title, 1.0, counts, surface)
+        headline = tuple(term for term in counts if term[0] != "c")
         if item.summary:
             _text_features(
                 item.summary, SUMMARY_WEIGHT, counts, surface, SUMMARY_TOKENS, char_grams=False
             )
-        return counts, surface
+        return counts, surface, headline
 
     def _learn_df(self, counts: Iterable[str]) -> None:
         self._seen += 1
@@ -912,12 +917,13 @@ class StoryIndex:
         tf: dict[str, float],
         idf: dict[str, float],
         surface: dict[str, str],
+        headline: Iterable[str],
         link: str | None,
         tkey: str,
     ) -> None:
         # a member keeps only its headline's word and bigram weights, all that choosing
         # the story's headline reads: a fifth of the memory of its whole vector
-        own = {term: tf[term] for term in _headline_terms(item.title) if term in tf}
+        own = {term: tf[term] for term in headline if term in tf}
         story.members.append(_Member(item.entry_id, item.title, item.published_at, own))
         if len(story.members) > MAX_MEMBERS_KEPT:
             del story.members[0]
@@ -1009,7 +1015,7 @@ class StoryIndex:
         link = canonical_link(item.link)
         tkey = title_key(item.title)
         self._take_out(story, item, tf, idf, link, tkey)
-        self._join(target, item, tf, idf, surface, link, tkey)
+        self._join(target, item, tf, idf, surface, _headline_terms(item.title), link, tkey)
         new_story = target.size == 1
         shared = () if new_story else self._shared_terms(target, tf, idf)
         score = best_score if not new_story else own
