@@ -310,6 +310,8 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
 
 
 def _explain(store: Any, story_id: int, window: timedelta) -> None:
+    from aggregator.grouper import is_backlog
+
     story = store.get_story(story_id)
     if story is None:
         raise click.ClickException(f"no story {story_id}")
@@ -317,9 +319,9 @@ def _explain(store: Any, story_id: int, window: timedelta) -> None:
     click.echo(f"key terms: {', '.join(story.terms)}")
     click.echo(f"{story.source_count} sources, {story.entry_count} entries")
     for entry in store.get_story_entries(story_id):
-        age = entry.first_seen_at - entry.published_at
-        if entry.id == story.id and age > window:
-            why = f"not grouped: published {_days(age)} before it was first seen (old news)"
+        if entry.id == story.id and is_backlog(entry, window):
+            age = _days(entry.first_seen_at - entry.published_at)
+            why = f"not grouped: published {age} before it was first seen (old news)"
         elif entry.id == story.id:
             why = "founded the story"
         else:

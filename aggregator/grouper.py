@@ -29,7 +29,7 @@ from aggregator.group import (
     GroupItem,
     StoryIndex,
 )
-from aggregator.models import EntryText, StoryAssignment, StoryLabel
+from aggregator.models import Entry, EntryText, StoryAssignment, StoryLabel
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def item_of(entry: EntryText) -> GroupItem:
     )
 
 
-def is_backlog(entry: EntryText, window: timedelta) -> bool:
+def is_backlog(entry: EntryText | Entry, window: timedelta) -> bool:
     """Whether `entry` was published more than `window` before it was first seen: the
     back catalogue of a feed just added, or an old item a feed re-published.
 
