@@ -819,25 +819,29 @@ class StoryIndex:
         cutoff = item.published_at - self.window
         stories = self._stories
         language = item.language
-        ranked = [
-            (weight, sid)
-            for sid, weight in shared.items()
-            if (story := stories[sid]).last_updated >= cutoff
-            and (story.language == language or _compatible(story.language, language))
-        ]
-        if len(ranked) > MAX_CANDIDATES:
-            ranked = heapq.nlargest(MAX_CANDIDATES, ranked)
-        return [stories[sid] for _, sid in ranked]
+        found = []
+        # heaviest first (ties: the younger story id first), sorted in C
+        for sid, _ in sorted(shared.items(), key=_BY_WEIGHT_THEN_ID, reverse=True):
+            story = stories[sid]
+            if story.last_updated >= cutoff and (
+                story.language == language or _compatible(story.language, language)
+            ):
+                found.append(story)
+                if len(found) == MAX_CANDIDATES:
+                    break
+        return found
 
     def _score(self, story: _Story, query: dict[str, float], when: datetime) -> float:
         centroid = story.centroid
-        dot = 0.0
-        words = 0  # shared word features (not bigrams or character grams)
-        for term, weight in query.items():  # the entry's ~40 terms, not the centroid's ~400
-            mass = centroid.get(term)
-            if mass is not None:
-                dot += weight * mass
-                words += term[0] == "w"
+        # the terms both hold, found in C (over the entry's ~60 terms, not the
+        # centroid's ~450): most of the entry's terms are not in a given story
+        common = query.keys() & centroid.keys()
+        if not common:
+            return 0.0
+        # fsum is exact, so the dot product does not depend on the set's
+        # (hash-seeded) order: the same replay gives the same decisions in every run
+        dot = math.fsum([query[term] * centroid[term] for term in common])
+        words = sum([term[0] == "w" for term in common])  # shared word features
         if dot <= 0.0:
             return 0.0
         return self._scaled(dot / self._centroid_norm(story), story, story.size, words, when)
@@ -883,12 +887,13 @@ class StoryIndex:
         # and by NORM_REFRESH_DOCS entries.
         grown = self._docs > story.norm_at * 1.05 + NORM_REFRESH_DOCS
         if story.norm_at < 0 or grown or self._docs < story.norm_at:
-            idf = self._idfs(story.centroid)
-            total = 0.0
-            for term, mass in story.centroid.items():
-                weight = mass * idf[term]
-                total += weight * weight
-            story.norm2 = total
+            docs = self._docs + IDF_PRIOR_DOCS
+            df = self._df.get
+            log = math.log
+            story.norm2 = sum(
+                (mass * log(docs / (df(term, 0.0) + 0.5))) ** 2
+                for term, mass in story.centroid.items()
+            )
             story.norm_at = self._docs
         return math.sqrt(story.norm2) or 1.0
 
@@ -1210,6 +1215,9 @@ class StoryIndex:
             if len(chosen) == KEY_TERMS:
                 break
         return tuple(story.surface[t] for t in chosen)
+
+
+_BY_WEIGHT_THEN_ID = itemgetter(1, 0)  # a (story id, shared weight) pair's sort key
 
 
 def _query(

@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aggregator import group  # noqa: E402
 from aggregator.group import GroupItem, StoryIndex  # noqa: E402
 
-PYTHON = "/work/venv/bin/python"
 START = datetime(2026, 11, 1, tzinfo=UTC)
 REPLAY_SPAN = timedelta(hours=48)
 
@@ -122,8 +121,10 @@ def score_with_script(data: Path, rows: Sequence[dict[str, str]], pred: dict[str
             w.writerow(["id", "cluster"])
             w.writerows([r["id"], pred[r["id"]]] for r in rows)
         script = data / "stories" / "score.py"
-        cmd = [PYTHON, str(script), str(gold_path), str(pred_path), "--json"]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        cmd = [sys.executable, str(script), str(gold_path), str(pred_path), "--json"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"score.py failed ({done.returncode}): {done.stderr.strip()}")
     return json.loads(done.stdout)
 
 
