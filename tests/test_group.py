@@ -422,13 +422,42 @@ def test_pruning_a_big_storys_centroid_keeps_its_norm_exact() -> None:
         idf = index._idfs(story.centroid)
         return sum((mass * idf[term]) ** 2 for term, mass in story.centroid.items())
 
-    story.norm2 = exact()
+    story.norm_at = -1.0
+    assert index._norm2(story) == pytest.approx(exact(), rel=1e-9)  # recomputed
+    recomputed_at = story.norm_at
     for n in range(400, 420):  # grow it past the bound without a norm refresh
         story.centroid[f"c:x{n}"] = 1e-6
     index._prune(story, keep_norm=True)
     assert len(story.centroid) == PRUNE_TO
-    assert story.norm_at >= 0  # still tracked, not left to a recompute
-    assert story.norm2 == pytest.approx(exact(), rel=1e-6)
+    assert story.norm_at == recomputed_at  # still tracked, not left to a recompute
+    assert index._norm2(story) == pytest.approx(exact(), rel=1e-6)
+
+
+def test_a_storys_norm_follows_the_growing_stream_without_a_recompute() -> None:
+    # IDF = ln(docs + prior) - ln(df + 0.5): as unrelated entries arrive, every
+    # term's IDF rises; the story's norm must follow at once (a stale norm made
+    # early decisions of a cold stream worse), not only at the next full recompute.
+    from aggregator.group import NORM_REFRESH_GROWTH
+
+    index = StoryIndex(threshold=0.0, min_cosine=0.0)
+    for n in range(100):  # a stream already under way
+        index.add(item(1000 + n, f"Parliament votes budget{n} plan", source="c"))
+    index.add(item(0, "Storm hits the northern coast overnight", source="a"))
+    index.add(item(1, "Storm hits northern coast, thousands without power", source="b"))
+    (story,) = (s for s in index._stories.values() if s.story_id == 0)
+    assert story.size == 2
+    story.norm_at = -1.0
+    before = index._norm2(story)  # recomputed now
+    recomputed_at = story.norm_at
+    unrelated = 0
+    while index._docs + 1 <= recomputed_at * NORM_REFRESH_GROWTH:
+        unrelated += 1
+        index.add(item(2000 + unrelated, f"Parliament votes budget{unrelated} plan", source="c"))
+    assert unrelated >= 10 and story.norm_at == recomputed_at
+    idf = index._idfs(story.centroid)
+    exact = sum((mass * idf[term]) ** 2 for term, mass in story.centroid.items())
+    assert index._norm2(story) == pytest.approx(exact, rel=1e-9)
+    assert index._norm2(story) > before  # every IDF rose
 
 
 def test_an_entry_is_scored_against_a_bounded_number_of_stories() -> None:
