@@ -155,6 +155,26 @@ def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, 
     return result.rowcount == 1
 
 
+def fenced_updates(
+    conn: Connection, owner: str, updates: Sequence[tuple[int, dict[str, Any]]]
+) -> int:
+    """`fenced_update` for several feeds whose new states set the same columns, in one
+    executemany of the statement.
+
+    Returns how many feeds were written: fewer than `updates` when `owner` lost some
+    leases (those rows are left as they were) or a feed appears twice.
+    """
+    columns = tuple(updates[0][1])
+    if any(tuple(values) != columns for _, values in updates):
+        raise ValueError("store: fenced_updates needs the same columns in every update")
+    rows = [
+        {"fenced_id": feed_id, "fenced_owner": owner}
+        | {f"new_{name}": value for name, value in values.items()}
+        for feed_id, values in updates
+    ]
+    return conn.execute(_fenced_update_statement(columns), rows).rowcount
+
+
 @functools.lru_cache(maxsize=64)
 def _fenced_update_statement(columns: tuple[str, ...]) -> Update:
     """The fenced UPDATE setting `columns`, built once per column set (a poll saves a
