@@ -124,15 +124,20 @@ def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    claimed = conn.execute(
+    # The claimed rows come back from the UPDATE itself (no second query by id), as
+    # `get_feeds(counts=False)` would read them: without entry counts (left at 0), which
+    # the poll does not use and which, counted inside the write transaction, would
+    # grow with the archive.
+    rows = conn.execute(
         update(feeds)
         .where(feeds.c.id.in_(candidates.scalar_subquery()))
         .values(lease_owner=owner, lease_until=now + lease)
-        .returning(feeds.c.id)
-    ).scalars()
-    # Without entry counts (left at 0): the poll does not use them, and counting each
-    # feed's entries inside the write transaction would grow with the archive.
-    return get_feeds(conn, sorted(claimed), counts=False)
+        .returning(*feeds.c, literal(0).label("entry_count"))
+    ).all()
+    if not rows:  # nothing due: no tags to read
+        return []
+    claimed = sorted(rows, key=lambda row: row.id)
+    return _states(conn, claimed, [row.id for row in claimed], None)
 
 
 def release(conn: Connection, feed_id: int, owner: str) -> None:
@@ -278,7 +283,15 @@ def get_feeds(
     query = _feed_query(counts).order_by(feeds.c.id)
     if feed_ids is not None:
         query = query.where(feeds.c.id.in_(feed_ids))
-    rows = conn.execute(query).all()
+    return _states(conn, conn.execute(query).all(), feed_ids, now)
+
+
+def _states(
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    feed_ids: Sequence[int] | None,
+    now: datetime | None,
+) -> list[FeedState]:
     tags = _tags_by_feed(conn, feed_ids)
     recent = _recent_counts(conn, now) if now is not None else {}
     days = ENTRIES_PER_DAY_WINDOW.total_seconds() / 86400
