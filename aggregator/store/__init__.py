@@ -180,10 +180,15 @@ class Store:
         """Save several feeds' updates in one transaction (one disk sync), each fenced
         by its lease and inside its own savepoint: a feed whose lease was lost, or whose
         save fails, writes nothing and leaves the others' saves intact.
+
+        State-only saves (a 304 or an unchanged body: no entries, rekeys or new URL) are
+        first written together, one executemany per column set in one savepoint; if any
+        of them lost its lease or the write fails, that savepoint is rolled back and
+        they are saved one by one like the rest, so every outcome is the same either way.
         """
         try:
             with self._write() as conn:
-                return [_save_one(conn, owner, save) for save in saves]
+                return _save_all(conn, owner, saves)
         except StoreError as e:
             return [StoreError(f"store: unable to save {len(saves)} feeds: {e}") for _ in saves]
 
@@ -398,6 +403,56 @@ class Store:
     def get_metrics(self) -> dict[str, Any]:
         with self._read() as conn:
             return page_rows.get_metrics(conn)
+
+
+_SAVED = SaveOutcome(saved=True)
+
+
+def _save_all(
+    conn: Connection, owner: str, saves: Sequence[PendingSave]
+) -> list[SaveOutcome | StoreError]:
+    done: dict[int, SaveOutcome] = {}
+    for group in _state_only_groups(saves):
+        if _save_states(conn, owner, [saves[i] for i in group]):
+            done.update(dict.fromkeys(group, _SAVED))
+    return [done.get(i) or _save_one(conn, owner, save) for i, save in enumerate(saves)]
+
+
+def _state_only_groups(saves: Sequence[PendingSave]) -> list[list[int]]:
+    """Indexes of the state-only saves that can be written together, by column set.
+
+    A feed saved twice in the batch is left to `_save_one`, in order: its second save
+    must find the lease its first released. Saves with neither `now` nor
+    `last_fetch_at` are too, so that they fail there as they always have.
+    """
+    seen: dict[int, int] = {}
+    for save in saves:
+        seen[save.feed_id] = seen.get(save.feed_id, 0) + 1
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, save in enumerate(saves):
+        if (
+            not save.items
+            and not save.rekeys
+            and save.state.url is None
+            and (save.now is not None or save.state.last_fetch_at is not None)
+            and seen[save.feed_id] == 1
+        ):
+            groups.setdefault(tuple(_state_values(save.state)), []).append(i)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _save_states(conn: Connection, owner: str, group: Sequence[PendingSave]) -> bool:
+    """Write state-only saves in one savepoint. False, with nothing written, when a
+    lease was lost or the write failed: the caller then saves them one by one."""
+    updates = [(save.feed_id, _state_values(save.state)) for save in group]
+    try:
+        with conn.begin_nested() as savepoint:
+            if feed_rows.fenced_updates(conn, owner, updates) != len(updates):
+                savepoint.rollback()
+                return False
+    except SQLAlchemyError:
+        return False
+    return True
 
 
 def _save_one(conn: Connection, owner: str, save: PendingSave) -> SaveOutcome | StoreError:

@@ -124,15 +124,20 @@ def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    claimed = conn.execute(
+    # The claimed rows come back from the UPDATE itself (no second query by id), as
+    # `get_feeds(counts=False)` would read them: without entry counts (left at 0), which
+    # the poll does not use and which, counted inside the write transaction, would
+    # grow with the archive.
+    rows = conn.execute(
         update(feeds)
         .where(feeds.c.id.in_(candidates.scalar_subquery()))
         .values(lease_owner=owner, lease_until=now + lease)
-        .returning(feeds.c.id)
-    ).scalars()
-    # Without entry counts (left at 0): the poll does not use them, and counting each
-    # feed's entries inside the write transaction would grow with the archive.
-    return get_feeds(conn, sorted(claimed), counts=False)
+        .returning(*feeds.c, literal(0).label("entry_count"))
+    ).all()
+    if not rows:  # nothing due: no tags to read
+        return []
+    claimed = sorted(rows, key=lambda row: row.id)
+    return _states(conn, claimed, [row.id for row in claimed], None)
 
 
 def release(conn: Connection, feed_id: int, owner: str) -> None:
@@ -153,6 +158,26 @@ def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, 
     parameters = {f"new_{name}": value for name, value in values.items()}
     result = conn.execute(statement, {"fenced_id": feed_id, "fenced_owner": owner, **parameters})
     return result.rowcount == 1
+
+
+def fenced_updates(
+    conn: Connection, owner: str, updates: Sequence[tuple[int, dict[str, Any]]]
+) -> int:
+    """`fenced_update` for several feeds whose new states set the same columns, in one
+    executemany of the statement.
+
+    Returns how many feeds were written: fewer than `updates` when `owner` lost some
+    leases (those rows are left as they were) or a feed appears twice.
+    """
+    columns = tuple(updates[0][1])
+    if any(tuple(values) != columns for _, values in updates):
+        raise ValueError("store: fenced_updates needs the same columns in every update")
+    rows = [
+        {"fenced_id": feed_id, "fenced_owner": owner}
+        | {f"new_{name}": value for name, value in values.items()}
+        for feed_id, values in updates
+    ]
+    return conn.execute(_fenced_update_statement(columns), rows).rowcount
 
 
 @functools.lru_cache(maxsize=64)
@@ -258,7 +283,15 @@ def get_feeds(
     query = _feed_query(counts).order_by(feeds.c.id)
     if feed_ids is not None:
         query = query.where(feeds.c.id.in_(feed_ids))
-    rows = conn.execute(query).all()
+    return _states(conn, conn.execute(query).all(), feed_ids, now)
+
+
+def _states(
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    feed_ids: Sequence[int] | None,
+    now: datetime | None,
+) -> list[FeedState]:
     tags = _tags_by_feed(conn, feed_ids)
     recent = _recent_counts(conn, now) if now is not None else {}
     days = ENTRIES_PER_DAY_WINDOW.total_seconds() / 86400
