@@ -313,7 +313,7 @@ class _Story:
     # The squared norm of the IDF-weighted centroid, sum of (m (L - g))^2 over terms
     # (mass m, L = ln(docs + prior), g = ln(df + 0.5)), kept as three sums so that
     # it is exact for the current L whatever L was when they were summed:
-    # L^2 * sq - 2 L * sq_g + sq_g2 (see `StoryIndex._centroid_norm`)
+    # L^2 * sq - 2 L * sq_g + sq_g2 (see `StoryIndex._norm2`)
     sq: float = 0.0  # sum of m^2
     sq_g: float = 0.0  # sum of m^2 g
     sq_g2: float = 0.0  # sum of m^2 g^2

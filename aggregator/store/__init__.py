@@ -413,13 +413,17 @@ def _save_all(
 ) -> list[SaveOutcome | StoreError]:
     done: dict[int, SaveOutcome] = {}
     for group in _state_only_groups(saves):
-        if _save_states(conn, owner, [saves[i] for i in group]):
-            done.update(dict.fromkeys(group, _SAVED))
+        updates = [(saves[i].feed_id, values) for i, values in group]
+        if _save_states(conn, owner, updates):
+            done.update(dict.fromkeys((i for i, _ in group), _SAVED))
     return [done.get(i) or _save_one(conn, owner, save) for i, save in enumerate(saves)]
 
 
-def _state_only_groups(saves: Sequence[PendingSave]) -> list[list[int]]:
-    """Indexes of the state-only saves that can be written together, by column set.
+def _state_only_groups(
+    saves: Sequence[PendingSave],
+) -> list[list[tuple[int, dict[str, Any]]]]:
+    """(index, new state values) of the state-only saves that can be written together,
+    grouped by column set.
 
     A feed saved twice in the batch is left to `_save_one`, in order: its second save
     must find the lease its first released. Saves with neither `now` nor
@@ -428,7 +432,7 @@ def _state_only_groups(saves: Sequence[PendingSave]) -> list[list[int]]:
     seen: dict[int, int] = {}
     for save in saves:
         seen[save.feed_id] = seen.get(save.feed_id, 0) + 1
-    groups: dict[tuple[str, ...], list[int]] = {}
+    groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
     for i, save in enumerate(saves):
         if (
             not save.items
@@ -437,14 +441,17 @@ def _state_only_groups(saves: Sequence[PendingSave]) -> list[list[int]]:
             and (save.now is not None or save.state.last_fetch_at is not None)
             and seen[save.feed_id] == 1
         ):
-            groups.setdefault(tuple(_state_values(save.state)), []).append(i)
+            values = _state_values(save.state)
+            groups.setdefault(tuple(values), []).append((i, values))
     return [group for group in groups.values() if len(group) > 1]
 
 
-def _save_states(conn: Connection, owner: str, group: Sequence[PendingSave]) -> bool:
-    """Write state-only saves in one savepoint. False, with nothing written, when a
-    lease was lost or the write failed: the caller then saves them one by one."""
-    updates = [(save.feed_id, _state_values(save.state)) for save in group]
+def _save_states(
+    conn: Connection, owner: str, updates: Sequence[tuple[int, dict[str, Any]]]
+) -> bool:
+    """Write (feed id, new state values) of state-only saves in one savepoint. False,
+    with nothing written, when a lease was lost or the write failed: the caller then
+    saves them one by one."""
     try:
         with conn.begin_nested() as savepoint:
             if feed_rows.fenced_updates(conn, owner, updates) != len(updates):

@@ -155,9 +155,7 @@ def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, 
     caller must then roll back everything it wrote in this transaction.
     """
     statement = _fenced_update_statement(tuple(values))
-    parameters = {f"new_{name}": value for name, value in values.items()}
-    result = conn.execute(statement, {"fenced_id": feed_id, "fenced_owner": owner, **parameters})
-    return result.rowcount == 1
+    return conn.execute(statement, _fenced_parameters(feed_id, owner, values)).rowcount == 1
 
 
 def fenced_updates(
@@ -172,12 +170,15 @@ def fenced_updates(
     columns = tuple(updates[0][1])
     if any(tuple(values) != columns for _, values in updates):
         raise ValueError("store: fenced_updates needs the same columns in every update")
-    rows = [
-        {"fenced_id": feed_id, "fenced_owner": owner}
-        | {f"new_{name}": value for name, value in values.items()}
-        for feed_id, values in updates
-    ]
+    rows = [_fenced_parameters(feed_id, owner, values) for feed_id, values in updates]
     return conn.execute(_fenced_update_statement(columns), rows).rowcount
+
+
+def _fenced_parameters(feed_id: int, owner: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The bound parameters of `_fenced_update_statement` for one feed."""
+    return {"fenced_id": feed_id, "fenced_owner": owner} | {
+        f"new_{name}": value for name, value in values.items()
+    }
 
 
 @functools.lru_cache(maxsize=64)
