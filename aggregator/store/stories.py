@@ -70,6 +70,9 @@ def merge_stories(conn: Connection, survivor: int, absorbed: int) -> None:
 
 
 def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel]) -> None:
+    """Recount the stories' entries and sources and write their labels: one
+    executemany per kind of write (update or insert, with a new label or without).
+    """
     if not story_ids:
         return
     stats = conn.execute(
@@ -83,30 +86,50 @@ def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel
         .where(entries.c.story_id.in_(story_ids))
         .group_by(entries.c.story_id)
     ).all()
-    existing = {
-        row.id: row for row in conn.execute(select(stories).where(stories.c.id.in_(story_ids)))
-    }
+    existing = set(conn.scalars(select(stories.c.id).where(stories.c.id.in_(story_ids))))
+    writes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
     for row in stats:
         label = labels.get(row.story_id)
-        values: dict[str, Any] = {
-            "entry_count": row.entry_count,
-            "source_count": row.source_count,
-            "first_seen_at": row.first_seen_at,
-            "last_updated_at": row.last_updated_at,
-        }
-        if label is not None:
-            values.update(
-                headline=label.headline,
-                headline_entry_id=label.headline_entry_id,
-                terms=json.dumps(list(label.terms)),
-                language=label.language,
+        values = _story_values(row, label)
+        if label is None and row.story_id not in existing:
+            values.update(headline="", headline_entry_id=None, terms="[]", language=None)
+        key = (row.story_id in existing, label is not None)
+        writes.setdefault(key, []).append(values)
+    for (exists, labelled), rows in writes.items():
+        if exists:
+            columns = _COUNTS + (_LABEL if labelled else ())
+            statement = (
+                update(stories)
+                .where(stories.c.id == bindparam("story_id"))
+                .values({column: bindparam(column) for column in columns})
             )
-        if row.story_id in existing:
-            conn.execute(update(stories).where(stories.c.id == row.story_id).values(**values))
         else:
-            values.setdefault("headline", "")
-            values.setdefault("terms", "[]")
-            conn.execute(insert(stories).values(id=row.story_id, **values))
+            columns = _COUNTS + _LABEL
+            values = {column: bindparam(column) for column in columns}
+            statement = insert(stories).values(id=bindparam("story_id"), **values)
+        conn.execute(statement, rows)
+
+
+_COUNTS = ("entry_count", "source_count", "first_seen_at", "last_updated_at")
+_LABEL = ("headline", "headline_entry_id", "terms", "language")
+
+
+def _story_values(row: Row[Any], label: StoryLabel | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "story_id": row.story_id,
+        "entry_count": row.entry_count,
+        "source_count": row.source_count,
+        "first_seen_at": row.first_seen_at,
+        "last_updated_at": row.last_updated_at,
+    }
+    if label is not None:
+        values.update(
+            headline=label.headline,
+            headline_entry_id=label.headline_entry_id,
+            terms=json.dumps(list(label.terms)),
+            language=label.language,
+        )
+    return values
 
 
 def refresh_after_prune(conn: Connection, story_ids: Sequence[int]) -> None:
