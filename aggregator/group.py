@@ -1222,11 +1222,13 @@ class StoryIndex:
             self._aliases.pop(alias, None)
 
     def _headline(self, story: _Story) -> _Member:
-        idf = {t: self._idf(t) for t in story.centroid}
+        if len(story.members) == 1:
+            return story.members[0]  # most stories, and nothing to compare
+        idf = self._idfs(story.centroid)
         norm = self._centroid_norm(story)
         best, best_sim = story.members[0], -1.0
         for member in sorted(story.members, key=lambda m: m.published_at):
-            weights = {t: v * idf.get(t, self._idf(t)) for t, v in member.tf.items()}
+            weights = {t: v * (idf[t] if t in idf else self._idf(t)) for t, v in member.tf.items()}
             length = math.sqrt(sum(w * w for w in weights.values())) or 1.0
             dot = sum(w * story.centroid.get(t, 0.0) * idf.get(t, 0.0) for t, w in weights.items())
             sim = dot / (length * norm)
@@ -1235,10 +1237,8 @@ class StoryIndex:
         return best
 
     def _key_terms(self, story: _Story) -> tuple[str, ...]:
-        ranked = sorted(
-            (t for t in story.centroid if t[0] != "c" and t in story.surface),
-            key=lambda t: (-story.centroid[t] * self._idf(t), t),
-        )
+        idf = self._idfs(t for t in story.centroid if t[0] != "c" and t in story.surface)
+        ranked = sorted(idf, key=lambda t: (-story.centroid[t] * idf[t], t))
         chosen: list[str] = []
         hidden: set[str] = set()
         for term in ranked:
