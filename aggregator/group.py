@@ -422,8 +422,7 @@ def _text_features(
         out[key] = get(key, 0.0) + weight
     for first, second in zip(words, words[1:], strict=False):
         key = f"b:{first} {second}"
-        out[key] = get(key, 0.0) + weight
-        surface.setdefault(key, f"{surface['w:' + first]} {surface['w:' + second]}")
+        out[key] = get(key, 0.0) + weight  # shown as its words are: see `_shown`
     for first, second in zip(raw, raw[1:], strict=False):
         short = min(len(first), len(second)) <= 3
         if short and first not in _STOPWORDS and second not in _STOPWORDS:
@@ -443,6 +442,23 @@ def _word(token: str) -> tuple[str, str, str] | None:
     if stem in _STOPWORDS or len(stem) < 2:
         return None
     return stem, "w:" + stem, token.replace("'", "")
+
+
+def _shown(surface: dict[str, str], term: str) -> str | None:
+    """How a word or bigram feature is shown: a word as first written in the story, a
+    bigram as its two words are (bigrams keep no text of their own: at 25,000 entries
+    with summaries their display strings held 17 MB); None for a character gram or a
+    joined short pair, which are never shown, or a bigram whose word was pruned."""
+    if term[0] == "w":
+        return surface.get(term)
+    if term[0] != "b":
+        return None
+    first, _, second = term[2:].partition(" ")
+    shown_first = surface.get("w:" + first)
+    shown_second = surface.get("w:" + second)
+    if shown_first is None or shown_second is None:
+        return None
+    return f"{shown_first} {shown_second}"
 
 
 def _headline_terms(title: str) -> tuple[str, ...]:
@@ -943,13 +959,13 @@ class StoryIndex:
     ) -> tuple[str, ...]:
         """The entry's word and bigram terms that `story` holds, by contribution
         (`idf` covers the entry's terms)."""
-        centroid, surface = story.centroid, story.surface
+        centroid = story.centroid
         scored = []
         for term, value in tf.items():
-            if term[0] != "c" and term in centroid and term in surface:
-                scored.append((value * centroid[term] * idf[term] ** 2, term))
+            if term in centroid and (shown := _shown(story.surface, term)) is not None:
+                scored.append((value * centroid[term] * idf[term] ** 2, term, shown))
         scored.sort(reverse=True)
-        return tuple(story.surface[t] for _, t in scored[:MAX_SHARED_TERMS])
+        return tuple(shown for _, _, shown in scored[:MAX_SHARED_TERMS])
 
     def _new_story(self, story_id: int, item: GroupItem) -> _Story:
         story = _Story(story_id, item.language, item.published_at, item.published_at)
@@ -1242,7 +1258,8 @@ class StoryIndex:
         return best
 
     def _key_terms(self, story: _Story) -> tuple[str, ...]:
-        idf = self._idfs(t for t in story.centroid if t[0] != "c" and t in story.surface)
+        shown = {t: s for t in story.centroid if (s := _shown(story.surface, t)) is not None}
+        idf = self._idfs(shown)
         ranked = sorted(idf, key=lambda t: (-story.centroid[t] * idf[t], t))
         chosen: list[str] = []
         hidden: set[str] = set()
@@ -1257,7 +1274,7 @@ class StoryIndex:
             chosen.append(term)
             if len(chosen) == KEY_TERMS:
                 break
-        return tuple(story.surface[t] for t in chosen)
+        return tuple(shown[t] for t in chosen)
 
 
 _BY_WEIGHT_THEN_ID = itemgetter(1, 0)  # a (story id, shared weight) pair's sort key
