@@ -6,7 +6,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from aggregator.models import Entry, Story, StoryAssignment, StoryLabel
 from aggregator.store.entries import _latest_query, entries_from_rows
@@ -96,18 +106,21 @@ def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel
         key = (row.story_id in existing, label is not None)
         writes.setdefault(key, []).append(values)
     for (exists, labelled), rows in writes.items():
-        if exists:
-            columns = _COUNTS + (_LABEL if labelled else ())
-            statement = (
-                update(stories)
-                .where(stories.c.id == bindparam("story_id"))
-                .values({column: bindparam(column) for column in columns})
-            )
-        else:
-            columns = _COUNTS + _LABEL
-            values = {column: bindparam(column) for column in columns}
-            statement = insert(stories).values(id=bindparam("story_id"), **values)
-        conn.execute(statement, rows)
+        conn.execute(_story_write(exists, labelled), rows)
+
+
+def _story_write(exists: bool, labelled: bool) -> Executable:
+    """The executemany statement that updates (``exists``) or inserts story rows,
+    labels included when ``labelled`` (an insert always has one, if only blank)."""
+    if not exists:
+        values = {column: bindparam(column) for column in _COUNTS + _LABEL}
+        return insert(stories).values(id=bindparam("story_id"), **values)
+    columns = _COUNTS + (_LABEL if labelled else ())
+    return (
+        update(stories)
+        .where(stories.c.id == bindparam("story_id"))
+        .values({column: bindparam(column) for column in columns})
+    )
 
 
 _COUNTS = ("entry_count", "source_count", "first_seen_at", "last_updated_at")
