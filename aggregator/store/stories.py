@@ -113,8 +113,8 @@ def _story_write(exists: bool, labelled: bool) -> Executable:
     """The executemany statement that updates (``exists``) or inserts story rows,
     labels included when ``labelled`` (an insert always has one, if only blank)."""
     if not exists:
-        values = {column: bindparam(column) for column in _COUNTS + _LABEL}
-        return insert(stories).values(id=bindparam("story_id"), **values)
+        inserted: dict[str, Any] = {column: bindparam(column) for column in _COUNTS + _LABEL}
+        return insert(stories).values(id=bindparam("story_id"), **inserted)
     columns = _COUNTS + (_LABEL if labelled else ())
     return (
         update(stories)
