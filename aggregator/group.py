@@ -851,12 +851,20 @@ class StoryIndex:
             elif len(posting) <= MAX_POSTING:
                 for sid in posting:
                     shared[sid] = get(sid, 0.0) + weight
+        ranked = _heaviest(shared, 2 * MAX_CANDIDATES)
+        found = self._eligible(ranked, item)
+        if len(found) < MAX_CANDIDATES and len(ranked) < len(shared):
+            found = self._eligible(_heaviest(shared, len(shared)), item)  # rare
+        return found
+
+    def _eligible(self, ranked: list[tuple[int, float]], item: GroupItem) -> list[_Story]:
+        """The first `MAX_CANDIDATES` of ``ranked`` in the window and of a language
+        compatible with the entry's."""
         cutoff = item.published_at - self.window
         stories = self._stories
         language = item.language
         found = []
-        # heaviest first (ties: the younger story id first), sorted in C
-        for sid, _ in sorted(shared.items(), key=_BY_WEIGHT_THEN_ID, reverse=True):
+        for sid, _ in ranked:
             story = stories[sid]
             if story.last_updated >= cutoff and (
                 story.language == language or _compatible(story.language, language)
@@ -1278,6 +1286,20 @@ class StoryIndex:
 
 
 _BY_WEIGHT_THEN_ID = itemgetter(1, 0)  # a (story id, shared weight) pair's sort key
+
+
+def _heaviest(shared: dict[int, float], count: int) -> list[tuple[int, float]]:
+    """The (story id, weight) pairs heaviest first (ties: the younger id first), at
+    least the ``count`` heaviest and every pair tied with the last of them: a prefix
+    of the whole ranking, found by sorting bare floats for the cut (in C, ~4x faster
+    than sorting every pair by its key, for the ~800 stories an entry touches)."""
+    if len(shared) > count:
+        cut = sorted(shared.values(), reverse=True)[count - 1]
+        pairs = [pair for pair in shared.items() if pair[1] >= cut]
+    else:
+        pairs = list(shared.items())
+    pairs.sort(key=_BY_WEIGHT_THEN_ID, reverse=True)
+    return pairs
 
 
 def _query(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.group import SUMMARY_TOKENS, GroupItem, StoryIndex, canonical_link
+from aggregator.group import SUMMARY_TOKENS, GroupItem, StoryIndex, _heaviest, canonical_link
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -481,3 +481,16 @@ def test_an_entry_is_scored_against_a_bounded_number_of_stories() -> None:
     assert joined.story_id == target.story_id
     assert 0 < len(scored) <= MAX_CANDIDATES
     assert len(index._holders("w:government")) > 2 * MAX_CANDIDATES  # all share a word
+
+
+def test_the_cut_of_the_heaviest_stories_is_a_prefix_of_the_whole_ranking() -> None:
+    # candidates are the heaviest stories an entry shares terms with; the cut must not
+    # drop a story tied with the last one kept, nor reorder anything
+    rng = random.Random(7)
+    shared = {story_id: float(rng.randrange(30)) for story_id in rng.sample(range(5000), 800)}
+    whole = sorted(shared.items(), key=lambda pair: (pair[1], pair[0]), reverse=True)
+    for count in (1, 10, 64, 799, 800, 900):
+        cut = _heaviest(shared, count)
+        assert cut == whole[: len(cut)]
+        assert len(cut) >= min(count, len(shared))
+        assert len(cut) == len(shared) or cut[-1][1] > whole[len(cut)][1]  # ties all in
