@@ -1266,23 +1266,23 @@ class StoryIndex:
         return best
 
     def _key_terms(self, story: _Story) -> tuple[str, ...]:
-        shown = {t: s for t in story.centroid if (s := _shown(story.surface, t)) is not None}
-        idf = self._idfs(shown)
-        ranked = sorted(idf, key=lambda t: (-story.centroid[t] * idf[t], t))
-        chosen: list[str] = []
+        centroid = story.centroid
+        idf = self._idfs(t for t in centroid if t[0] != "c")
+        ranked = sorted(idf, key=lambda t: (-centroid[t] * idf[t], t))
+        chosen: dict[str, str] = {}  # term: how it is shown
         hidden: set[str] = set()
         for term in ranked:
-            if term in hidden:
+            if term in hidden or (shown := _shown(story.surface, term)) is None:
                 continue
             if term[0] == "b":
                 parts = {"w:" + p for p in term[2:].split(" ")}
                 if any(c in parts for c in chosen):
                     continue
                 hidden |= parts
-            chosen.append(term)
+            chosen[term] = shown
             if len(chosen) == KEY_TERMS:
                 break
-        return tuple(shown[t] for t in chosen)
+        return tuple(chosen.values())
 
 
 _BY_WEIGHT_THEN_ID = itemgetter(1, 0)  # a (story id, shared weight) pair's sort key
