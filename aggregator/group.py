@@ -884,10 +884,13 @@ class StoryIndex:
         # fsum is exact, so the dot product does not depend on the set's
         # (hash-seeded) order: the same replay gives the same decisions in every run
         dot = math.fsum([query[term] * centroid[term] for term in common])
-        words = sum([term[0] == "w" for term in common])  # shared word features
         if dot <= 0.0:
             return 0.0
-        return self._scaled(dot / self._centroid_norm(story), story, story.size, words, when)
+        cosine = dot / self._centroid_norm(story)
+        if cosine < self.min_cosine:
+            return 0.0  # most candidates: no need to count the shared words
+        words = sum([term[0] == "w" for term in common])  # shared word features
+        return self._scaled(cosine, story, story.size, words, when)
 
     def _scaled(self, cosine: float, story: _Story, size: int, words: int, when: datetime) -> float:
         """The score of a plain cosine with a story of ``size`` entries (floor, size
