@@ -494,3 +494,18 @@ def test_the_cut_of_the_heaviest_stories_is_a_prefix_of_the_whole_ranking() -> N
         assert cut == whole[: len(cut)]
         assert len(cut) >= min(count, len(shared))
         assert len(cut) == len(shared) or cut[-1][1] > whole[len(cut)][1]  # ties all in
+
+
+def test_a_bigram_is_shown_as_its_two_words_in_key_and_shared_terms() -> None:
+    # a bigram keeps no text of its own: it is shown as its two words are
+    index = StoryIndex()
+    titles = [
+        "Charles Plosser sees high bar for taper change",
+        "Fed's Charles Plosser: taper pace may be too slow",
+        "Charles Plosser says weather hit jobs, taper should go on",
+    ]
+    got = [index.add(item(i, title, f"s{i}", i)) for i, title in enumerate(titles, 1)]
+    assert {a.story_id for a in got} == {1}
+    assert index.label(1).terms[0] == "charles plosser"  # hiding "charles", "plosser"
+    assert "charles plosser" in got[2].shared_terms
+    assert "feds charles" in index.label(1).terms  # the apostrophe dropped, as for words
