@@ -17,8 +17,9 @@ entry new) and the second (every feed answers 304).
   workers=--reader-workers)`.
 
 Run: python bench/poll.py [--feeds 1000] [--connections 256] [--reader-workers 64]
-Also: `python bench/poll.py threshold` (inline parse vs a pool round trip by size) and
-`python bench/poll.py parse-only` (parse throughput: 1 thread vs a pool of 2).
+Also: `python bench/poll.py threshold` (inline parse vs a pool round trip by size),
+`python bench/poll.py parse-only` (parse throughput: 1 thread vs a pool of 2) and
+`python bench/poll.py floor` (round 2's floor: a bare aiohttp client, nothing else).
 Needs the `bench` extra (reader, psutil).
 """
 
@@ -320,6 +321,38 @@ def parse_only(args: argparse.Namespace) -> None:
     print(f"pool speed-up: {inline.wall / pooled.wall:.2f}x")
 
 
+def floor(args: argparse.Namespace) -> None:
+    """Round 2's floor: a bare aiohttp client making the same conditional GETs (one
+    session, --connections at a time, nothing parsed or stored) against the server."""
+    import asyncio
+    import hashlib
+
+    import aiohttp
+
+    etags = [f'"{hashlib.sha256(d).hexdigest()[:20]}"' for d in corpus(args.feeds)]
+
+    async def round_trip(urls: list[str]) -> tuple[float, Counter[int]]:
+        limit = args.connections
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            gate = asyncio.Semaphore(limit)
+
+            async def get(url: str, etag: str) -> int:
+                async with gate, session.get(url, headers={"If-None-Match": etag}) as resp:
+                    await resp.read()
+                    return resp.status
+
+            started = time.perf_counter()
+            statuses = await asyncio.gather(*map(get, urls, etags))
+            return time.perf_counter() - started, Counter(statuses)
+
+    print(f"machine: {machine()}")
+    with feed_server(args.feeds) as base:
+        for _ in range(3):
+            wall, statuses = asyncio.run(round_trip(feed_urls(base, args.feeds)))
+            print(f"bare aiohttp, {args.connections} connections: {wall:.3f} s wall {statuses}")
+
+
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -329,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="compare",
-        choices=["compare", "ours", "reader", "threshold", "parse-only"],
+        choices=["compare", "ours", "reader", "threshold", "parse-only", "floor"],
     )
     parser.add_argument("--feeds", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=256)
@@ -357,7 +390,8 @@ def main() -> None:
         result = (run_ours if args.command == "ours" else run_reader)(args)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
     else:
-        {"compare": compare, "threshold": threshold, "parse-only": parse_only}[args.command](args)
+        commands = {"compare": compare, "threshold": threshold, "parse-only": parse_only}
+        {**commands, "floor": floor}[args.command](args)
 
 
 if __name__ == "__main__":
