@@ -331,6 +331,8 @@ def content_hash(entry: EntryData) -> str:
 
 
 def _hash_fields(fields: Mapping[str, Any]) -> str:
+    """sha256 of the reader-visible fields as UTF-8, joined by NUL bytes (NUL cannot
+    occur in XML text, so it separates them unambiguously)."""
     published, updated = fields["published_at"], fields["updated_at"]
     enclosures: tuple[Enclosure, ...] = fields["enclosures"]
     published_text = published.isoformat() if published else ""
@@ -339,26 +341,29 @@ def _hash_fields(fields: Mapping[str, Any]) -> str:
         updated_text = published_text
     else:
         updated_text = updated.isoformat() if updated else ""
-    parts = (
-        fields["title"],
-        fields["link"] or "",
-        fields["summary"],
-        fields["content_html"],
-        published_text,
-        updated_text,
-        fields["author"] or "",
-        fields["image_url"] or "",
-        "\x1f".join(fields["tags"]),
-        "\x1f".join(f"{e.url} {e.type or ''} {e.length or ''}" for e in enclosures),
+    # the content, by far the largest part, is hashed on its own (joining it to the
+    # rest would copy it, and widen the whole text to its widest character); the small
+    # fields before and after it are joined, each side one encode and one update
+    head = "\0".join((fields["title"], fields["link"] or "", fields["summary"], ""))
+    tail = "\0".join(
+        (
+            "",
+            published_text,
+            updated_text,
+            fields["author"] or "",
+            fields["image_url"] or "",
+            "\x1f".join(fields["tags"]),
+            _enclosures_text(enclosures) if enclosures else "",
+        )
     )
-    # NUL cannot occur in XML text, so it separates the fields unambiguously. Hashed
-    # part by part: joining them first copied the content once more (and widened the
-    # whole blob to the widest character of any part before encoding it)
-    digest = hashlib.sha256(parts[0].encode("utf-8", "surrogatepass"))
-    for part in parts[1:]:
-        digest.update(b"\0")
-        digest.update(part.encode("utf-8", "surrogatepass"))
+    digest = hashlib.sha256(head.encode("utf-8", "surrogatepass"))
+    digest.update(fields["content_html"].encode("utf-8", "surrogatepass"))
+    digest.update(tail.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def _enclosures_text(enclosures: tuple[Enclosure, ...]) -> str:
+    return "\x1f".join(f"{e.url} {e.type or ''} {e.length or ''}" for e in enclosures)
 
 
 def _rekey_by_content(entry: EntryData) -> EntryData:  # rare: a shared link

@@ -6,6 +6,7 @@ test_realfeeds import.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,13 +15,14 @@ from urllib.parse import urlsplit
 import html5lib
 import pytest
 
-from aggregator.models import Enclosure
+from aggregator.models import Enclosure, EntryData
 from aggregator.normalise import (
     MAX_FUTURE_SKEW,
     SUMMARY_MAX_CHARS,
     RawEntry,
     canonical_link,
     clamp_date,
+    content_hash,
     entry_key,
     normalise_enclosures,
     normalise_entries,
@@ -308,6 +310,50 @@ def test_content_hash_detects_edits() -> None:
     assert base != hash_of(link="https://x.org/b")
     assert base != hash_of(updated=datetime(2024, 1, 1, tzinfo=UTC))
     assert base != hash_of(summary="s")
+
+
+def _reference_hash(entry: EntryData) -> str:
+    """The content hash as specified: the fields' text joined by NUL, UTF-8, sha256."""
+    dates = [d.isoformat() if d else "" for d in (entry.published_at, entry.updated_at)]
+    parts = (
+        entry.title,
+        entry.link or "",
+        entry.summary,
+        entry.content_html,
+        *dates,
+        entry.author or "",
+        entry.image_url or "",
+        "\x1f".join(entry.tags),
+        "\x1f".join(f"{e.url} {e.type or ''} {e.length or ''}" for e in entry.enclosures),
+    )
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"title": "Caf\u00e9 \U0001f600 \ud800", "author": "\u00c5sa", "content": "<p>\u2014</p>"},
+        {"link": None, "content": None, "summary": "only a summary", "updated": FETCHED},
+        {"tags": ["x", "y"], "enclosures": [("https://x.org/a.mp3", "audio/mpeg", 3)]},
+        {"enclosures": [("https://x.org/a.jpg", None, None), ("https://x.org/b", "x/y", "7")]},
+    ],
+)
+def test_content_hash_is_the_hash_of_the_joined_fields(changes: dict[str, object]) -> None:
+    """Hashing the fields piecewise gives the digest of their NUL-joined text (stored
+    hashes stay valid), non-ASCII, lone surrogates, empty fields and enclosures too."""
+    raw = RawEntry(
+        id="g",
+        link="https://x.org/a",
+        title="T",
+        content="<p>c</p>",
+        published=datetime(2024, 6, 1, tzinfo=UTC),
+    )
+    for name, value in changes.items():
+        setattr(raw, name, value)
+    entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
+    assert entry is not None
+    assert entry.content_hash == _reference_hash(entry) == content_hash(entry)
 
 
 def test_entries_without_id_link_or_title_are_dropped() -> None:
