@@ -180,11 +180,11 @@ _BARE_AMPERSAND = re.compile(
 character or entity reference."""
 _LEADING_SPACE_BEFORE_DECLARATION = re.compile(rb"\s+<\?xml\s")
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
-_EQUALS = re.compile(rb"\s*=")
-"""After "base": what the bytes of an ASCII-compatible document hold wherever an
-attribute named `base` or `xml:base` is (attribute names cannot be written with
-references); 114 of the 259 real-world XML documents say "base" somewhere, 26 say it
-like this (see `_says_base_attribute`)."""
+_BASE_ATTRIBUTE = re.compile(rb"base\s*=")
+"""What the bytes of an ASCII-compatible document hold wherever an attribute named
+`base` or `xml:base` is (attribute names cannot be written with references); 114 of
+the 259 real-world XML documents say "base" somewhere, 26 say it like this (see
+`_says_base_attribute`)."""
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
 _C1_CHARS = tuple(map(chr, range(0x80, 0xA0)))
 """The C1 controls one by one: over long text, 32 substring tests (each a vectorised
@@ -521,17 +521,12 @@ def _sequential_bases(
 
 
 def _says_base_attribute(data: bytes) -> bool:
-    r"""Whether the bytes hold "base", optional space and "=" (`rb"base\s*="` searched):
-    `bytes.find` skips through the document where the pattern's search tests every
-    position, at 60 % of its cost over the corpus ("base" never overlaps itself, so
-    no occurrence is skipped)."""
-    at = data.find(b"base")
-    while at >= 0:
-        at += 4
-        if _EQUALS.match(data, at):
-            return True
-        at = data.find(b"base", at)
-    return False
+    r"""Whether the bytes hold "base", optional space and "=" (`rb"base\s*="`).
+
+    One pattern search: the former loop of `bytes.find(b"base")` with a check for "="
+    after each hit ran fewer instructions under callgrind but took 1.8x the CPU time
+    of the search over the corpus (0.0139 s against 0.0075 s)."""
+    return _BASE_ATTRIBUTE.search(data) is not None
 
 
 def _join_base(current: str, given: str) -> str:
