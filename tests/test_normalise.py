@@ -7,6 +7,7 @@ test_realfeeds import.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,9 +20,12 @@ from aggregator.models import Enclosure, EntryData
 from aggregator.normalise import (
     MAX_FUTURE_SKEW,
     SUMMARY_MAX_CHARS,
+    SUMMARY_PREFIX_FACTOR,
     RawEntry,
+    _summary_of_head,
     canonical_link,
     clamp_date,
+    collapse_whitespace,
     content_hash,
     entry_key,
     normalise_enclosures,
@@ -34,6 +38,7 @@ from aggregator.normalise import (
     sanitise_html,
     strip_tracking,
     summarise,
+    truncate_words,
 )
 
 FETCHED = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
@@ -192,6 +197,47 @@ def test_summary_is_bounded_at_a_word_boundary() -> None:
 
 
 # --- HTML ----------------------------------------------------------------------------
+
+
+_SUMMARY_PIECES = (
+    *(" ", " ", " ", "\n", "\r\n", "\t", "\xa0", "\x0b", "\u2003"),
+    *("word", "a", "longerword", "x" * 60, "caf\u00e9", "\u4e2d\u6587", "\U0001f600"),
+    *("&amp;", "&not", "&notin;", "&#65;", "&#x41", "&#0000000065;", "&", "&lt", "<", ">"),
+    *("<p>", "</p>", "<b>", "</b>", "<i>", "<div>", "</div>", "<br/>", "<img src=x>"),
+    *('<a href="u v">', "</a>", "<!-- c d -->", "<!--", "-->", "<![CDATA[ e ]]>"),
+    *("<script>", "</script>", "<style>", "</style>", "<textarea>", "</textarea>"),
+    *("<title>", "</title>", "<pre>\n", "</pre>", "<svg>", "</svg>", "<math>", "<plaintext>"),
+    *("<select>", "<option>", "</select>", "<noscript>", "</noscript>", "<frameset>"),
+    *("<table>", "<TABLE>", "<tr>", "<td>", "</td>", "</table>", "<caption>", "<template>"),
+    *("</template>", "<b><p>", "</b>", "<a>", "<li>", "<body>", "</body>", "</html>"),
+)
+
+
+def _summary_reading_the_whole_prefix(value: str, is_text: bool) -> str:
+    value = value[: SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR]
+    if is_text:
+        return truncate_words(collapse_whitespace(value), SUMMARY_MAX_CHARS)
+    return plain_text(value, SUMMARY_MAX_CHARS)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_summary_of_a_head_equals_reading_the_whole_prefix(seed: int) -> None:
+    """`summarise` decides from a head when it can; random HTML built of tricky pieces
+    (references and tags cut by the head's end, tables, templates, raw text elements,
+    misnested tags) gives the summary the whole prefix gives, and heads decide often."""
+    rng = random.Random(seed)
+    decided = 0
+    for _ in range(150):
+        words = rng.choices(_SUMMARY_PIECES[:16], k=rng.randint(100, 900))
+        markup = rng.choices(_SUMMARY_PIECES, k=rng.randint(0, 80))
+        pieces = words + markup
+        rng.shuffle(pieces)
+        value = "".join(pieces)
+        for is_text in (False, True):
+            expected = _summary_reading_the_whole_prefix(value, is_text)
+            assert summarise(value, is_text=is_text) == expected, (value, is_text)
+            decided += _summary_of_head(value, is_text) is not None
+    assert decided > 50
 
 
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)
