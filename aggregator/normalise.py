@@ -515,8 +515,18 @@ def plain_text(value: str | None, limit: int | None = None) -> str:
         value = html.unescape(_TEXT_CLEANER.clean(value))
     elif "&" in value:
         value = html.unescape(value)  # entities only: what nh3 would decode
-    text = collapse_whitespace(value)
-    return truncate_words(text, limit) if limit else text
+    return collapse_and_truncate(value, limit) if limit else collapse_whitespace(value)
+
+
+def collapse_and_truncate(text: str, limit: int) -> str:
+    """`truncate_words(collapse_whitespace(text), limit)`, collapsing only the first
+    `2 * limit` characters when they give more than `limit`: collapsing a prefix gives
+    a prefix of the whole result, and past `limit` the cut reads only its start."""
+    if len(text) > 2 * limit:
+        head = collapse_whitespace(text[: 2 * limit])
+        if len(head) > limit:
+            return truncate_words(head, limit)
+    return truncate_words(collapse_whitespace(text), limit)
 
 
 def truncate_words(text: str, limit: int) -> str:
@@ -544,7 +554,7 @@ def summarise(value: str | None, *, is_text: bool = False) -> str:
         if summary is not None:
             return summary
     if is_text:
-        return truncate_words(collapse_whitespace(value), SUMMARY_MAX_CHARS)
+        return collapse_and_truncate(value, SUMMARY_MAX_CHARS)
     return plain_text(value, SUMMARY_MAX_CHARS)
 
 
@@ -627,8 +637,7 @@ def summary_of_html(sanitised: str) -> str:
     head = sanitised[: SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR]
     if len(head) < len(sanitised):
         head = cut_partial_tail(head)
-    text = collapse_whitespace(html.unescape(_TAG.sub(" ", head)))
-    return truncate_words(text, SUMMARY_MAX_CHARS)
+    return collapse_and_truncate(html.unescape(_TAG.sub(" ", head)), SUMMARY_MAX_CHARS)
 
 
 def _summary_of_sanitised_head(sanitised: str) -> str | None:

@@ -27,6 +27,7 @@ from aggregator.normalise import (
     _summary_of_sanitised_head,
     canonical_link,
     clamp_date,
+    collapse_and_truncate,
     collapse_whitespace,
     content_hash,
     cut_partial_tail,
@@ -215,6 +216,18 @@ _SUMMARY_PIECES = (
     *("<table>", "<TABLE>", "<tr>", "<td>", "</td>", "</table>", "<caption>", "<template>"),
     *("</template>", "<b><p>", "</b>", "<a>", "<li>", "<body>", "</body>", "</html>"),
 )
+
+
+@pytest.mark.parametrize("limit", [1, 3, 8, 20, SUMMARY_MAX_CHARS])
+def test_collapse_and_truncate_equals_collapsing_everything(limit: int) -> None:
+    """Collapsing only a head of the text gives the same cut text, whatever whitespace,
+    control characters or word lengths fall around the head's end."""
+    pieces = (*_SUMMARY_PIECES[:16], "\x00", "\x07", "\x1c", "\x85", "\u200b", "\xad", "ab")
+    rng = random.Random(limit)
+    for _ in range(400):
+        text = "".join(rng.choices(pieces, k=rng.randint(0, 3 * limit + 10)))
+        expected = truncate_words(collapse_whitespace(text), limit)
+        assert collapse_and_truncate(text, limit) == expected, (text, limit)
 
 
 def _summary_reading_the_whole_prefix(value: str, is_text: bool) -> str:
