@@ -19,10 +19,13 @@ import pytest
 
 from aggregator.models import Enclosure, EntryData
 from aggregator.normalise import (
+    _TAG,
+    _TEXT_CLEANER,
     MAX_FUTURE_SKEW,
     SUMMARY_MAX_CHARS,
     SUMMARY_PREFIX_FACTOR,
     RawEntry,
+    _html_cleaner,
     _summary_of_head,
     _summary_of_sanitised_head,
     canonical_link,
@@ -228,6 +231,45 @@ def test_collapse_and_truncate_equals_collapsing_everything(limit: int) -> None:
         text = "".join(rng.choices(pieces, k=rng.randint(0, 3 * limit + 10)))
         expected = truncate_words(collapse_whitespace(text), limit)
         assert collapse_and_truncate(text, limit) == expected, (text, limit)
+
+
+_HTML_PIECES = (
+    *_SUMMARY_PIECES,
+    *('<img alt="a<b>c" src="x.png">', '<a title="x>y" href="/p">', "\xa0", "<p title='a\"b'>"),
+    *("<pre>\n\n", "<listing>\n", "</listing>", "<xmp>", "</xmp>", "<iframe>", "</iframe>"),
+    *("<noembed>", "<object>", "<h1>", "<dl><dt>", "<dd>", "<ruby>", "<rt>", "<math><mi>"),
+    *("</math>", "<svg><desc>", "<form>", "<button>", "<input value=x>", "<image src=x>"),
+    *("<nobr>", "<head>", "<meta charset=x>", "<base href=x>", "<title>t</title>", "\x00"),
+    *("\r", "\x0c", "&nbsp;", "&#x0;", "&#13;", "&#x80;", "&NotARef;", "&amp;amp;", "</br>"),
+    *("<!DOCTYPE html>", "<?pi x?>", "<a href=''>", "<img src= >", '<span class="c" style="x">'),
+    *("<ol>", "<colgroup><col>", "<optgroup>", "<tbody>", "<th>", "</tr>", "<body x=1>"),
+)
+
+
+@pytest.mark.parametrize("drop_empty", [False, True])
+def test_text_cleaner_gives_the_sanitised_html_without_its_tags(drop_empty: bool) -> None:
+    """What `_summary_beside_content` relies on: nh3's text-only cleaner gives the full
+    cleaner's output with its tags removed (tables, templates, raw text elements,
+    foreign content, misnested tags, references, controls)."""
+    rng = random.Random(int(drop_empty))
+    cleaners = (_html_cleaner(FEED_URL, drop_empty), _html_cleaner("not a url", drop_empty))
+    for _ in range(1500):
+        value = "".join(rng.choices(_HTML_PIECES, k=rng.randint(1, 120)))
+        text = _TEXT_CLEANER.clean(value)
+        for cleaner in cleaners:
+            assert text == _TAG.sub("", cleaner.clean(value)), value
+
+
+def test_summary_of_content_copied_to_summary_is_the_summary_of_its_text() -> None:
+    """An entry whose summary is its content: the summary read off the sanitised content
+    is `summarise`'s (up to the prefix length it reads, and past it)."""
+    rng = random.Random(7)
+    for _ in range(600):
+        value = "".join(rng.choices(_HTML_PIECES, k=rng.randint(1, 700)))
+        raw = RawEntry(id="g", content=value, summary=value)
+        entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
+        assert entry is not None
+        assert entry.summary == summarise(value), value
 
 
 def _summary_reading_the_whole_prefix(value: str, is_text: bool) -> str:
