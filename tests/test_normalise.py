@@ -25,6 +25,7 @@ from aggregator.normalise import (
     SUMMARY_MAX_CHARS,
     SUMMARY_PREFIX_FACTOR,
     RawEntry,
+    _has_empty_url,
     _html_cleaner,
     _summary_of_head,
     _summary_of_sanitised_head,
@@ -350,6 +351,32 @@ def test_plain_text_of_payload_has_no_markup(payload: str) -> None:
 def test_empty_urls_are_dropped_not_resolved_to_the_base() -> None:
     out = sanitise_html('<a href="">a</a><a href=" ">b</a><img src="">', "https://x.org/d/")
     assert "href" not in out and "src" not in out
+
+
+def _has_empty_url_reference(value: str) -> bool:
+    """`_has_empty_url` as first written: every empty value, then its name."""
+    for match in re.finditer(r"""=\s*(?:(["'])\s*\1|(?=[\s>]))""", value):
+        end = match.start()
+        while end and value[end - 1].isspace():
+            end -= 1
+        name = value[max(0, end - 4) : end].lower()
+        if name.endswith("src") or name == "href":
+            return True
+    return False
+
+
+def test_empty_url_scan_equals_checking_every_empty_value() -> None:
+    """The scan's look-behind (a name's last letter or a space before "=") drops no
+    empty href or src: random attribute soup, and every character before the "="."""
+    pieces = ("src", "SrC", "href", "HREF", "xsrc", "alt", "f", "c", "C", "=", '""', "''")
+    pieces += (" ", "\t", "\n", "\xa0", "\u3000", "\x1c", ">", '"', "'", "a", "\u017f", "K")
+    rng = random.Random(3)
+    for _ in range(20000):
+        value = "".join(rng.choices(pieces, k=rng.randint(1, 12)))
+        assert _has_empty_url(value) == _has_empty_url_reference(value), value
+    for code in range(0x3100):
+        for value in (f"src{chr(code)}=''", f"<a hre{chr(code)}= >", f'{chr(code)}=""'):
+            assert _has_empty_url(value) == _has_empty_url_reference(value), value
 
 
 def test_relative_urls_dropped_without_a_usable_base() -> None:
