@@ -223,6 +223,8 @@ _NEEDS_CLEANER = re.compile("[<&\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """Characters nh3 does more with than escape `>` and U+00A0: markup, references, CR
 (newlines are normalised) and controls. Over the real-world corpus 4,972 of 8,452
 sanitised values have none of them; skipping nh3 for those saves its fixed cost."""
+_TEXT_NEEDS_CLEANER = re.compile("[\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""What nh3 changes in escaped plain text besides `&nbsp;`: CR and controls."""
 _PARTIAL_TAIL = re.compile(r"<[^>]*\Z|&[#\w]*\Z")
 _TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quoted attrs)
 URL_ATTRIBUTES = frozenset({"href", "src"})
@@ -291,12 +293,12 @@ def normalise_entry(
         return None
     published = clamp_date(raw.published, fetched_at)
     updated = clamp_date(raw.updated, fetched_at)
-    content_html = sanitise_html(_as_html(raw.content, raw.content_is_text), base)
+    content_html = _sanitised(raw.content, raw.content_is_text, base)
     if content_html and raw.summary:
         summary = _summary_beside_content(raw, content_html)
     else:
         if not content_html:  # the summary is all the content there is
-            content_html = sanitise_html(_as_html(raw.summary, raw.summary_is_text), base)
+            content_html = _sanitised(raw.summary, raw.summary_is_text, base)
         summary = summary_of_html(content_html)
     fields: dict[str, Any] = {
         "key": entry_key(guid, link, title, published or updated, content_html),
@@ -614,10 +616,20 @@ def _summary_of_head(value: str, is_text: bool) -> str | None:
     return truncate_words(text, SUMMARY_MAX_CHARS)
 
 
-def _as_html(value: str | None, is_text: bool) -> str:
-    if not value:
+def _sanitised(value: str | None, is_text: bool, base: str) -> str:
+    """`sanitise_html` of an entry's field, escaped first when it is plain text.
+
+    Escaped text without CR or controls is what nh3 would output (plus U+00A0 as
+    `&nbsp;`): nh3 decodes the escaped `&`, `<` and `>` and escapes them again
+    (checked in tests for every code point)."""
+    if not value or not value.strip():
         return ""
-    return html.escape(value, quote=False) if is_text else value
+    if not is_text:
+        return sanitise_html(value, base)
+    escaped = html.escape(value, quote=False)
+    if _TEXT_NEEDS_CLEANER.search(value):
+        return sanitise_html(escaped, base)
+    return escaped.replace("\xa0", "&nbsp;").strip()
 
 
 def sanitise_html(value: str, base: str) -> str:

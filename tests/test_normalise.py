@@ -27,6 +27,7 @@ from aggregator.normalise import (
     RawEntry,
     _has_empty_url,
     _html_cleaner,
+    _sanitised,
     _summary_of_head,
     _summary_of_sanitised_head,
     canonical_link,
@@ -377,6 +378,20 @@ def test_empty_url_scan_equals_checking_every_empty_value() -> None:
     for code in range(0x3100):
         for value in (f"src{chr(code)}=''", f"<a hre{chr(code)}= >", f'{chr(code)}=""'):
             assert _has_empty_url(value) == _has_empty_url_reference(value), value
+
+
+def test_plain_text_fields_are_escaped_as_nh3_would_clean_them() -> None:
+    """A plain-text field skips nh3 unless it holds CR or controls: the same HTML as
+    cleaning the escaped text, around every code point up to U+3100 and the
+    noncharacters, and over random text of references, markup, spaces and controls."""
+    codes = [*range(0x3100), *range(0xFDD0, 0xFDF0), *range(0xFFF0, 0x10000), 0x1FFFE, 0x10FFFF]
+    values = [f" a&{chr(c)}<b> {chr(c)}" for c in codes if not 0xD800 <= c <= 0xDFFF]
+    pieces = ("a", " ", "&", "&amp;", "<", ">", "<p>", "\xa0", "\r", "\r\n", "\n", "\x00", "\x0c")
+    rng = random.Random(5)
+    values += ["".join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(3000)]
+    for value in values:
+        expected = sanitise_html(html.escape(value, quote=False), FEED_URL) if value else ""
+        assert _sanitised(value, True, FEED_URL) == expected, value
 
 
 def test_relative_urls_dropped_without_a_usable_base() -> None:
