@@ -87,7 +87,7 @@ def parse_feed(
         ParseError: The document declares entities, or is not a feed (HTML page,
             empty body, JSON that is not a JSON Feed, ...).
     """
-    if not data.strip():
+    if not data or data.isspace():  # `not data.strip()` without copying the document
         raise ParseError(url, "parse: empty document")
     if _looks_like_json(data, content_type):
         return _parse_json(data, url=url, fetched_at=fetched_at, max_entries=max_entries)
