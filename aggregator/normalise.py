@@ -649,9 +649,10 @@ def sanitise_html(value: str, base: str) -> str:
     return cleaned
 
 
-def _has_empty_url(value: str) -> bool:
-    """Whether `value` may hold an empty href or src (then the attribute filter runs)."""
-    for match in _EMPTY_VALUE.finditer(value):
+def _has_empty_url(value: str, empty_value: re.Pattern[str] = _EMPTY_VALUE) -> bool:
+    """Whether `value` may hold an empty href or src (then the attribute filter runs):
+    an ``empty_value`` match after a name ending in "src" or equal to "href"."""
+    for match in empty_value.finditer(value):
         end = match.start()
         while end and value[end - 1].isspace():
             end -= 1

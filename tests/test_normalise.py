@@ -354,16 +354,12 @@ def test_empty_urls_are_dropped_not_resolved_to_the_base() -> None:
     assert "href" not in out and "src" not in out
 
 
+_EVERY_EMPTY_VALUE = re.compile(r"""=\s*(?:(["'])\s*\1|(?=[\s>]))""")
+
+
 def _has_empty_url_reference(value: str) -> bool:
     """`_has_empty_url` as first written: every empty value, then its name."""
-    for match in re.finditer(r"""=\s*(?:(["'])\s*\1|(?=[\s>]))""", value):
-        end = match.start()
-        while end and value[end - 1].isspace():
-            end -= 1
-        name = value[max(0, end - 4) : end].lower()
-        if name.endswith("src") or name == "href":
-            return True
-    return False
+    return _has_empty_url(value, _EVERY_EMPTY_VALUE)
 
 
 def test_empty_url_scan_equals_checking_every_empty_value() -> None:
