@@ -695,6 +695,16 @@ ITEMS = (
             b"<guid>g</guid><pubDate>Mon, 23 Nov 2026 08:00:00 GMT</pubDate></item>"
             b"</channel></rss>"
         ),
+        # RSS 2.0 in UserLand's namespace (Radio UserLand, old CMSs): feedparser maps
+        # every backend.userland.com/rss* namespace to none
+        (
+            b'<?xml version="1.0"?><rss version="2.0" xmlns="http://backend.userland.com/rss2"'
+            b' xmlns:yandex="http://news.yandex.ru"><channel><title>c</title>'
+            b"<link>https://c.example/</link><ttl>30</ttl><item><title>t</title>"
+            b"<link>https://c.example/1</link><description>d &amp; e</description>"
+            b"<yandex:full-text>x</yandex:full-text><category>news</category>"
+            b"<pubDate>Thu, 23 Jan 2014 09:33:08 +0600</pubDate></item></channel></rss>"
+        ),
         # RSS 0.90
         (
             '<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-'
