@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -108,7 +109,9 @@ def bcubed(gold: Sequence[str], pred: Sequence[object]) -> tuple[float, float, f
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def score_with_script(data: Path, rows: Sequence[dict[str, str]], pred: dict[str, int]) -> dict:
+def score_with_script(
+    data: Path, rows: Sequence[dict[str, str]], pred: dict[str, int]
+) -> dict[str, Any]:
     """Write gold and predictions for ``rows`` and run score.py on them."""
     with tempfile.TemporaryDirectory() as tmp:
         gold_path, pred_path = Path(tmp) / "gold.tsv", Path(tmp) / "pred.tsv"
@@ -125,7 +128,8 @@ def score_with_script(data: Path, rows: Sequence[dict[str, str]], pred: dict[str
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"score.py failed ({done.returncode}): {done.stderr.strip()}")
-    return json.loads(done.stdout)
+    scores: dict[str, Any] = json.loads(done.stdout)
+    return scores
 
 
 def quality(data: Path, make: Callable[[], StoryIndex], write: Path | None) -> None:
