@@ -79,9 +79,13 @@ def merge_stories(conn: Connection, survivor: int, absorbed: int) -> None:
     conn.execute(delete(stories).where(stories.c.id == absorbed))
 
 
+_COUNTS = ("entry_count", "source_count", "first_seen_at", "last_updated_at")
+_LABEL = ("headline", "headline_entry_id", "terms", "language")
+
+
 def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel]) -> None:
     """Recount the stories' entries and sources and write their labels: one
-    executemany per kind of write (update or insert, with a new label or without).
+    executemany per kind of write (an update with or without a new label, an insert).
     """
     if not story_ids:
         return
@@ -100,31 +104,23 @@ def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel
     writes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
     for row in stats:
         label = labels.get(row.story_id)
+        exists = row.story_id in existing
         values = _story_values(row, label)
-        if label is None and row.story_id not in existing:
+        if label is None and not exists:  # a new row needs a label, if only blank
             values.update(headline="", headline_entry_id=None, terms="[]", language=None)
-        key = (row.story_id in existing, label is not None)
-        writes.setdefault(key, []).append(values)
+        writes.setdefault((exists, label is not None or not exists), []).append(values)
     for (exists, labelled), rows in writes.items():
         conn.execute(_story_write(exists, labelled), rows)
 
 
 def _story_write(exists: bool, labelled: bool) -> Executable:
     """The executemany statement that updates (``exists``) or inserts story rows,
-    labels included when ``labelled`` (an insert always has one, if only blank)."""
-    if not exists:
-        inserted: dict[str, Any] = {column: bindparam(column) for column in _COUNTS + _LABEL}
-        return insert(stories).values(id=bindparam("story_id"), **inserted)
+    their label columns included when ``labelled``."""
     columns = _COUNTS + (_LABEL if labelled else ())
-    return (
-        update(stories)
-        .where(stories.c.id == bindparam("story_id"))
-        .values({column: bindparam(column) for column in columns})
-    )
-
-
-_COUNTS = ("entry_count", "source_count", "first_seen_at", "last_updated_at")
-_LABEL = ("headline", "headline_entry_id", "terms", "language")
+    values: dict[str, Any] = {column: bindparam(column) for column in columns}
+    if not exists:
+        return insert(stories).values({"id": bindparam("story_id"), **values})
+    return update(stories).where(stories.c.id == bindparam("story_id")).values(values)
 
 
 def _story_values(row: Row[Any], label: StoryLabel | None) -> dict[str, Any]:
