@@ -415,10 +415,9 @@ def _layout(root: etree._Element, data: bytes) -> tuple[str, etree._Element, lis
     namespace = ""
     if isinstance(tag, str) and tag.endswith("}rss"):  # RSS in a default namespace
         namespace = tag[1:-4]
-        userland = "backend.userland.com/rss" in namespace.lower()  # feedparser: no prefix
-        if not userland and (
-            namespace.lower() in _NAMESPACE_PREFIXES or "userland" in namespace.lower()
-        ):
+        lowered = namespace.lower()
+        userland_rss = "backend.userland.com/rss" in lowered  # feedparser: no prefix
+        if not userland_rss and (lowered in _NAMESPACE_PREFIXES or "userland" in lowered):
             raise _Doubt("RSS in a namespace feedparser knows")
         if root.nsmap.get(None) != namespace or data.count(namespace.encode()) != 1:
             raise _Doubt("RSS namespace declared more than once or with a prefix")

@@ -610,10 +610,16 @@ def _summary_of_head(value: str, is_text: bool) -> str | None:
         text = html.unescape(_TEXT_CLEANER.clean(head))
     else:
         text = html.unescape(head) if "&" in head else head
-    text = collapse_whitespace(text)
-    if text.rfind(" ") <= SUMMARY_MAX_CHARS:
+    return _summary_if_decided(collapse_whitespace(text))
+
+
+def _summary_if_decided(head_text: str) -> str | None:
+    """The summary of a head's collapsed text when what follows the head cannot change
+    it: more than `SUMMARY_MAX_CHARS` characters precede the head's last word (the only
+    word later text could extend); None otherwise."""
+    if head_text.rfind(" ") <= SUMMARY_MAX_CHARS:
         return None
-    return truncate_words(text, SUMMARY_MAX_CHARS)
+    return truncate_words(head_text, SUMMARY_MAX_CHARS)
 
 
 def _sanitised(value: str | None, is_text: bool, base: str) -> str:
@@ -696,10 +702,7 @@ def _summary_of_sanitised_head(sanitised: str) -> str | None:
     stripped = _TAG.sub(" ", sanitised[:end])
     if "<" in stripped:
         return None
-    text = collapse_whitespace(html.unescape(stripped))
-    if text.rfind(" ") <= SUMMARY_MAX_CHARS:
-        return None
-    return truncate_words(text, SUMMARY_MAX_CHARS)
+    return _summary_if_decided(collapse_whitespace(html.unescape(stripped)))
 
 
 def cut_partial_tail(head: str) -> str:
