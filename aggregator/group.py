@@ -611,13 +611,7 @@ class StoryIndex:
             and self.second_look is not None
             and assignment.score < SECOND_LOOK_BELOW
         ):
-            # the weights as packed doubles: a plain float object per weight cost 20 MB
-            # at 25,000 entries with summaries, and bytes (unlike an array) leave the
-            # tuple untracked by the garbage collector
-            self._pending.append(
-                (item.published_at, item.entry_id, item.title, item.link, item.source)
-                + (item.language, tuple(tf), array("d", tf.values()).tobytes())
-            )
+            self._queue_look(item, tf)
         if self._last_scored and not assignment.new_story and self.merge_threshold > 0:
             survivor, absorbed = self._merge_converged(story)
             if absorbed:
@@ -625,6 +619,25 @@ class StoryIndex:
                 self._remember(assignment)
         self._last_scored = []
         return assignment
+
+    def resume_look(self, item: GroupItem, score: float) -> bool:
+        """Queue a replayed entry's second look again, as `add` queued it when it
+        decided the entry with `score` (a warm start rebuilds the index from stored
+        assignments, and the looks that were still waiting would otherwise be lost).
+
+        Call it after the replay, oldest entry first, for the entries whose look may
+        not have come yet; an entry gone from the index, or decided with a clear score
+        (a duplicate's is 1.0), is not queued.
+
+        Returns:
+            Whether the look was queued.
+        """
+        if self.second_look is None or score >= SECOND_LOOK_BELOW:
+            return False
+        if item.entry_id not in self._assignments:
+            return False
+        self._queue_look(item, _unit_tf(self._features(item)[0]))
+        return True
 
     def drain_merges(self) -> list[tuple[int, int]]:
         """Return the merges made since the last call, oldest first, and forget them.
@@ -751,6 +764,16 @@ class StoryIndex:
         collections no longer walk them; they cost 0.12 s at 60,000 entries, in the
         middle of the next poll."""
         self._assignments[assignment.entry_id] = tuple(assignment)
+
+    def _queue_look(self, item: GroupItem, tf: dict[str, float]) -> None:
+        """Add an entry to the second look's queue (see `look_again`)."""
+        # the weights as packed doubles: a plain float object per weight cost 20 MB
+        # at 25,000 entries with summaries, and bytes (unlike an array) leave the
+        # tuple untracked by the garbage collector
+        self._pending.append(
+            (item.published_at, item.entry_id, item.title, item.link, item.source)
+            + (item.language, tuple(tf), array("d", tf.values()).tobytes())
+        )
 
     def _features(
         self, item: GroupItem

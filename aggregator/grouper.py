@@ -8,6 +8,7 @@ so its decisions continue the other's.
 
     take the "grouper" lease (or skip: another worker is grouping)
     if another worker grouped since we last did, or we never did: warm start
+        (replay the recent assignments, queue again the second looks still waiting)
     expire quiet stories
     for each ungrouped entry, oldest first: index.add → assignment
         (an entry already older than the window when first seen — the back
@@ -185,7 +186,8 @@ class Grouper:
         self._prime(recent)
         for entry in recent:
             index.add(item_of(entry), story_id=entry.story_id)
-        log.info("group: warm start from %d recent entries", len(recent))
+        looks = _resume_looks(index, recent)
+        log.info("group: warm start from %d recent entries (%d second looks)", len(recent), looks)
         return index
 
     def _group_batch(self, index: StoryIndex, batch: Sequence[EntryText]) -> bool:
@@ -231,6 +233,25 @@ class Grouper:
             terms=tuple(label.terms),
             language=label.language,
         )
+
+
+def _resume_looks(index: StoryIndex, replayed: Sequence[EntryText]) -> int:
+    """Queue again the second looks that may still have been waiting when the index
+    was last saved; returns how many.
+
+    The store does not record which looks were made. A look comes `second_look` after
+    an entry arrived, at the first grouping run from then on, so an entry that arrived
+    later than `second_look` before the newest replayed one cannot have had it yet
+    (the newest arrived before the last run). Entries that arrived between that bound
+    and the last run's time minus `second_look` may have had their look already; they
+    get another, which at worst moves an entry the stories have since come to fit
+    better. None is lost: each entry gets its look at least once.
+    """
+    if index.second_look is None or not replayed:
+        return 0
+    bound = max(entry.first_seen_at for entry in replayed) - index.second_look
+    waiting = [e for e in replayed if e.first_seen_at > bound and e.group_score is not None]
+    return sum(index.resume_look(item_of(e), e.group_score or 0.0) for e in waiting)
 
 
 def _single(entry: EntryText) -> StoryLabel:

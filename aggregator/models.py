@@ -201,6 +201,7 @@ class EntryText:
     published_at: datetime
     language: str | None
     story_id: int | None = None
+    group_score: float | None = None  # the score of its grouping decision (if grouped)
 
 
 @dataclass(frozen=True)

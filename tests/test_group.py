@@ -376,6 +376,34 @@ def test_second_look_is_off_when_disabled_and_leaves_founders_and_duplicates() -
     assert index.drain_moves() == [] and index.story_of(2) == 1
 
 
+def test_a_rebuilt_index_gives_the_looks_that_were_still_waiting() -> None:
+    items = [item(i, t, f"s{i}", 10 * i) for i, t in enumerate(IOS, 1)]
+    running = StoryIndex()
+    for entry in items:
+        running.add(entry)
+
+    # A worker restart: the index is rebuilt from the stored assignments (a replay
+    # makes no decision, so it queues no look) and the waiting looks are queued again.
+    rebuilt = StoryIndex()
+    for entry in items:
+        rebuilt.add(entry, story_id=1)
+    stored = [running.explain(entry.entry_id) for entry in items]
+    scores = {a.entry_id: a.score for a in stored if a is not None}
+    queued = [e.entry_id for e in items if rebuilt.resume_look(e, scores[e.entry_id])]
+    assert queued == [i for i, score in scores.items() if score < 0.3]
+    assert queued[:2] == [1, 2]  # the founder and the weak join among them
+
+    # A day later both make the same move: the shares headline leaves the iOS story.
+    for index in (running, rebuilt):
+        index.look_again(T0 + timedelta(hours=25))
+        (move,) = index.drain_moves()
+        assert move.left == 1 and move.assignment.story_id == 2
+        assert index.members(1) == (1, 3, 4, 5, 6, 7)
+        index.look_again(T0 + timedelta(hours=48))
+        assert index.drain_moves() == []
+    assert not StoryIndex(second_look=None).resume_look(item(9, IOS[1]), 0.1)
+
+
 def _fold_whole_text(text: str) -> list[str]:
     """The tokenizer's folding done on the whole text at once (the reference)."""
     import unicodedata

@@ -266,3 +266,35 @@ def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> 
     assert other._index is not None
     assert other._index.members(first) == (first, *ids[2:])
     assert other._index.members(shares) == (shares,)
+
+
+def test_a_second_look_still_waiting_survives_a_worker_restart(store: Store) -> None:
+    from dataclasses import replace
+
+    from aggregator.models import SourceConfig
+    from aggregator.store import FeedUpdate
+
+    now = datetime.now(UTC)
+    day_ago = now - timedelta(hours=30)
+    urls = [f"https://outlet{i}.example/feed" for i in range(len(IOS_TITLES))]
+    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
+    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
+
+    def save(i: int, at: datetime) -> int:
+        data = _entry_data(i, IOS_TITLES[i], at)
+        update = FeedUpdate(last_fetch_at=at)
+        return store.save_update(feeds[i].id, "w", update, [replace(data)], now=at).new_ids[0]
+
+    ids = [save(i, day_ago) for i in range(7)]
+    assert Grouper(store, "looker").run() == 7
+    first, shares = ids[0], ids[1]
+    assert [e.id for e in store.get_story_entries(first)] == ids  # one story on arrival
+
+    # The worker restarts before the look is due: the new process rebuilds its index
+    # from the store, and its next run gives the shares headline its look all the same.
+    restarted = Grouper(store, "looker")
+    save(7, now)
+    assert restarted.run() == 1
+    assert [e.id for e in store.get_story_entries(first)] == [first, *ids[2:]]
+    moved = store.get_story(shares)
+    assert moved is not None and moved.entry_count == 1 and moved.headline == IOS_TITLES[1]

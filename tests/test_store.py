@@ -275,11 +275,14 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
     )
     assert store.get_ungrouped(10) == []
     grouped = store.get_grouped_since(NOW - timedelta(days=3650), 10)  # the warm start's read
-    assert [(e.id, e.story_id) for e in grouped] == [
-        (founder, founder),
-        (other, other),
-        (joiner, founder),
+    assert [(e.id, e.story_id, e.group_score) for e in grouped] == [
+        (founder, founder, 1.0),
+        (other, other, 1.0),
+        (joiner, founder, 0.8),
     ]
+    # beyond its limit, the warm start replays the newest entries (the active stories)
+    newest = store.get_grouped_since(NOW - timedelta(days=3650), 2)
+    assert [e.id for e in newest] == [other, joiner]
     (story,) = store.get_stories()  # the single-source story is not shown as a group
     assert (story.id, story.headline, story.terms) == (
         founder,

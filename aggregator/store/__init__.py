@@ -259,8 +259,8 @@ class Store:
             return entry_rows.get_ungrouped(conn, limit)
 
     def get_grouped_since(self, since: datetime, limit: int) -> list[EntryText]:
-        """The text of grouped entries first seen at or after `since`, oldest first
-        (warm start)."""
+        """The text of grouped entries first seen at or after `since`, oldest first;
+        beyond `limit`, the newest `limit` of them (warm start)."""
         with self._read() as conn:
             return entry_rows.get_grouped_since(conn, since, limit)
 

@@ -294,6 +294,7 @@ _TEXT_COLUMNS = (  # named as `EntryText`'s fields
     entries.c.published_at,
     entries.c.language,
     entries.c.story_id,
+    entries.c.group_score,
 )
 
 
@@ -311,10 +312,11 @@ def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[Ent
     query = (
         select(*_TEXT_COLUMNS)
         .where(entries.c.story_id.is_not(None), entries.c.first_seen_at >= since)
-        .order_by(entries.c.id)
+        .order_by(entries.c.id.desc())
         .limit(limit)
     )
-    return [EntryText(**row._mapping) for row in conn.execute(query)]
+    newest_first = [EntryText(**row._mapping) for row in conn.execute(query)]
+    return newest_first[::-1]
 
 
 def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
