@@ -723,10 +723,11 @@ class StoryIndex:
             KeyError: The story is not active.
         """
         story = self._stories[self._aliases.get(story_id, story_id)]
-        headline = self._headline(story)
+        idf = self._idfs(term for term in story.centroid if term[0] != "c")
+        headline = self._headline(story, idf)
         return StoryLabel(
             headline=headline.title,
-            terms=self._key_terms(story),
+            terms=self._key_terms(story, idf),
             sources=len(story.sources),
             first_seen=story.first_seen,
             last_updated=story.last_updated,
@@ -1276,10 +1277,11 @@ class StoryIndex:
         for alias in story.aliases:
             self._aliases.pop(alias, None)
 
-    def _headline(self, story: _Story) -> _Member:
+    def _headline(self, story: _Story, idf: dict[str, float]) -> _Member:
+        """The member whose title is closest to the centroid (`idf`: the current IDF
+        of the centroid's word and bigram terms, all that members' titles hold)."""
         if len(story.members) == 1:
             return story.members[0]  # most stories, and nothing to compare
-        idf = self._idfs(story.centroid)
         norm = self._centroid_norm(story)
         best, best_sim = story.members[0], -1.0
         for member in sorted(story.members, key=lambda m: m.published_at):
@@ -1291,13 +1293,13 @@ class StoryIndex:
                 best, best_sim = member, sim
         return best
 
-    def _key_terms(self, story: _Story) -> tuple[str, ...]:
+    def _key_terms(self, story: _Story, idf: dict[str, float]) -> tuple[str, ...]:
+        """The story's `KEY_TERMS` terms of highest tf-idf (`idf`: as for `_headline`)."""
         centroid = story.centroid
-        idf = self._idfs(t for t in centroid if t[0] != "c")
-        ranked = sorted(idf, key=lambda t: (-centroid[t] * idf[t], t))
+        ranked = sorted([(-centroid[term] * value, term) for term, value in idf.items()])
         chosen: dict[str, str] = {}  # term: how it is shown
         hidden: set[str] = set()
-        for term in ranked:
+        for _, term in ranked:
             if term in hidden or (shown := _shown(story.surface, term)) is None:
                 continue
             if term[0] == "b":
