@@ -34,7 +34,6 @@ import heapq
 import math
 import re
 import unicodedata
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +112,11 @@ TIME_SCALE = timedelta(hours=72)
 # contain it (it is too common to be a clue); the candidates it would add are
 # still reachable through the entry's rarer terms. Bounds the cost per entry.
 MAX_POSTING = 400
+
+# A term held by up to this many active stories keeps their ids in a tuple, beyond in a
+# set (memory only: candidates are ranked by weight and id, whatever the order).
+# bench/poll.py's first poll (21,769 entries grouped; /tmp replay): max RSS 307 -> 294 MB.
+SMALL_POSTING = 16
 
 # At most this many candidate stories are scored per entry: those sharing the most of
 # the entry's weight. With summaries, an entry shares some word with most of hundreds
@@ -532,14 +536,14 @@ class StoryIndex:
         self.one_word_share = (
             ONE_WORD_BONUS_SHARE if embedder is None else EMBED_ONE_WORD_BONUS_SHARE
         )
-        self._df: dict[str, float] = {}
+        self._df: dict[str, float] = {}  # term -> document frequency (int until halved)
         self._docs = 0.0
         self._seen = 0
         self._stories: dict[int, _Story] = {}
-        # term -> the active stories holding it: one id, or a set once there are two
-        # (most terms, from one story's summaries, never get a second: a set each
-        # was a fifth of the index's memory)
-        self._postings: dict[str, int | set[int]] = {}
+        # term -> the active stories holding it: one id, a tuple of up to
+        # SMALL_POSTING ids, or a set beyond (most terms, from one story's summaries,
+        # never get a second holder; a set of two takes 216 bytes, a tuple 56)
+        self._postings: dict[str, int | tuple[int, ...] | set[int]] = {}
         self._links: dict[str, tuple[int, int]] = {}  # canonical link -> (story, entry)
         self._titles: dict[str, tuple[int, int, str]] = {}  # key -> (story, entry, source)
         self._assignments: dict[int, tuple[Any, ...]] = {}  # see _remember
@@ -549,8 +553,8 @@ class StoryIndex:
         self._last_scored: list[tuple[float, _Story]] = []
         # Entries waiting for their second look, in arrival order, and the moves it
         # made that the caller has not drained yet. Plain tuples of plain values, for
-        # the garbage collector (see _remember): (arrival, entry id, title, link,
-        # source, language, tf terms, tf values); a dict inside would keep them tracked.
+        # the garbage collector (see _remember): (arrival, entry id, title, summary,
+        # link, source, language); a dict inside would keep them tracked.
         self._pending: deque[tuple[Any, ...]] = deque()
         self._moves: list[Move] = []
         self._originals: set[int] = set()  # entries that a later entry duplicates
@@ -611,7 +615,7 @@ class StoryIndex:
             and self.second_look is not None
             and assignment.score < SECOND_LOOK_BELOW
         ):
-            self._queue_look(item, tf)
+            self._queue_look(item)
         if self._last_scored and not assignment.new_story and self.merge_threshold > 0:
             survivor, absorbed = self._merge_converged(story)
             if absorbed:
@@ -636,7 +640,7 @@ class StoryIndex:
             return False
         if item.entry_id not in self._assignments:
             return False
-        self._queue_look(item, _unit_tf(self._features(item)[0]))
+        self._queue_look(item)
         return True
 
     def drain_merges(self) -> list[tuple[int, int]]:
@@ -674,10 +678,9 @@ class StoryIndex:
         due = now - self.second_look
         pending = self._pending
         while pending and pending[0][0] <= due:
-            when, entry_id, title, link, source, language, terms, values = pending.popleft()
-            item = GroupItem(entry_id, title, "", link, source, when, language)
-            weights = memoryview(values).cast("d")  # packed doubles: see `add`
-            self._second_look(item, dict(zip(terms, weights, strict=True)))
+            when, entry_id, title, summary, link, source, language = pending.popleft()
+            item = GroupItem(entry_id, title, summary, link, source, when, language)
+            self._second_look(item, _unit_tf(self._features(item)[0]))
 
     def resolve(self, story_id: int) -> int:
         """Return the id ``story_id`` now goes by (itself unless absorbed by a merge)."""
@@ -766,14 +769,14 @@ class StoryIndex:
         middle of the next poll."""
         self._assignments[assignment.entry_id] = tuple(assignment)
 
-    def _queue_look(self, item: GroupItem, tf: dict[str, float]) -> None:
-        """Add an entry to the second look's queue (see `look_again`)."""
-        # the weights as packed doubles: a plain float object per weight cost 20 MB
-        # at 25,000 entries with summaries, and bytes (unlike an array) leave the
-        # tuple untracked by the garbage collector
+    def _queue_look(self, item: GroupItem) -> None:
+        """Add an entry to the second look's queue (see `look_again`). It keeps the
+        entry's text and the look computes its features again: kept term weights made
+        the index 9 MB larger at bench/poll.py's first poll (8,279 entries waiting;
+        max RSS 294 -> 285 MB), and features cost about 5 % of an `add`."""
         self._pending.append(
-            (item.published_at, item.entry_id, item.title, item.link, item.source)
-            + (item.language, tuple(tf), array("d", tf.values()).tobytes())
+            (item.published_at, item.entry_id, item.title, item.summary, item.link)
+            + (item.source, item.language)
         )
 
     def _features(
@@ -799,7 +802,9 @@ class StoryIndex:
         self._docs += 1
         df = self._df
         for term in counts:
-            df[term] = df.get(term, 0.0) + 1.0
+            # counted in ints until a halving: the small ones are shared objects, where
+            # a float per term was 11 MB of a first poll's index (465,000 terms)
+            df[term] = df.get(term, 0) + 1
 
     def _idf(self, term: str) -> float:
         return math.log((self._docs + IDF_PRIOR_DOCS) / (self._df.get(term, 0.0) + 0.5))
@@ -1239,7 +1244,13 @@ class StoryIndex:
             self._postings[term] = story_id
         elif isinstance(posting, int):
             if posting != story_id:
-                self._postings[term] = {posting, story_id}
+                self._postings[term] = (posting, story_id)
+        elif isinstance(posting, tuple):
+            if story_id not in posting:
+                if len(posting) < SMALL_POSTING:
+                    self._postings[term] = (*posting, story_id)
+                else:
+                    self._postings[term] = {*posting, story_id}
         else:
             posting.add(story_id)
 
@@ -1250,10 +1261,14 @@ class StoryIndex:
         if isinstance(posting, int):
             if posting == story_id:
                 del self._postings[term]
-            return
-        posting.discard(story_id)
-        if not posting:
-            del self._postings[term]
+        elif isinstance(posting, tuple):
+            if story_id in posting:
+                rest = tuple(holder for holder in posting if holder != story_id)
+                self._postings[term] = rest[0] if len(rest) == 1 else rest
+        else:
+            posting.discard(story_id)
+            if not posting:
+                del self._postings[term]
 
     def _holders(self, term: str) -> set[int]:
         """The active stories holding `term` (for tests and tools)."""
