@@ -9,7 +9,7 @@ so its decisions continue the other's.
     take the "grouper" lease (or skip: another worker is grouping)
     if another worker grouped since we last did, or we never did: warm start
         (replay the recent assignments, queue again the second looks still waiting)
-    expire quiet stories
+    expire quiet stories (by the clock, then by the stream time of each batch)
     for each ungrouped entry, oldest first: index.add → assignment
         (an entry already older than the window when first seen — the back
         catalogue of a newly added feed — is a story of its own, outside the index)
@@ -195,6 +195,11 @@ class Grouper:
         touched: set[int] = set()
         backlog = [entry for entry in batch if is_backlog(entry, index.window)]
         current = [entry for entry in batch if not is_backlog(entry, index.window)]
+        if current:
+            # Stream time: a long run of old entries (a regroup, a worker back after
+            # days) leaves the stories it passes, so the index follows the window, not
+            # the archive; a story this batch touches stays until its label is saved.
+            index.expire(current[0].first_seen_at)
         self._prime(current)
         for entry in current:
             decided = index.add(item_of(entry))

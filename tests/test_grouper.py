@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import aggregator.grouper
 from aggregator.cli import cli
 from aggregator.config import load_config
 from aggregator.grouper import Grouper
@@ -298,3 +300,47 @@ def test_a_second_look_still_waiting_survives_a_worker_restart(store: Store) -> 
     assert [e.id for e in store.get_story_entries(first)] == [first, *ids[2:]]
     moved = store.get_story(shares)
     assert moved is not None and moved.entry_count == 1 and moved.headline == IOS_TITLES[1]
+
+
+ARCHIVE_HEADLINES = (  # a story a day for twelve days, no two alike
+    "Volcano erupts near Reykjavik airport",
+    "Senate passes farm subsidy bill",
+    "Chess champion retires after Oslo final",
+    "Museum recovers stolen Vermeer painting",
+    "Heatwave closes schools across Sicily",
+    "Airline grounds fleet after engine fault",
+    "Central bank lifts interest rates again",
+    "Marathon record broken in Berlin race",
+    "Cyberattack disrupts hospital network",
+    "Orchestra strike cancels opera season",
+    "Wildfire forces evacuation of canyon town",
+    "Telescope spots water on distant exoplanet",
+)
+
+
+def test_regrouping_a_long_archive_keeps_only_the_window_in_memory(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aggregator.models import SourceConfig
+    from aggregator.store import FeedUpdate
+
+    monkeypatch.setattr(aggregator.grouper, "BATCH", 4)  # a long archive: many batches
+    now = datetime.now(UTC)
+    days = 12
+    urls = [f"https://outlet{i}.example/feed" for i in range(2 * days)]
+    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
+    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 100), key=lambda f: f.id)
+    for n, feed in enumerate(feeds):  # one story a day, told by two outlets
+        day = n // 2
+        at = now - timedelta(days=days - day)
+        data = _entry_data(n, ARCHIVE_HEADLINES[day], at)
+        store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=at), [data], now=at)
+
+    grouper = Grouper(store, "regroup")
+    assert grouper.regroup() == 2 * days
+    # Stories quiet for longer than the window left the index as the replay went on
+    # (its memory and cost follow the window, not the archive); all were saved.
+    assert grouper._index is not None
+    assert grouper._index.active_count <= 3 + 2  # three days of window, a batch's slack
+    stories = store.get_stories(limit=100)
+    assert len(stories) == days and {s.source_count for s in stories} == {2}
