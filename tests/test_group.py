@@ -404,6 +404,55 @@ def test_a_rebuilt_index_gives_the_looks_that_were_still_waiting() -> None:
     assert not StoryIndex(second_look=None).resume_look(item(9, IOS[1]), 0.1)
 
 
+UNRELATED_FRENCH = (  # three events; in common only articles and prepositions
+    (
+        "Le président de la République visite les usines de Renault à Flins",
+        "Le chef de l'État a rencontré les ouvriers de l'usine dans la matinée",
+    ),
+    (
+        "Les agriculteurs de la Beauce manifestent contre la sécheresse",
+        "Des centaines de tracteurs ont bloqué les routes de la région pendant la journée",
+    ),
+    (
+        "Le musée du Louvre ferme une aile pour des travaux de la toiture",
+        "La direction du musée a annoncé que les visiteurs pourront revenir dans un mois",
+    ),
+)
+
+
+@pytest.mark.parametrize("language", ["fr", "fr-FR", None])
+def test_function_words_of_other_languages_do_not_make_a_story(language: str | None) -> None:
+    # "de la", "les"... are rare in a mostly English stream, so their IDF is high: they
+    # used to join all three (score 0.19, shared terms "de", "la", "les", "de la").
+    # They are left out by the declared language, or by the function words an entry
+    # holds when it declares none.
+    index = StoryIndex()
+    for i, (title, summary) in enumerate(UNRELATED_FRENCH, 1):
+        entry = GroupItem(i, title, summary, None, f"s{i}", T0 + timedelta(minutes=i), language)
+        assert index.add(entry).new_story
+    # The same event told by two outlets still makes one story.
+    fire = "Incendie à Marseille : des centaines d'habitants évacués de leurs immeubles"
+    again = "Marseille : un incendie force l'évacuation de centaines d'habitants"
+    first = index.add(GroupItem(10, fire, "", None, "s10", T0 + timedelta(hours=1), language))
+    second = index.add(GroupItem(11, again, "", None, "s11", T0 + timedelta(hours=2), language))
+    assert second.story_id == first.story_id == 10
+    assert {"marseille", "incendie"} <= set(second.shared_terms)
+
+
+def test_an_undeclared_language_is_read_from_function_words_only_when_clear() -> None:
+    from aggregator.group import _tokens, _undeclared_language
+
+    def language(text: str) -> str | None:
+        return _undeclared_language(_tokens(text))
+
+    assert language(" ".join(UNRELATED_FRENCH[0])) == "fr"  # title and summary
+    assert language(UNRELATED_FRENCH[0][0]) is None  # the title alone: two, not enough
+    assert language("Det kan löna sig att ta körkortet i en intensiv fart") == "sv"
+    # English, even with words that are function words elsewhere ("die", "war")
+    assert language("Apple releases iOS 7.1 update for iPhone with CarPlay") is None
+    assert language("Die Hard star Bruce Willis says the war in the film was real") is None
+
+
 def _fold_whole_text(text: str) -> list[str]:
     """The tokenizer's folding done on the whole text at once (the reference)."""
     import unicodedata
