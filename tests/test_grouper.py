@@ -4,6 +4,7 @@ store, one worker groups at a time, and `regroup` / `stories --explain` work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -228,14 +229,12 @@ def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
 IOS_TITLES = (*IOS, "Storm Ana floods the coast")
 
 
-def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> None:
-    from dataclasses import replace
-
+def _ios_outlets(store: Store, now: datetime) -> Callable[[int, datetime], int]:
+    """One feed per IOS_TITLES headline; returns save(i, at): stores outlet i's headline
+    as first seen at `at` and gives its entry id."""
     from aggregator.models import SourceConfig
     from aggregator.store import FeedUpdate
 
-    now = datetime.now(UTC)
-    day_ago = now - timedelta(hours=30)
     urls = [f"https://outlet{i}.example/feed" for i in range(len(IOS_TITLES))]
     store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
     feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
@@ -243,8 +242,15 @@ def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> 
     def save(i: int, at: datetime) -> int:
         data = _entry_data(i, IOS_TITLES[i], at)
         update = FeedUpdate(last_fetch_at=at)
-        return store.save_update(feeds[i].id, "w", update, [replace(data)], now=at).new_ids[0]
+        return store.save_update(feeds[i].id, "w", update, [data], now=at).new_ids[0]
 
+    return save
+
+
+def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> None:
+    now = datetime.now(UTC)
+    day_ago = now - timedelta(hours=30)
+    save = _ios_outlets(store, now)
     ids = [save(i, day_ago) for i in range(7)]
     grouper = Grouper(store, "looker")
     assert grouper.run() == 7
@@ -271,22 +277,9 @@ def test_a_second_look_move_persists_and_survives_a_warm_start(store: Store) -> 
 
 
 def test_a_second_look_still_waiting_survives_a_worker_restart(store: Store) -> None:
-    from dataclasses import replace
-
-    from aggregator.models import SourceConfig
-    from aggregator.store import FeedUpdate
-
     now = datetime.now(UTC)
     day_ago = now - timedelta(hours=30)
-    urls = [f"https://outlet{i}.example/feed" for i in range(len(IOS_TITLES))]
-    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
-    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
-
-    def save(i: int, at: datetime) -> int:
-        data = _entry_data(i, IOS_TITLES[i], at)
-        update = FeedUpdate(last_fetch_at=at)
-        return store.save_update(feeds[i].id, "w", update, [replace(data)], now=at).new_ids[0]
-
+    save = _ios_outlets(store, now)
     ids = [save(i, day_ago) for i in range(7)]
     assert Grouper(store, "looker").run() == 7
     first, shares = ids[0], ids[1]
