@@ -612,7 +612,9 @@ class StoryIndex:
         # SMALL_POSTING ids, or a set beyond (most terms, from one story's summaries,
         # never get a second holder; a set of two takes 216 bytes, a tuple 56)
         self._postings: dict[str, int | tuple[int, ...] | set[int]] = {}
-        self._links: dict[str, tuple[int, int]] = {}  # canonical link -> (story, entry)
+        # canonical link -> (story, entry, source), as for titles; source "" once two
+        # items of one feed carried the link (it names no article)
+        self._links: dict[str, tuple[int, int, str]] = {}
         self._titles: dict[str, tuple[int, int, str]] = {}  # key -> (story, entry, source)
         self._assignments: dict[int, tuple[Any, ...]] = {}  # see _remember
         self._heap: list[tuple[datetime, int]] = []
@@ -898,8 +900,13 @@ class StoryIndex:
         return {term: log(docs / (df(term, 0.0) + 0.5)) for term in terms}
 
     def _duplicate(self, item: GroupItem, link: str | None, tkey: str) -> tuple[int, int] | None:
-        if link is not None and link in self._links:
-            return self._links[link]
+        # Only another feed's entry is the same article, and only by a link that names
+        # one: items of one feed that share a link (a podcast's episodes all pointing at
+        # the show's home page) are not duplicates, and the link ("" as its source in
+        # `_links`) makes none.
+        found_link = self._links.get(link) if link is not None else None
+        if found_link is not None and found_link[2] not in ("", item.source):
+            return found_link[0], found_link[1]
         found = self._titles.get(tkey) if tkey.count(" ") >= 2 else None
         if found is not None and found[2] != item.source:
             story = self._stories[found[0]]
@@ -1135,9 +1142,13 @@ class StoryIndex:
             self._prune(story, keep_norm=story.norm_at >= 0)
         elif story.norm_at < 0:
             story.norm_at = self._docs
-        if link is not None and link not in self._links:
-            self._links[link] = (story.story_id, item.entry_id)
-            story.links.add(link)
+        if link is not None:
+            known = self._links.get(link)
+            if known is None:
+                self._links[link] = (story.story_id, item.entry_id, item.source)
+                story.links.add(link)
+            elif known[2] == item.source:  # two items of one feed: not an article's link
+                self._links[link] = (known[0], known[1], "")
         if tkey and tkey not in self._titles:
             self._titles[tkey] = (story.story_id, item.entry_id, item.source)
             story.titles.add(tkey)
@@ -1234,7 +1245,7 @@ class StoryIndex:
         story.size -= 1
         story.entry_ids.remove(item.entry_id)
         story.members = [m for m in story.members if m.entry_id != item.entry_id]
-        if link is not None and self._links.get(link, (0, 0))[1] == item.entry_id:
+        if link is not None and self._links.get(link, (0, 0, ""))[1] == item.entry_id:
             del self._links[link]
             story.links.discard(link)
         if tkey and self._titles.get(tkey, (0, 0, ""))[1] == item.entry_id:
@@ -1276,7 +1287,7 @@ class StoryIndex:
             older.last_updated = younger.last_updated
             heapq.heappush(self._heap, (older.last_updated, sid))
         for link in younger.links:
-            self._links[link] = (sid, self._links[link][1])
+            self._links[link] = (sid, *self._links[link][1:])
         older.links |= younger.links
         for tkey in younger.titles:
             _, entry, source = self._titles[tkey]

@@ -111,6 +111,17 @@ def test_same_link_joins_the_story_and_is_marked_duplicate() -> None:
     assert canonical_link(link) == canonical_link("http://example.com/news/gox/")
 
 
+def test_a_link_that_items_of_one_feed_share_makes_no_duplicates() -> None:
+    index = StoryIndex()
+    home = "https://podcast.example/"
+    first = index.add(item(1, "Episode 61: castles of Wales", "show", link=home))
+    second = index.add(item(2, "Episode 62: a history of time travel", "show", 5, home))
+    assert first.new_story and second.duplicate_of is None
+    # nor, once two of its items carried it, with another feed's entry
+    other = index.add(item(3, "Listener mail: our favourite ruins", "fans", 9, home))
+    assert other.duplicate_of is None
+
+
 def test_near_identical_title_from_another_feed_is_duplicate() -> None:
     index = StoryIndex()
     index.add(item(1, "Mt. Gox files for US bankruptcy protection", "Reuters"))

@@ -5,6 +5,7 @@ store, one worker groups at a time, and `regroup` / `stories --explain` work.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -337,3 +338,25 @@ def test_regrouping_a_long_archive_keeps_only_the_window_in_memory(
     assert grouper._index.active_count <= 3 + 2  # three days of window, a batch's slack
     stories = store.get_stories(limit=100)
     assert len(stories) == days and {s.source_count for s in stories} == {2}
+
+
+def test_a_feeds_items_sharing_one_link_are_not_duplicates_of_each_other(store: Store) -> None:
+    """A podcast feed whose every episode links to the show's home page: the link says
+    nothing about which article an item is, so the episodes are not "the same article"
+    (merged outputs hid all but the first)."""
+    from aggregator.models import SourceConfig
+    from aggregator.store import FeedUpdate
+
+    now = datetime.now(UTC)
+    store.sync_sources([SourceConfig(url="https://podcast.example/feed")], now)
+    (podcast,) = store.claim_due_feeds("w", now, timedelta(minutes=5), 10)
+    home = "https://podcast.example/"
+    episodes = [
+        replace(_entry_data(i, title, now - timedelta(hours=3 - i)), link=home)
+        for i, title in enumerate(("Episode 61: castles", "Episode 62: time travel"))
+    ]
+    store.save_update(podcast.id, "w", FeedUpdate(last_fetch_at=now), episodes, now=now)
+    Grouper(store, "w").run()
+    latest = store.get_latest(limit=10)
+    assert sorted(e.title for e in latest) == ["Episode 61: castles", "Episode 62: time travel"]
+    assert all(e.duplicate_of is None for e in latest)

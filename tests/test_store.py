@@ -236,6 +236,24 @@ def test_same_article_in_two_feeds_is_shown_once_with_other_sources(store: Store
     assert len(store.get_latest(feed_id=paper.id)) == 2  # each feed keeps its own copy
 
 
+def test_a_link_that_several_items_of_a_feed_carry_makes_no_duplicates(store: Store) -> None:
+    # Two podcasts of one network: every episode links to the network's home page.
+    home = "https://network.example/"
+    store.sync_sources(
+        [
+            SourceConfig(url="https://a.example/1", title="Show A"),
+            SourceConfig(url="https://b.example/1", title="Show B"),
+        ],
+        NOW,
+    )
+    show_a, show_b = store.claim_due_feeds("w", NOW, LEASE, 10)
+    episodes_a = [_entry(key, link=home) for key in ("a1", "a2")]
+    store.save_update(show_a.id, "w", FeedUpdate(last_fetch_at=NOW), episodes_a)
+    store.save_update(show_b.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("b1", link=home)])
+    # Show B's episode is not "the same article" as show A's first: all three are shown.
+    assert len(store.get_latest()) == 3
+
+
 def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
     from aggregator.models import StoryAssignment, StoryLabel
 

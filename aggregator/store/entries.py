@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,23 +80,32 @@ def rekey(conn: Connection, feed_id: int, rekeys: Mapping[str, str]) -> None:
 def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]]) -> None:
     """Point each new entry whose canonical link another feed already has at that
     feed's original entry, so merged outputs show the article once.
+
+    A link that several items of one feed carry (a podcast's episodes all pointing at
+    the show's home page) does not name an article: it makes no duplicates.
     """
-    hashes = [row["link_hash"] for row in rows if row["link_hash"]]
-    if not hashes:
+    counts = Counter(row["link_hash"] for row in rows if row["link_hash"])
+    unique = {link_hash for link_hash, count in counts.items() if count == 1}
+    if not unique:
         return
     # Filter on the link hash only, so the planner uses its index; originals are picked
     # in Python (an index on the mostly-NULL duplicate_of would be scanned instead).
     candidates = conn.execute(
-        select(entries.c.id, entries.c.link_hash, entries.c.duplicate_of).where(
-            entries.c.link_hash.in_(hashes), entries.c.feed_id != feed_id
+        select(entries.c.id, entries.c.feed_id, entries.c.link_hash, entries.c.duplicate_of).where(
+            entries.c.link_hash.in_(unique), entries.c.feed_id != feed_id
         )
-    )
+    ).all()
+    shared = Counter((other, link_hash) for _, other, link_hash, _ in candidates)
     originals: dict[str, int] = {}
-    for entry_id, link_hash, duplicate_of in candidates:
+    for entry_id, other, link_hash, duplicate_of in candidates:
+        if shared[other, link_hash] > 1:
+            continue  # that feed's items share the link
         if duplicate_of is None and entry_id < originals.get(link_hash, entry_id + 1):
             originals[link_hash] = entry_id
     for row in rows:
-        row["duplicate_of"] = originals.get(row["link_hash"])
+        row["duplicate_of"] = (
+            originals.get(row["link_hash"]) if row["link_hash"] in unique else None
+        )
 
 
 def save_entries(
