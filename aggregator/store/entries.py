@@ -103,9 +103,7 @@ def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]])
         if duplicate_of is None and entry_id < originals.get(link_hash, entry_id + 1):
             originals[link_hash] = entry_id
     for row in rows:
-        row["duplicate_of"] = (
-            originals.get(row["link_hash"]) if row["link_hash"] in unique else None
-        )
+        row["duplicate_of"] = originals.get(row["link_hash"])  # of unique links only
 
 
 def save_entries(
