@@ -184,6 +184,45 @@ def test_quality_floor_on_labelled_headlines() -> None:
     assert bcubed_f1([r["story"] for r in rows], pred) >= 0.85
 
 
+def test_a_restart_mid_stream_changes_few_stories() -> None:
+    """dev.tsv replayed once straight through and once with the index rebuilt from its
+    assignments halfway (a worker restart, as `Grouper._warm_start` does it): the
+    waiting second looks are queued again (as `grouper._resume_looks` does), and few
+    entries end elsewhere: 7 of 3,149 when measured, 62 when the looks were lost."""
+    shared = os.environ.get("AGGREGATOR_SHARED_DATA")
+    if not shared:
+        pytest.skip("AGGREGATOR_SHARED_DATA is not set")
+    with open(Path(shared) / "stories" / "dev.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    random.Random(0).shuffle(rows)
+    step = timedelta(hours=48) / len(rows)
+    items = [
+        GroupItem(int(r["id"]), r["title"], "", r["url"], r["publisher"], T0 + i * step, "en")
+        for i, r in enumerate(rows)
+    ]
+
+    def replay(restart_at: int | None) -> list[int | None]:
+        index = StoryIndex()
+        for i, entry in enumerate(items):
+            if i == restart_at:
+                rebuilt = StoryIndex()
+                for done in items[:i]:
+                    rebuilt.add(done, story_id=index.story_of(done.entry_id))
+                newest = items[i - 1].published_at
+                for done in items[:i]:
+                    decided = index.explain(done.entry_id)
+                    if decided and done.published_at > newest - timedelta(hours=24):
+                        rebuilt.resume_look(done, decided.score)
+                index = rebuilt
+            index.add(entry)
+        index.look_again(T0 + timedelta(hours=72))
+        return [index.story_of(entry.entry_id) for entry in items]
+
+    straight, restarted = replay(None), replay(len(items) // 2)
+    moved = sum(a != b for a, b in zip(straight, restarted, strict=True))
+    assert moved <= len(items) // 100, moved
+
+
 def test_converging_stories_merge_into_the_older_one() -> None:
     titles = [
         "Danube floods force evacuations in Vienna",
