@@ -244,6 +244,7 @@ _STOPWORDS = frozenset(
     why will with would you your""".split()
 )
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+_WEB_ADDRESS = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S*", re.IGNORECASE)
 LANGUAGE_STOPWORDS_CACHE = 64  # stopword sets kept, one per declared language tag
 # An entry that declares no language is read as another language than English when at
 # least this many of its title's and summary lede's tokens are that language's function
@@ -375,6 +376,10 @@ def title_key(title: str) -> str:
 
 
 def _tokens(text: str) -> list[str]:
+    """The words of `text`, casefolded and without accents; web addresses in it are not
+    words (their "https", "www", "com" and path parts glued unrelated entries)."""
+    if "://" in text or "www." in text:
+        text = _WEB_ADDRESS.sub(" ", text)
     folded = text.replace("’", "'")
     if folded.isascii():  # nothing to decompose or strip (most English text)
         return _TOKEN.findall(folded.casefold())

@@ -489,6 +489,18 @@ def test_function_words_of_other_languages_do_not_make_a_story(language: str | N
     assert {"marseille", "incendie"} <= set(second.shared_terms)
 
 
+def test_web_addresses_in_a_summary_are_not_words() -> None:
+    # Two newsletters on one platform: in common only the words of their links.
+    from aggregator.group import _tokens
+
+    index = StoryIndex()
+    for i, (title, topic) in enumerate((("Tuesday picks", "kernel"), ("Reading list", "bread"))):
+        summary = f"This week: https://www.letters.example.com/p/{topic}-notes"
+        got = index.add(GroupItem(i, title, summary, None, f"s{i}", T0, "en"))
+        assert got.new_story, got
+    assert _tokens("see https://lwn.net/Articles/1 or www.lwn.net now") == ["see", "or", "now"]
+
+
 def test_an_undeclared_language_is_read_from_function_words_only_when_clear() -> None:
     from aggregator.group import _tokens, _undeclared_language
 
