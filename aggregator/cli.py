@@ -267,7 +267,8 @@ def feeds(state: _State) -> None:
             f"{_ago(feed.last_fetch_at, now):<11} {next_check:<10} {feed.display_title}"
         )
         if feed.last_error:
-            click.echo(f"{'':>4} {'':<14} last error: {feed.last_error}")
+            label = "note" if feed.last_error_is_note else "last error"
+            click.echo(f"{'':>4} {'':<14} {label}: {feed.last_error}")
 
 
 @cli.command()

@@ -157,6 +157,13 @@ class FeedState:
     def display_title(self) -> str:
         return self.title or self.feed_title or self.url
 
+    @property
+    def last_error_is_note(self) -> bool:
+        """Whether `last_error` is a note on a fetch that worked (a document recovered
+        from a defect, a switch of the feed's id rule) rather than a failure's message."""
+        worked = self.last_status in ("ok", "not_modified", "unchanged")
+        return worked and not self.error_count and not self.disabled_reason
+
 
 @dataclass(frozen=True)
 class Entry:

@@ -79,12 +79,13 @@ def test_poll_and_feeds_show_status(
     tmp_path: Path, sqlite_url: str, feed_server: FeedServer
 ) -> None:
     feed_server.route("/broken", status=503)
-    path = write_config(
-        tmp_path / "agg.toml", sqlite_url, [feed_server.url("world.rss"), feed_server.url("broken")]
-    )
+    spaced = b"\n  " + (Path(__file__).parent / "data" / "world.rss").read_bytes()
+    feed_server.route("/spaced", body=spaced, headers={"Content-Type": "application/rss+xml"})
+    urls = [feed_server.url("world.rss"), feed_server.url("broken"), feed_server.url("spaced")]
+    path = write_config(tmp_path / "agg.toml", sqlite_url, urls)
     code, output = _run("--config", str(path), "poll")
     assert code == 0
-    assert "2 feeds: 1 ok, 0 not modified, 1 failed; 3 new entries; 3 grouped" in output
+    assert "3 feeds: 2 ok, 0 not modified, 1 failed; 6 new entries; 6 grouped" in output
     code, table = _run("--config", str(path), "feeds")
     assert code == 0
     lines = table.splitlines()
@@ -92,12 +93,14 @@ def test_poll_and_feeds_show_status(
     assert any(line.split()[1:4] == ["ok", "3", "0"] for line in lines[1:])
     assert any(line.split()[1:4] == ["error", "0", "1"] for line in lines[1:])
     assert "last error: fetch: HTTP 503" in table
+    # a fetch that worked with a defect in the document: a note, not an error
+    assert "note: whitespace before the XML declaration (ignored)" in table
     code, output = _run("--config", str(path), "poll")
     assert "0 feeds" in output
     assert "0 grouped into stories" in output
     code, output = _run("--config", str(path), "poll", "--all")
     assert output.strip().endswith(
-        "2 feeds: 0 ok, 1 not modified, 1 failed; 0 new entries; 0 grouped into stories"
+        "3 feeds: 0 ok, 2 not modified, 1 failed; 0 new entries; 0 grouped into stories"
     )
 
 

@@ -211,10 +211,17 @@ def test_sources_page_shows_health_and_sparklines(
     save_entries(
         store, broken, [], last_status="error", last_error="fetch: HTTP 500", error_count=3
     )
+    recovered = add_feed(store, "https://recovered.example/feed", "Recovered", [])
+    note = "not well-formed XML, recovered: Entity 'uuml' not defined"
+    save_entries(store, recovered, [], last_error=note)
     html = _html(client, "/sources")
     assert html.index("Broken &lt;Feed&gt;") < html.index("Alpha Times")  # failing first
-    assert "fetch: HTTP 500" in html and "1 failing" in html
-    assert html.count("<polyline") == 4
+    assert '<p class="error">fetch: HTTP 500</p>' in html and "1 failing" in html
+    # a fetch that worked, with a defect in the document: a note, and not failing
+    assert '<p class="note">not well-formed XML, recovered: Entity &#39;uuml&#39;' in html
+    page = _html(client, f"/sources/{recovered}")
+    assert "<dt>Note</dt>" in page and "<dd>0</dd>" in page
+    assert html.count("<polyline") == 5  # a sparkline per source
     source = _html(client, f"/sources/{filled.feed_ids[0]}")
     assert "Alpha item 1" in source and "<polyline" in source
 
