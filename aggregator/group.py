@@ -53,6 +53,7 @@ __all__ = [
     "StoryIndex",
     "StoryLabel",
     "canonical_link",
+    "function_words",
     "title_key",
 ]
 
@@ -413,6 +414,17 @@ def _stem(word: str) -> str:
     return word
 
 
+def function_words(item: GroupItem) -> frozenset[str]:
+    """The tokens left out of an entry's features besides `_STOPWORDS`: the function words
+    of its declared language or, when it declares none, of the language its title's and
+    summary lede's function words clearly show (see `_language_stopwords`)."""
+    language = item.language
+    if language is None:
+        head = _tokens(item.title) + _tokens(item.summary)[:SUMMARY_TOKENS]
+        language = _undeclared_language(head)
+    return _language_stopwords(language)
+
+
 @functools.lru_cache(maxsize=LANGUAGE_STOPWORDS_CACHE)
 def _language_stopwords(language: str | None) -> frozenset[str]:
     """The function words of a declared language other than English, as tokens (folded
@@ -427,6 +439,12 @@ def _language_stopwords(language: str | None) -> frozenset[str]:
     primary = (language or "").replace("_", "-").split("-")[0].lower()
     if primary in ("", "en") or primary not in LANGUAGE_MAPPING:
         return frozenset()
+    return _listed_function_words(primary)
+
+
+@functools.cache
+def _listed_function_words(primary: str) -> frozenset[str]:
+    """The `stop-words` package's list for a primary language tag, as tokens."""
     return frozenset(token for word in get_stop_words(primary) for token in _tokens(word))
 
 
@@ -436,8 +454,7 @@ def _function_word_languages() -> dict[str, tuple[str, ...]]:
     the languages whose list holds it."""
     languages: dict[str, list[str]] = {}
     for primary in LANGUAGE_MAPPING:
-        words = {token for word in get_stop_words(primary) for token in _tokens(word)}
-        for token in words:
+        for token in _listed_function_words(primary):
             languages.setdefault(token, []).append(primary)
     return {token: tuple(found) for token, found in languages.items()}
 
@@ -861,11 +878,7 @@ class StoryIndex:
         features (what `_headline_terms` gives, read off on the way)."""
         counts: dict[str, float] = {}
         surface: dict[str, str] = {}
-        language = item.language
-        if language is None:
-            head = _tokens(item.title) + _tokens(item.summary)[:SUMMARY_TOKENS]
-            language = _undeclared_language(head)
-        stop = _language_stopwords(language)
+        stop = function_words(item)
         _text_features(item.title, 1.0, counts, surface, stop=stop)
         headline = tuple(term for term in counts if term[0] != "c")
         if item.summary:

@@ -290,12 +290,7 @@ def realfeeds(data: Path) -> None:
     from datetime import UTC, datetime
 
     from aggregator.exceptions import ParseError
-    from aggregator.group import (
-        SUMMARY_TOKENS,
-        _language_stopwords,
-        _tokens,
-        _undeclared_language,
-    )
+    from aggregator.group import function_words as function_words_of
     from aggregator.parse import parse_feed
 
     root = data / "realfeeds"
@@ -315,11 +310,11 @@ def realfeeds(data: Path) -> None:
             number = len(source_of) + 1
             source_of[number] = name
             language = entry.language or feed.language
-            index.add(
-                GroupItem(number, entry.title, entry.summary, entry.link, name, fetched, language)
+            item = GroupItem(
+                number, entry.title, entry.summary, entry.link, name, fetched, language
             )
-            read = _tokens(entry.title) + _tokens(entry.summary)[:SUMMARY_TOKENS]
-            function_words[number] = _language_stopwords(language or _undeclared_language(read))
+            index.add(item)
+            function_words[number] = function_words_of(item)
     seconds = time.process_time() - started
     members = {story: index.members(story) for story in index.active_story_ids}
     several = {s: m for s, m in members.items() if len({source_of[e] for e in m}) > 1}

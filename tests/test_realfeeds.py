@@ -259,18 +259,11 @@ def test_grouping_makes_no_story_of_another_languages_function_words(
     of its entries' languages ("de", "la", "les" made a story of 311 French, Spanish and
     undeclared entries before the function words of languages other than English were
     left out)."""
-    from aggregator.group import (
-        SUMMARY_TOKENS,
-        GroupItem,
-        StoryIndex,
-        _language_stopwords,
-        _tokens,
-        _undeclared_language,
-    )
+    from aggregator.group import GroupItem, StoryIndex, function_words
 
     index = StoryIndex()
     source_of: dict[int, str] = {}
-    function_words: dict[int, frozenset[str]] = {}  # of the entry's language
+    words_of: dict[int, frozenset[str]] = {}  # the function words of each entry's language
     for outcome in outcomes:
         for entry in outcome.feed.entries:
             number = len(source_of) + 1
@@ -280,14 +273,13 @@ def test_grouping_makes_no_story_of_another_languages_function_words(
                 number, entry.title, entry.summary, entry.link, outcome.row.file, FETCHED, language
             )
             index.add(item)
-            read = _tokens(entry.title) + _tokens(entry.summary)[:SUMMARY_TOKENS]
-            function_words[number] = _language_stopwords(language or _undeclared_language(read))
+            words_of[number] = function_words(item)
     labelled_by_function_words = []
     for story_id in index.active_story_ids:
         members = index.members(story_id)
         if len({source_of[member] for member in members}) < 2:
             continue
-        words = frozenset().union(*(function_words[member] for member in members))
+        words = frozenset().union(*(words_of[member] for member in members))
         terms = index.label(story_id).terms
         if sum(word in words for term in terms for word in term.split()) >= 2:
             labelled_by_function_words.append((terms, len(members)))
