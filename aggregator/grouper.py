@@ -122,6 +122,11 @@ class Grouper:
             embedder=embedder,
         )
 
+    @property
+    def index(self) -> StoryIndex | None:
+        """The index kept between runs (None before the first run); read-only use."""
+        return self._index
+
     def _new_index(self) -> StoryIndex:
         return StoryIndex(
             window=self.window or DEFAULT_WINDOW,

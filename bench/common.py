@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -115,9 +115,10 @@ def _html_description(rng: random.Random, feed: int, item: int, subject: list[st
     return "".join(paragraphs)
 
 
-def _items(
-    rng: random.Random, feed: int, day: datetime
-) -> Iterator[tuple[int, str, str, datetime]]:
+Item = tuple[int, str, str, datetime]  # number within the feed, headline, HTML, published
+
+
+def _items(rng: random.Random, feed: int, day: datetime) -> Iterator[Item]:
     """A feed's entries, newest first: one every `interval` hours (a wire service every
     quarter hour, a weekly blog every few days), back from `day`."""
     count = rng.randint(20, 100)
@@ -128,11 +129,12 @@ def _items(
         yield item, _headline(rng, subject), _html_description(rng, feed, item, subject), when
 
 
-def _rss(rng: random.Random, feed: int, day: datetime) -> str:
-    items = []
-    for item, title, html, when in _items(rng, feed, day):
+def _rss(rng: random.Random, feed: int, items: Iterable[Item]) -> str:
+    """An RSS 2.0 document of `items` (consumed in step with `rng`)."""
+    rendered = []
+    for item, title, html, when in items:
         link = f"https://news{feed}.example.org/{when:%Y/%m/%d}/story-{item}"
-        items.append(
+        rendered.append(
             f"<item><title>{escape(title)}</title><link>{link}</link>"
             f'<guid isPermaLink="true">{link}</guid><pubDate>{format_datetime(when)}</pubDate>'
             f"<author>desk{feed}@example.org (News desk)</author><category>{rng.choice(WORDS)}"
@@ -141,14 +143,15 @@ def _rss(rng: random.Random, feed: int, day: datetime) -> str:
     return (
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
         f"<title>News {feed}</title><link>https://news{feed}.example.org/</link>"
-        f"<description>Feed {feed}</description><language>en</language>{''.join(items)}"
+        f"<description>Feed {feed}</description><language>en</language>{''.join(rendered)}"
         "</channel></rss>"
     )
 
 
-def _atom(rng: random.Random, feed: int, day: datetime) -> str:
+def _atom(rng: random.Random, feed: int, items: Iterable[Item], updated: datetime) -> str:
+    """An Atom 1.0 document of `items` (consumed in step with `rng`)."""
     entries = []
-    for item, title, html, when in _items(rng, feed, day):
+    for item, title, html, when in items:
         link = f"https://blog{feed}.example.org/{when:%Y/%m}/post-{item}"
         entries.append(
             f'<entry><title>{escape(title)}</title><link href="{link}"/>'
@@ -161,7 +164,7 @@ def _atom(rng: random.Random, feed: int, day: datetime) -> str:
     return (
         '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
         f'<title>Blog {feed}</title><link href="https://blog{feed}.example.org/"/>'
-        f"<id>tag:blog{feed}.example.org,2026:feed</id><updated>{day.isoformat()}"
+        f"<id>tag:blog{feed}.example.org,2026:feed</id><updated>{updated.isoformat()}"
         f"</updated>{''.join(entries)}</feed>"
     )
 
@@ -171,7 +174,9 @@ def feed_document(feed: int, seed: int = 1, day: datetime | None = None) -> byte
     back from `day` (default: `corpus_day()`)."""
     rng = random.Random(seed * 1_000_003 + feed)
     day = day or corpus_day()
-    return (_atom(rng, feed, day) if rng.random() < 0.3 else _rss(rng, feed, day)).encode()
+    if rng.random() < 0.3:
+        return _atom(rng, feed, _items(rng, feed, day), day).encode()
+    return _rss(rng, feed, _items(rng, feed, day)).encode()
 
 
 def corpus(feeds: int, seed: int = 1) -> list[bytes]:
