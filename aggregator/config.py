@@ -323,7 +323,8 @@ class Settings:
     max_interval: int = _duration_setting(86400, "Longest check interval allowed for a feed.")
     retention_days: int = _setting(
         90,
-        "Delete entries older than this many days (see retention_min_entries).",
+        "Delete entries older than this many days (see retention_min_entries); older items "
+        "a feed still lists are not stored again.",
         _integer(1),
         _env_int,
     )

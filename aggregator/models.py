@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,15 @@ class FetchResult:
     @property
     def not_modified(self) -> bool:
         return self.error is None and self.status == 304
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long entries are kept: those published more than `max_age` ago are deleted,
+    except each feed's `keep_min` newest (from the config's `retention_*` settings)."""
+
+    max_age: timedelta
+    keep_min: int
 
 
 @dataclass(frozen=True)

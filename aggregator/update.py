@@ -42,6 +42,7 @@ from aggregator.models import (
     FetchResult,
     ParsedFeed,
     PollSummary,
+    Retention,
     UpdateResult,
 )
 from aggregator.parsepool import INLINE_MAX_BYTES, PARSE_TIMEOUT, ParsePool
@@ -75,6 +76,7 @@ class PollOptions:
     max_entries: int = 500
     lease: timedelta = timedelta(minutes=5)
     parse_processes: int = 0  # parser processes for big batches (0: parse in a thread)
+    retention: Retention | None = None  # new entries retention would delete are not saved
     resolver: Any = field(default=None, compare=False)  # DNS resolver override (tests)
 
 
@@ -376,7 +378,9 @@ async def _update_feed(
             decision, rekeys = await loop.run_in_executor(
                 read_pool, _apply_identity, store, feed, decision
             )
-        save = PendingSave(feed.id, decision.state, decision.items, fetched.fetched_at, rekeys)
+        save = PendingSave(
+            feed.id, decision.state, decision.items, fetched.fetched_at, rekeys, options.retention
+        )
         outcome = await writer.save(save)
     except Exception as e:  # one feed's bug must never stop the batch
         log.exception("update: %s failed unexpectedly", feed.url)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -88,15 +89,56 @@ def test_prune_runs_once_per_hour_across_workers(
         tmp_path / "agg.toml",
         store.database_url,
         [feed_server.url("world.rss")],
-        extra="retention_days = 1\nretention_min_entries = 1",
+        extra="retention_days = 3650\nretention_min_entries = 1",
     )
     first, second = Worker(load_config(path), store), Worker(load_config(path), store)
     first.tick()
     assert store.count_entries() == 3
+    later = datetime.now(UTC) + timedelta(days=3650)  # all three are now too old; 1 kept
+    assert first.prune(later) == 2
+    assert second.prune(later) is None  # the other worker holds the hourly job
+    assert second.prune(later + timedelta(hours=1, seconds=1)) == 0
+
+
+def _blog(posts: list[tuple[str, datetime]]) -> str:
+    items = "".join(
+        f"<item><title>Post {key}</title><link>https://blog.example/{key}</link>"
+        f"<guid>{key}</guid><pubDate>{format_datetime(date)}</pubDate></item>"
+        for key, date in posts
+    )
+    channel = f"<channel><title>Blog</title>{items}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'
+
+
+def test_pruned_entries_do_not_come_back_when_the_document_changes(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    """A blog's document lists a year of posts; retention keeps 100 days (and at least
+    two). The worker stores only what retention keeps, and when the blog publishes
+    again, only the new post is new: no old post returns with a new id, to be pruned
+    again an hour later."""
     now = datetime.now(UTC)
-    assert first.prune(now) == 2  # entries from 2026-11-23/24 are over a day old; 1 kept
-    assert second.prune(now) is None  # the other worker holds the hourly job
-    assert second.prune(now + timedelta(hours=1, seconds=1)) == 0
+    posts = [(f"p{i}", now - timedelta(days=40 * i, hours=1)) for i in range(9)]
+    (feed_dir / "blog.rss").write_text(_blog(posts))
+    path = write_config(
+        tmp_path / "agg.toml",
+        store.database_url,
+        [feed_server.url("blog.rss")],
+        extra="retention_days = 100\nretention_min_entries = 2",
+    )
+    worker = Worker(load_config(path), store)
+
+    (first,) = worker.tick().results
+    kept = {e.key: e.id for e in store.get_latest(limit=100)}
+    assert (first.new_entries, set(kept)) == (3, {"p0", "p1", "p2"})  # 0, 40 and 80 days
+    assert worker.prune(now) == 0
+
+    (feed_dir / "blog.rss").write_text(_blog([("new", now), *posts]))
+    (second,) = worker.tick(now + timedelta(hours=1)).results
+
+    assert (second.status, second.new_entries) == ("ok", 1)
+    after = {e.key: e.id for e in store.get_latest(limit=100)}
+    assert after == {**kept, "new": after["new"]}  # the old posts keep their rows
 
 
 def _children(pid: int) -> list[int]:

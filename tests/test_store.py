@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from aggregator.models import Enclosure, EntryData, EntryText, SourceConfig
+from aggregator.models import Enclosure, EntryData, EntryText, Retention, SourceConfig
 from aggregator.store import FeedUpdate, Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -341,3 +341,51 @@ def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
     remaining = {e.key for e in store.get_latest(limit=100)}
     assert remaining == {"b0", "b1", "b2", "b3", "b4", "q0", "q1"}  # b4 is 80 days old
     assert deleted == 6
+
+
+def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store) -> None:
+    """A feed's document keeps items that retention deletes (a weekly blog listing a
+    year of posts): they are not stored, and a later change of the document does not
+    bring them back as new entries, to be deleted again by the next prune."""
+    store.sync_sources(_sources("https://blog.example/feed"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    retention = Retention(timedelta(days=90), keep_min=2)
+    document = [_entry(f"b{i}", published_at=NOW - timedelta(days=i * 20)) for i in range(10)]
+    first = store.save_update(
+        feed.id, "w", FeedUpdate(last_fetch_at=NOW), document, retention=retention
+    )
+    stored = {e.key: e.id for e in store.get_latest(limit=100)}
+    assert set(stored) == {"b0", "b1", "b2", "b3", "b4"}  # as prune keeps them
+    assert len(first.new_ids) == 5
+    assert store.prune(NOW, retention.max_age, retention.keep_min) == 0
+
+    # a month later the blog publishes twice; its document still lists the old posts
+    later = NOW + timedelta(days=30)
+    store.claim_due_feeds("w", later, LEASE, 10, force=True)
+    fresh = [_entry(f"n{i}", published_at=later - timedelta(hours=i)) for i in range(2)]
+    second = store.save_update(
+        feed.id,
+        "w",
+        FeedUpdate(last_fetch_at=later),
+        [*fresh, *document],
+        now=later,
+        retention=retention,
+    )
+    assert len(second.new_ids) == 2  # the two new posts, nothing old again
+    after = {e.key: e.id for e in store.get_latest(limit=100)}
+    assert set(after) == {"n0", "n1", *stored}
+    assert all(after[key] == entry_id for key, entry_id in stored.items())  # the same rows
+    assert store.prune(later, retention.max_age, retention.keep_min) == 1  # b4 aged out
+
+
+def test_retention_at_save_ranks_like_prune_with_few_entries(store: Store) -> None:
+    """Old entries are kept while the feed has fewer than `keep_min` newer ones, and
+    among equal dates the later item wins, as prune's ranking (date, then id) says."""
+    store.sync_sources(_sources("https://quiet.example/feed"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    old = NOW - timedelta(days=400)
+    items = [_entry(f"q{i}", published_at=old) for i in range(4)]
+    retention = Retention(timedelta(days=90), keep_min=3)
+    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items, retention=retention)
+    assert {e.key for e in store.get_latest(limit=100)} == {"q1", "q2", "q3"}
+    assert store.prune(NOW, retention.max_age, retention.keep_min) == 0

@@ -22,6 +22,7 @@ from aggregator.models import (
     EntryData,
     EntryText,
     FeedState,
+    Retention,
     SourceConfig,
     Story,
     StoryAssignment,
@@ -70,6 +71,7 @@ class PendingSave:
     items: tuple[EntryData, ...] = ()
     now: datetime | None = None
     rekeys: Mapping[str, str] | None = None
+    retention: Retention | None = None  # see entries.save_entries
 
 
 @dataclass(frozen=True)
@@ -164,12 +166,15 @@ class Store:
         items: Sequence[EntryData] = (),
         now: datetime | None = None,
         rekeys: Mapping[str, str] | None = None,
+        retention: Retention | None = None,
     ) -> SaveOutcome:
         """Save one feed's entries and new fetch state in one transaction, fenced by the
         lease: if `owner` no longer holds the feed, nothing is written. `rekeys` renames
-        stored entry keys first (when the feed's identity rule changes).
+        stored entry keys first (when the feed's identity rule changes). With
+        `retention`, new entries that `prune` would delete are not inserted.
         """
-        outcome = self.save_updates(owner, [PendingSave(feed_id, state, tuple(items), now, rekeys)])
+        save = PendingSave(feed_id, state, tuple(items), now, rekeys, retention)
+        outcome = self.save_updates(owner, [save])
         if isinstance(outcome[0], StoreError):
             raise outcome[0]
         return outcome[0]
@@ -472,7 +477,7 @@ def _save_one(conn: Connection, owner: str, save: PendingSave) -> SaveOutcome | 
             if save.rekeys:
                 entry_rows.rekey(conn, save.feed_id, save.rekeys)
             now = save.now or _required(save.state)
-            saved = entry_rows.save_entries(conn, save.feed_id, save.items, now)
+            saved = entry_rows.save_entries(conn, save.feed_id, save.items, now, save.retention)
     except SQLAlchemyError as e:
         return StoreError(f"store: unable to save feed {save.feed_id}: {e}")
     return SaveOutcome(True, saved.new_ids, saved.changed_ids)

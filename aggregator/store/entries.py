@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
-from aggregator.models import Enclosure, Entry, EntryData, EntryText
+from aggregator.models import Enclosure, Entry, EntryData, EntryText, Retention
 from aggregator.store.schema import entries, entry_tags, feed_tags, feeds
 
 
@@ -107,12 +107,20 @@ def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]])
 
 
 def save_entries(
-    conn: Connection, feed_id: int, items: Sequence[EntryData], now: datetime
+    conn: Connection,
+    feed_id: int,
+    items: Sequence[EntryData],
+    now: datetime,
+    retention: Retention | None = None,
 ) -> SavedEntries:
     """Insert new entries and update changed ones (by content hash) of one feed.
 
     An edited entry keeps its row, id and first-seen time; its `updated_at` moves on.
-    Entries without a date get the first-seen time as their published date.
+    Entries without a date get the first-seen time as their published date. With
+    `retention`, a new entry that `prune` would delete (see `_beyond_retention`) is not
+    inserted: otherwise every item that a feed's document still holds after retention
+    deleted it would come back as a new entry (a new id, first seen again) each time
+    the document changed, and be deleted again within the hour.
     """
     if not items:  # a 304, an error: nothing to look up (one query less per feed)
         return SavedEntries((), ())
@@ -147,12 +155,48 @@ def save_entries(
             entry_id = existing[hashed][0]
             changed_rows.append({**values, "row_id": entry_id, "updated_at": now})
             tags_by_id[entry_id] = item.tags
+    if retention is not None and new_rows:
+        doomed = _beyond_retention(
+            conn, feed_id, new_rows, now - retention.max_age, retention.keep_min
+        )
+        new_rows = [row for i, row in enumerate(new_rows) if i not in doomed]
+        new_tags = [tags for i, tags in enumerate(new_tags) if i not in doomed]
     _mark_duplicates(conn, feed_id, new_rows)
     new_ids = _insert_entries(conn, new_rows)
     changed_ids = _update_entries(conn, changed_rows)
     tags_by_id.update(zip(new_ids, new_tags, strict=True))
     _replace_entry_tags(conn, tags_by_id)
     return SavedEntries(tuple(new_ids), tuple(changed_ids))
+
+
+def _beyond_retention(
+    conn: Connection, feed_id: int, rows: Sequence[dict[str, Any]], cutoff: datetime, keep_min: int
+) -> set[int]:
+    """Positions of the new `rows` that `prune(conn, cutoff, keep_min)` would delete
+    once inserted: published before `cutoff`, and not among the feed's `keep_min` newest
+    counting the stored entries and the new rows. `prune` ranks by date, then id (newest
+    first); inserted rows get higher ids than stored ones, in the order of `rows`.
+
+    Leaving out a row never lets an older one in: each left-out row has `keep_min`
+    kept entries newer than itself, so every row older than it has them too.
+    """
+    old = [i for i, row in enumerate(rows) if row["published_at"] < cutoff]
+    if not old:
+        return set()
+    newest_stored = conn.execute(
+        select(entries.c.published_at)
+        .where(entries.c.feed_id == feed_id)
+        .order_by(entries.c.published_at.desc())
+        .limit(keep_min)
+    ).scalars()
+    # ranking keys, newest first: (date, 1, position) for new rows, (date, 0, 0) stored
+    ranked = sorted(
+        [(date, 0, 0) for date in newest_stored]
+        + [(row["published_at"], 1, i) for i, row in enumerate(rows)],
+        reverse=True,
+    )
+    kept = {key[2] for key in ranked[:keep_min] if key[1]}
+    return {i for i in old if i not in kept}
 
 
 def _insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
