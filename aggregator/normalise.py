@@ -291,8 +291,12 @@ def normalise_entry(
     guid = (raw.id or "").strip()
     if not guid and link is None and not title:
         return None
-    published = clamp_date(raw.published, fetched_at)
-    updated = clamp_date(raw.updated, fetched_at)
+    # dates as the feed gives them identify the entry and detect edits; the stored ones
+    # are clamped to the fetch time (a date clamped at first sight stays first seen: the
+    # store never moves a published date, and the hash does not change with the clock)
+    published_given, updated_given = plausible_date(raw.published), plausible_date(raw.updated)
+    published = _not_after(published_given, fetched_at)
+    updated = _not_after(updated_given, fetched_at)
     content_html = _sanitised(raw.content, raw.content_is_text, base)
     if content_html and raw.summary:
         summary = _summary_beside_content(raw, content_html)
@@ -301,7 +305,7 @@ def normalise_entry(
             content_html = _sanitised(raw.summary, raw.summary_is_text, base)
         summary = summary_of_html(content_html)
     fields: dict[str, Any] = {
-        "key": entry_key(guid, link, title, published or updated, content_html),
+        "key": entry_key(guid, link, title, published_given or updated_given, content_html),
         "title": title,
         "link": link,
         "published_at": published or updated,
@@ -314,7 +318,14 @@ def normalise_entry(
         "enclosures": normalise_enclosures(raw.enclosures, feed_url),
         "language": normalise_language(raw.language) or normalise_language(feed_language),
     }
-    return EntryData(**fields, content_hash=_hash_fields(fields))
+    hashed = fields
+    if published is not published_given or updated is not updated_given:  # clamped
+        hashed = {
+            **fields,
+            "published_at": published_given or updated_given,
+            "updated_at": updated_given or published_given,
+        }
+    return EntryData(**fields, content_hash=_hash_fields(hashed))
 
 
 def _summary_beside_content(raw: RawEntry, content_html: str) -> str:
@@ -362,7 +373,8 @@ def _sha256_key(text: str) -> str:
 
 
 def content_hash(entry: EntryData) -> str:
-    """sha256 over the reader-visible fields, so an edited entry is detected."""
+    """sha256 over the reader-visible fields, so an edited entry is detected. (An
+    entry's stored hash takes a date clamped to the fetch time as the feed gave it.)"""
     return _hash_fields({name: getattr(entry, name) for name in EntryData.__dataclass_fields__})
 
 
@@ -443,6 +455,19 @@ def parse_date_text(text: str | None) -> datetime | None:
 
 def clamp_date(value: datetime | None, fetched_at: datetime) -> datetime | None:
     """Aware UTC date, clamped to `fetched_at` when beyond the skew; junk → None."""
+    return _not_after(plausible_date(value), fetched_at)
+
+
+def _not_after(value: datetime | None, fetched_at: datetime) -> datetime | None:
+    """`value`, or `fetched_at` when `value` is more than `MAX_FUTURE_SKEW` after it."""
+    if value is not None and value > fetched_at + MAX_FUTURE_SKEW:
+        return fetched_at.astimezone(UTC)
+    return value
+
+
+def plausible_date(value: datetime | None) -> datetime | None:
+    """Aware UTC date (naive ones taken as UTC); None for junk and dates before
+    `MIN_PLAUSIBLE_DATE`."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -453,8 +478,6 @@ def clamp_date(value: datetime | None, fetched_at: datetime) -> datetime | None:
         return None
     if value < MIN_PLAUSIBLE_DATE:
         return None
-    if value > fetched_at + MAX_FUTURE_SKEW:
-        return fetched_at.astimezone(UTC)
     return value
 
 

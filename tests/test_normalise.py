@@ -11,6 +11,7 @@ import html
 import random
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -149,6 +150,32 @@ def test_future_dates_are_clamped_to_fetch_time() -> None:
     ahead = FETCHED + MAX_FUTURE_SKEW - timedelta(seconds=1)
     assert clamp_date(ahead, FETCHED) == ahead
     assert clamp_date(FETCHED + MAX_FUTURE_SKEW + timedelta(seconds=1), FETCHED) == FETCHED
+
+
+@pytest.mark.parametrize("identified", [True, False])
+def test_a_future_dated_entry_is_the_same_entry_at_every_fetch(identified: bool) -> None:
+    """Clamped to each fetch's time, a date three hours ahead (a wrong time zone) would
+    make the entry look edited at every fetch, or, without guid and link, a new entry
+    each time. Its key and hash take the date as given; the stored date is the first
+    fetch's (the store never moves a published date)."""
+    ahead = FETCHED + timedelta(hours=3)
+    raw = RawEntry(title="Ahead", content="<p>Text</p>", published=ahead)
+    if identified:
+        raw.id, raw.link = "g1", "https://x.org/ahead"
+    first, later = (
+        normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=when)
+        for when in (FETCHED, FETCHED + timedelta(minutes=30))
+    )
+    assert first is not None and later is not None
+    assert (first.published_at, later.published_at) == (FETCHED, FETCHED + timedelta(minutes=30))
+    assert (first.key, first.content_hash) == (later.key, later.content_hash)
+    edited = normalise_entry(
+        replace(raw, content="<p>Edited</p>"),
+        feed_url=FEED_URL,
+        feed_language=None,
+        fetched_at=FETCHED,
+    )
+    assert edited is not None and edited.content_hash != first.content_hash
 
 
 def test_epoch_and_ancient_dates_are_unparseable() -> None:

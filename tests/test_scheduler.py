@@ -100,10 +100,12 @@ def test_prune_runs_once_per_hour_across_workers(
     assert second.prune(later + timedelta(hours=1, seconds=1)) == 0
 
 
-def _blog(posts: list[tuple[str, datetime]]) -> str:
+def _blog(posts: list[tuple[str, datetime]], ids: bool = True) -> str:
+    """An RSS document of `posts`; with `ids` False, items have no guid and no link."""
     items = "".join(
-        f"<item><title>Post {key}</title><link>https://blog.example/{key}</link>"
-        f"<guid>{key}</guid><pubDate>{format_datetime(date)}</pubDate></item>"
+        f"<item><title>Post {key}</title><pubDate>{format_datetime(date)}</pubDate>"
+        + (f"<link>https://blog.example/{key}</link><guid>{key}</guid>" if ids else "")
+        + "</item>"
         for key, date in posts
     )
     channel = f"<channel><title>Blog</title>{items}</channel>"
@@ -267,3 +269,28 @@ def test_a_big_grouping_run_is_followed_by_a_full_collection_not_a_small_one() -
     assert full_collections() == before
     settle_after_grouping(COLLECT_AFTER_GROUPING)
     assert full_collections() == before + 1
+
+
+@pytest.mark.parametrize("ids", [True, False])
+def test_a_future_dated_entry_is_stored_once_and_not_edited_by_each_fetch(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path, ids: bool
+) -> None:
+    """A feed dates its posts three hours ahead (a wrong time zone). The post is stored
+    dated when first seen, and the next fetch of the changed document neither edits it
+    (its date clamped to a later fetch time) nor, when it has no guid or link, stores it
+    a second time."""
+    ahead = datetime.now(UTC) + timedelta(hours=3)
+    (feed_dir / "ahead.rss").write_text(_blog([("early", ahead)], ids))
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("ahead.rss")])
+    worker = Worker(load_config(path), store)
+    worker.tick()
+    (stored,) = store.get_latest(limit=10)
+
+    (feed_dir / "ahead.rss").write_text(_blog([("next", ahead), ("early", ahead)], ids))
+    (second,) = worker.tick(datetime.now(UTC) + timedelta(hours=1)).results
+
+    assert (second.new_entries, second.changed_entries) == (1, 0)
+    entries = {e.title: e for e in store.get_latest(limit=10)}
+    assert set(entries) == {"Post early", "Post next"}
+    assert entries["Post early"] == stored
+    assert stored.published_at == stored.first_seen_at == stored.updated_at
