@@ -237,15 +237,23 @@ def serve(feeds: int, seed: int, low: float, high: float) -> None:
 @contextmanager
 def feed_server(feeds: int, seed: int = 1, low: float = 0.05, high: float = 0.2) -> Iterator[str]:
     """Start the slow feed server in a child process; yields its base URL."""
-    args = [sys.executable, __file__, "serve", f"--feeds={feeds}", f"--seed={seed}"]
+    args = [__file__, "serve", f"--feeds={feeds}", f"--seed={seed}"]
     args += [f"--low={low}", f"--high={high}"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    with server_process(args) as (base, _pid):
+        yield base
+
+
+@contextmanager
+def server_process(args: list[str]) -> Iterator[tuple[str, int]]:
+    """Run `python *args` in a child process that prints "port N" once it listens on
+    127.0.0.1; yields its base URL and pid, and stops it afterwards."""
+    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line.startswith("port "):
-            raise RuntimeError(f"feed server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}", process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)

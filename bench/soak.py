@@ -26,7 +26,6 @@ import asyncio
 import math
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from common import (  # noqa: E402
     cpu_seconds,
     machine,
     max_rss_mb,
+    server_process,
 )
 
 if TYPE_CHECKING:
@@ -158,17 +158,8 @@ def serve(feeds: int, seed: int) -> None:
 @contextmanager
 def timeline_server(feeds: int, seed: int) -> Iterator[tuple[str, int]]:
     """Start the server in a child process; yields its base URL and its pid."""
-    args = [sys.executable, __file__, "serve", f"--feeds={feeds}", f"--seed={seed}"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("port "):
-            raise RuntimeError(f"feed server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with server_process([__file__, "serve", f"--feeds={feeds}", f"--seed={seed}"]) as server:
+        yield server
 
 
 # --- the run ---------------------------------------------------------------------------
