@@ -144,8 +144,12 @@ PRUNE_TO = 450
 # 0.765, 20 -> 0.763, 100 -> 0.757 at threshold 0.07; 20 lets 2-3 entries group.
 IDF_PRIOR_DOCS = 20.0
 
-# Document frequencies are halved every DF_HALF_LIFE entries, so IDF follows
-# the recent stream and the vocabulary cannot grow without bound.
+# Document frequencies are halved every `window` of stream time (72 h), or after
+# DF_HALF_LIFE entries when those come sooner (a first poll of many feeds), so IDF
+# follows the recent stream and the vocabulary is that of a few windows. Halving every
+# 50,000 entries only, a worker of 300 feeds (5,400 entries a day, bench/soak.py) kept
+# nine days of vocabulary (most of it seen once) and grew by steps to 538 MB in 20 days;
+# now 474 MB. dev.tsv's replay spans 48 h and 3,149 entries: never halved either way.
 DF_HALF_LIFE = 50_000
 
 # See _norm2: a story's norm follows the stream's size exactly; its terms' document
@@ -626,9 +630,10 @@ class StoryIndex:
         self.one_word_share = (
             ONE_WORD_BONUS_SHARE if embedder is None else EMBED_ONE_WORD_BONUS_SHARE
         )
-        self._df: dict[str, float] = {}  # term -> document frequency (int until halved)
+        self._df: dict[str, int] = {}  # term -> document frequency
         self._docs = 0.0
         self._seen = 0
+        self._halved_at: datetime | None = None  # stream time of the last halving
         self._stories: dict[int, _Story] = {}
         # term -> the active stories holding it: one id, a tuple of up to
         # SMALL_POSTING ids, or a set beyond (most terms, from one story's summaries,
@@ -661,6 +666,11 @@ class StoryIndex:
         return len(self._stories)
 
     @property
+    def vocabulary_size(self) -> int:
+        """Number of terms with a document frequency (bounded by the halving)."""
+        return len(self._df)
+
+    @property
     def active_story_ids(self) -> tuple[int, ...]:
         """Ids of the active stories, oldest first."""
         return tuple(self._stories)
@@ -680,7 +690,7 @@ class StoryIndex:
         if self._pending and story_id is None:
             self.look_again(item.published_at)
         counts, surface, headline = self._features(item)
-        self._learn_df(counts)
+        self._learn_df(counts, item.published_at)
         tf = _unit_tf(counts)
         idf = self._idfs(tf)  # fixed for the rest of this add
         link = canonical_link(item.link)
@@ -893,15 +903,20 @@ class StoryIndex:
             )
         return counts, surface, headline
 
-    def _learn_df(self, counts: Iterable[str]) -> None:
+    def _learn_df(self, counts: Iterable[str], now: datetime) -> None:
         self._seen += 1
-        if self._seen % DF_HALF_LIFE == 0:
+        if self._halved_at is None:
+            self._halved_at = now
+        if self._seen >= DF_HALF_LIFE or now - self._halved_at >= self.window:
+            self._seen, self._halved_at = 0, max(now, self._halved_at)
             self._docs /= 2
-            self._df = {t: c / 2 for t, c in self._df.items() if c >= 2}
+            # halved in ints, rounded down (a term seen once is forgotten): small ints
+            # are shared objects, a float per term took 24 bytes more
+            self._df = {t: c // 2 for t, c in self._df.items() if c >= 2}
         self._docs += 1
         df = self._df
         for term in counts:
-            # counted in ints until a halving: the small ones are shared objects, where
+            # counted in ints: the small ones are shared objects, where
             # a float per term was 11 MB of a first poll's index (465,000 terms)
             df[term] = df.get(term, 0) + 1
 

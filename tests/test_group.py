@@ -99,6 +99,21 @@ def test_expiry_removes_quiet_stories_from_the_active_set() -> None:
     assert late.new_story and late.story_id == 3
 
 
+def test_the_vocabulary_is_that_of_the_last_windows_not_of_all_time() -> None:
+    """A worker that runs for weeks learns words it will never see again (names,
+    typos, most word pairs of summaries); they are forgotten once they have not been
+    seen for a window or two, so the index does not grow with the weeks."""
+    index = StoryIndex(window=timedelta(hours=72))
+    sizes = []
+    for hour in range(24 * 21):  # three weeks, one entry an hour, all its words new
+        words = " ".join(f"w{hour}x{k}" for k in range(6))
+        index.add(item(hour + 1, f"Report {words}", minutes=60 * hour))
+        if hour % 24 == 23:
+            sizes.append(index.vocabulary_size)
+    assert max(sizes[14:]) <= 1.05 * max(sizes[:7])  # the third week's as the first's
+    assert max(sizes) < 24 * 4 * 20  # four days' terms at most (about 20 an entry)
+
+
 def test_same_link_joins_the_story_and_is_marked_duplicate() -> None:
     index = StoryIndex()
     link = "https://www.example.com/news/gox?utm_source=rss#top"
