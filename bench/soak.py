@@ -16,6 +16,7 @@ that day, the ticks' median and slowest wall time, and the wall time of renderin
 and `/feed.atom` from the store (the render cache off).
 
 Run: python bench/soak.py [--feeds 300] [--days 30] [--tick 15m] [--retention-days 14]
+[--database-url postgresql://...] (an empty database; default: SQLite in a temp folder).
 Needs the `bench` extra (psutil, time-machine).
 """
 
@@ -165,11 +166,14 @@ def timeline_server(feeds: int, seed: int) -> Iterator[tuple[str, int]]:
 # --- the run ---------------------------------------------------------------------------
 
 
-def write_config(folder: Path, base: str, feeds: int, retention_days: int) -> Path:
+def write_config(
+    folder: Path, base: str, feeds: int, retention_days: int, database_url: str | None = None
+) -> Path:
     path = folder / "aggregator.toml"
+    database_url = database_url or f"sqlite:///{folder / 'soak.db'}"
     lines = [
         "[settings]",
-        f'database_url = "sqlite:///{folder / "soak.db"}"',
+        f'database_url = "{database_url}"',
         'allowed_networks = ["127.0.0.1/32"]',
         f"retention_days = {retention_days}",
         "worker_nice = 0",
@@ -238,7 +242,26 @@ def timed_get(client: FlaskClient, path: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def run(feeds: int, days: int, tick: timedelta, retention_days: int, seed: int) -> None:
+def database_mb(url: str) -> float:
+    """The size of the store: a SQLite file with its WAL, or a PostgreSQL database."""
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()) / 2**20
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return float(row[0] if row else 0) / 2**20
+
+
+def run(
+    feeds: int,
+    days: int,
+    tick: timedelta,
+    retention_days: int,
+    seed: int,
+    database_url: str | None = None,
+) -> None:
     import time_machine
 
     from aggregator.config import load_config
@@ -257,13 +280,12 @@ def run(feeds: int, days: int, tick: timedelta, retention_days: int, seed: int) 
         time_machine.travel(START, tick=True) as traveller,
     ):
         folder = Path(tmp)
-        config = load_config(write_config(folder, base, feeds, retention_days))
+        config = load_config(write_config(folder, base, feeds, retention_days, database_url))
         store = Store(config.settings.database_url)
         store.upgrade()
         worker = Worker(config, store)
         app = create_app({"CONFIG_PATH": str(config.path), "VERSION_TTL": 0, "STALE_SECONDS": 0})
         client = app.test_client()
-        db = folder / "soak.db"
         print(Day.HEADER, flush=True)
         now, stored, cpu = START, 0, cpu_seconds()
         try:
@@ -286,9 +308,7 @@ def run(feeds: int, days: int, tick: timedelta, retention_days: int, seed: int) 
                 index = worker.grouper.index
                 today.stories = len(index.active_story_ids) if index else 0
                 today.rss_mb, today.tree_mb = own_rss_mb(), worker_rss_mb(server)
-                today.db_mb = (
-                    sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()) / 2**20
-                )
+                today.db_mb = database_mb(config.settings.database_url)
                 today.cpu, cpu = cpu_seconds() - cpu, cpu_seconds()
                 today.ticks = tuple(ticks)
                 today.page_ms = timed_get(client, "/")
@@ -313,11 +333,14 @@ def main() -> None:
     parser.add_argument("--tick", type=_duration, default=timedelta(minutes=15))
     parser.add_argument("--retention-days", type=int, default=14)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--database-url", help="an empty PostgreSQL database (default: SQLite in a temp folder)"
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.feeds, args.seed)
     else:
-        run(args.feeds, args.days, args.tick, args.retention_days, args.seed)
+        run(args.feeds, args.days, args.tick, args.retention_days, args.seed, args.database_url)
 
 
 if __name__ == "__main__":
