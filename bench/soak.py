@@ -6,12 +6,13 @@ to 3 days, log-uniform, as in `bench/common.py`) and keeps its newest 20-100 ite
 its document, so every poll meets what that feed published since the last one. The
 feeds are served from 127.0.0.1 by this script in a child process; each answers with a
 strong ETag and 304 when nothing changed. One `aggregator.scheduler.Worker` (the real
-worker: config file, SQLite store, parser processes, grouper, retention) is ticked by a
+worker: config file, store, parser processes, grouper, retention) is ticked by a
 simulated clock (`time-machine` moves the process's wall clock; the event loop's
 monotonic clock is left alone) every `--tick` of simulated time, and prunes every hour
 of it, for `--days` simulated days. Every simulated day it prints the entries stored,
 added and pruned, the stories active in the grouping index, the worker's RSS (the
-process alone and with its parser processes), the database file with its WAL, the CPU
+process alone and with its parser processes), the database's size (a SQLite file with
+its WAL, or `pg_database_size`), the CPU
 that day, the ticks' median and slowest wall time, and the wall time of rendering `/`
 and `/feed.atom` from the store (the render cache off).
 
