@@ -12,9 +12,9 @@ monotonic clock is left alone) every `--tick` of simulated time, and prunes ever
 of it, for `--days` simulated days. Every simulated day it prints the entries stored,
 added and pruned, the stories active in the grouping index, the worker's RSS (the
 process alone and with its parser processes), the database's size (a SQLite file with
-its WAL, or `pg_database_size`), the CPU
-that day, the ticks' median and slowest wall time, and the wall time of rendering `/`
-and `/feed.atom` from the store (the render cache off).
+its WAL, or `pg_database_size`), the CPU that day, the ticks' median and slowest wall
+time, and the wall time of rendering `/` and `/feed.atom` from the store (the render
+cache off).
 
 Run: python bench/soak.py [--feeds 300] [--days 30] [--tick 15m] [--retention-days 14]
 [--database-url postgresql://...] (an empty database; default: SQLite in a temp folder).
