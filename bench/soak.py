@@ -17,7 +17,8 @@ time, and the wall time of rendering `/` and `/feed.atom` from the store (the re
 cache off).
 
 Run: python bench/soak.py [--feeds 300] [--days 30] [--tick 15m] [--retention-days 14]
-[--database-url postgresql://...] (an empty database; default: SQLite in a temp folder).
+[--database-url postgresql://...] (an empty database; default: SQLite in a temp folder)
+[--vacuum-daily] (VACUUM it every simulated day, for a server whose autovacuum is off).
 Needs the `bench` extra (psutil, time-machine).
 """
 
@@ -243,6 +244,15 @@ def timed_get(client: FlaskClient, path: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def vacuum(url: str) -> None:
+    """`VACUUM` a PostgreSQL database, standing in for autovacuum where it is off."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.autocommit = True
+        conn.execute("VACUUM")
+
+
 def database_mb(url: str) -> float:
     """The size of the store: a SQLite file with its WAL, or a PostgreSQL database."""
     if url.startswith("sqlite:///"):
@@ -262,6 +272,7 @@ def run(
     retention_days: int,
     seed: int,
     database_url: str | None = None,
+    vacuum_daily: bool = False,
 ) -> None:
     import time_machine
 
@@ -309,6 +320,8 @@ def run(
                 index = worker.grouper.index
                 today.stories = len(index.active_story_ids) if index else 0
                 today.rss_mb, today.tree_mb = own_rss_mb(), worker_rss_mb(server)
+                if vacuum_daily:
+                    vacuum(config.settings.database_url)
                 today.db_mb = database_mb(config.settings.database_url)
                 today.cpu, cpu = cpu_seconds() - cpu, cpu_seconds()
                 today.ticks = tuple(ticks)
@@ -337,11 +350,24 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="an empty PostgreSQL database (default: SQLite in a temp folder)"
     )
+    parser.add_argument(
+        "--vacuum-daily",
+        action="store_true",
+        help="VACUUM the PostgreSQL database every simulated day (where autovacuum is off)",
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.feeds, args.seed)
     else:
-        run(args.feeds, args.days, args.tick, args.retention_days, args.seed, args.database_url)
+        run(
+            args.feeds,
+            args.days,
+            args.tick,
+            args.retention_days,
+            args.seed,
+            args.database_url,
+            args.vacuum_daily,
+        )
 
 
 if __name__ == "__main__":
