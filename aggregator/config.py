@@ -20,13 +20,14 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from aggregator import __version__
 from aggregator.exceptions import ConfigError
-from aggregator.models import FetchOptions, SourceConfig
+from aggregator.models import FetchOptions, Retention, SourceConfig
 
 T = TypeVar("T")
 
@@ -412,6 +413,10 @@ class Settings:
             allow_private_addresses=self.allow_private_addresses,
             allowed_networks=self.allowed_networks,
         )
+
+    def retention(self) -> Retention:
+        """Return the retention rule (`retention_days`, `retention_min_entries`)."""
+        return Retention(timedelta(days=self.retention_days), self.retention_min_entries)
 
     @property
     def user_agent(self) -> str:

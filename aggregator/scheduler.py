@@ -31,7 +31,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from aggregator.config import Config, load_config
 from aggregator.exceptions import ConfigError
 from aggregator.grouper import Grouper
-from aggregator.models import PollSummary, Retention
+from aggregator.models import PollSummary
 from aggregator.store import Store
 from aggregator.update import Parsers, PollOptions, poll_due
 
@@ -50,9 +50,7 @@ def poll_options(config: Config, resolver: Any = None) -> PollOptions:
         max_entries=settings.max_entries_per_feed,
         lease=timedelta(seconds=settings.lease_seconds),
         parse_processes=settings.parse_processes,
-        retention=Retention(
-            timedelta(days=settings.retention_days), settings.retention_min_entries
-        ),
+        retention=settings.retention(),
         resolver=resolver,
     )
 
@@ -187,9 +185,8 @@ class Worker:
         if not acquired:
             return None
         settings = self.config.settings
-        deleted = self.store.prune(
-            now, timedelta(days=settings.retention_days), settings.retention_min_entries
-        )
+        retention = settings.retention()
+        deleted = self.store.prune(now, retention.max_age, retention.keep_min)
         if deleted:
             log.info(
                 "worker: pruned %d entries older than %d days", deleted, settings.retention_days
