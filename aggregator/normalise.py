@@ -295,8 +295,8 @@ def normalise_entry(
     # are clamped to the fetch time (a date clamped at first sight stays first seen: the
     # store never moves a published date, and the hash does not change with the clock)
     published_given, updated_given = plausible_date(raw.published), plausible_date(raw.updated)
-    published = _not_after(published_given, fetched_at)
-    updated = _not_after(updated_given, fetched_at)
+    published = clamp_date(published_given, fetched_at)
+    updated = clamp_date(updated_given, fetched_at)
     content_html = _sanitised(raw.content, raw.content_is_text, base)
     if content_html and raw.summary:
         summary = _summary_beside_content(raw, content_html)
@@ -454,12 +454,7 @@ def parse_date_text(text: str | None) -> datetime | None:
 
 
 def clamp_date(value: datetime | None, fetched_at: datetime) -> datetime | None:
-    """Aware UTC date, clamped to `fetched_at` when beyond the skew; junk → None."""
-    return _not_after(plausible_date(value), fetched_at)
-
-
-def _not_after(value: datetime | None, fetched_at: datetime) -> datetime | None:
-    """`value`, or `fetched_at` when `value` is more than `MAX_FUTURE_SKEW` after it."""
+    """A `plausible_date`, or `fetched_at` when it is more than `MAX_FUTURE_SKEW` after it."""
     if value is not None and value > fetched_at + MAX_FUTURE_SKEW:
         return fetched_at.astimezone(UTC)
     return value

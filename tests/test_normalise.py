@@ -45,6 +45,7 @@ from aggregator.normalise import (
     normalise_tags,
     parse_date_text,
     plain_text,
+    plausible_date,
     sanitise_html,
     strip_tracking,
     summarise,
@@ -179,17 +180,18 @@ def test_a_future_dated_entry_is_the_same_entry_at_every_fetch(identified: bool)
 
 
 def test_epoch_and_ancient_dates_are_unparseable() -> None:
-    assert clamp_date(datetime(1970, 1, 1, tzinfo=UTC), FETCHED) is None
-    assert clamp_date(datetime(1, 1, 1, tzinfo=UTC), FETCHED) is None
+    assert plausible_date(datetime(1970, 1, 1, tzinfo=UTC)) is None
+    assert plausible_date(datetime(1, 1, 1, tzinfo=UTC)) is None
+    assert plausible_date(None) is None
     assert clamp_date(None, FETCHED) is None
 
 
 def test_dates_become_aware_utc() -> None:
     paris = timezone(timedelta(hours=2))
-    assert clamp_date(datetime(2024, 6, 1, 12, tzinfo=paris), FETCHED) == datetime(
+    assert plausible_date(datetime(2024, 6, 1, 12, tzinfo=paris)) == datetime(
         2024, 6, 1, 10, tzinfo=UTC
     )
-    naive = clamp_date(datetime(2024, 6, 1, 12), FETCHED)
+    naive = plausible_date(datetime(2024, 6, 1, 12))
     assert naive is not None and naive.tzinfo is not None
 
 
