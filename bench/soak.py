@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.request import urlopen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +58,7 @@ from common import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
+    import psycopg
     from flask.testing import FlaskClient
 
 START = datetime(2026, 1, 5, tzinfo=UTC)  # the simulated first tick (fixed: deterministic)
@@ -244,12 +245,16 @@ def timed_get(client: FlaskClient, path: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def vacuum(url: str) -> None:
-    """`VACUUM` a PostgreSQL database, standing in for autovacuum where it is off."""
+def _postgresql(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection to the PostgreSQL database of an SQLAlchemy `url`, in autocommit."""
     import psycopg
 
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        conn.autocommit = True
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+def vacuum(url: str) -> None:
+    """`VACUUM` a PostgreSQL database, standing in for autovacuum where it is off."""
+    with _postgresql(url) as conn:
         conn.execute("VACUUM")
 
 
@@ -258,9 +263,7 @@ def database_mb(url: str) -> float:
     if url.startswith("sqlite:///"):
         db = Path(url.removeprefix("sqlite:///"))
         return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()) / 2**20
-    import psycopg
-
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+    with _postgresql(url) as conn:
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     return float(row[0] if row else 0) / 2**20
 
