@@ -171,7 +171,7 @@ before a name with no ";" (`?a=1&b=2`), "&" before no name (`Q & A`)."""
 WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning` (same as `parse`)."""
 
-_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s/>]")
+ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s/>]")
 _BARE_AMPERSAND = re.compile(
     rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->|&(?!(?:[A-Za-z_:][\w.:-]*|#[0-9]+|#x[0-9A-Fa-f]+);)",
     re.DOTALL,
@@ -322,7 +322,7 @@ def _recover(data: bytes) -> etree._Element:
     if root is None or not _only_recoverable(parser.error_log):
         raise _Doubt("not well-formed")
     entries = sum(1 for _ in root.iter("{*}item", "{*}entry"))
-    if entries != len(_ENTRY_START.findall(data)):
+    if entries != len(ENTRY_START.findall(data)):
         raise _Doubt("not well-formed, recovered entries differ from the bytes")
     return root
 

@@ -31,7 +31,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.expatreader import DefusedExpatParser
 
 from aggregator.exceptions import ParseError
-from aggregator.fastparse import parse_fast
+from aggregator.fastparse import ENTRY_START, parse_fast
 from aggregator.jsonfeed import JsonFeedError, read_json_feed
 from aggregator.models import ParsedFeed
 from aggregator.normalise import (
@@ -48,6 +48,8 @@ reads only the prolog of a large document."""
 
 WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning`: it is shown in the feed's status line."""
+
+CUT_SHORT_WARNING = "document cut short: its last entry is incomplete and was skipped"
 
 """Bound on a feed's title."""
 
@@ -219,6 +221,10 @@ def _parse_feedparser(
     raw_entries = result.get("entries", [])
     if not result.get("version") and not raw_entries:
         raise ParseError(url, "parse: not a feed" + _bozo_suffix(result))
+    warning = bozo_warning(result)
+    if warning and raw_entries and last_entry_cut_short(data):
+        raw_entries, skipped = raw_entries[:-1], skipped + 1
+        warning = f"{CUT_SHORT_WARNING}; {warning}"[:WARNING_MAX_CHARS]
     return normalised_feed(
         (_raw_from_feedparser(e) for e in raw_entries),
         format=result.get("version") or "unknown",
@@ -229,9 +235,22 @@ def _parse_feedparser(
         fetched_at=fetched_at,
         max_entries=max_entries,
         ttl_seconds=ttl_seconds(feed),
-        warning=bozo_warning(result),
+        warning=warning,
         skipped=skipped,
     )
+
+
+def last_entry_cut_short(data: bytes) -> bool:
+    """Whether the document ends inside its last entry: no `</item>` or `</entry>`
+    follows the last start tag of one (a body cut short by the server or a proxy).
+
+    feedparser's loose parser still reads that entry, with its text cut wherever the
+    bytes stopped: stored, it would replace the whole entry from an earlier fetch (an
+    edit that is not one, and another when the next fetch has it whole again). For a
+    document that is not well-formed only; byte patterns, so UTF-16/32 are not checked.
+    """
+    starts = [match.end() for match in ENTRY_START.finditer(data)]
+    return bool(starts) and _ENTRY_END.search(data, starts[-1]) is None
 
 
 def cap_document(data: bytes, max_entries: int) -> tuple[bytes, int]:

@@ -14,7 +14,7 @@ from aggregator.exceptions import ParseError
 from aggregator.fastparse import BARE_AMPERSAND_WARNING, parse_fast, refusal
 from aggregator.models import Enclosure, ParsedFeed
 from aggregator.normalise import MAX_FUTURE_SKEW
-from aggregator.parse import parse_feed
+from aggregator.parse import CUT_SHORT_WARNING, parse_feed
 from tests.test_normalise import XSS_PAYLOADS, html_problems, text_problems
 
 DATA = Path(__file__).parent / "data" / "parse"
@@ -171,10 +171,32 @@ def test_not_a_feed_raises_parse_error(body: bytes) -> None:
     assert info.value.url == FEED_URL
 
 
-def test_truncated_xml_keeps_recovered_entries() -> None:
+def test_truncated_xml_keeps_the_whole_entries_and_skips_the_cut_one() -> None:
     feed = parse("truncated.xml")
-    assert [e.key for e in feed.entries][:2] == ["c1", "c2"]
-    assert feed.warning and len(feed.warning) <= 200
+    assert [e.key for e in feed.entries] == ["c1", "c2"]  # not "Half an ite"
+    assert feed.dropped == 1
+    assert feed.warning and feed.warning.startswith(CUT_SHORT_WARNING)
+    assert len(feed.warning) <= 200
+
+
+@pytest.mark.parametrize(
+    ("name", "end_tag"), [("world.rss", b"</item>"), ("world.atom", b"</entry>")]
+)
+def test_a_document_cut_anywhere_gives_only_entries_as_the_whole_one_does(
+    name: str, end_tag: bytes
+) -> None:
+    """A body cut short (a proxy or a CMS that stops mid-document) yields each entry it
+    holds whole exactly as the whole document gives it, and skips the one it cuts: stored,
+    a cut entry would replace the stored whole one (an edit that is not one)."""
+    data = (DATA.parent / name).read_bytes()
+    whole = {e.key: e for e in parse_bytes(data).entries}
+    first = data.index(end_tag)
+    for cut in range(first, len(data) - len(end_tag), 97):
+        feed = parse_bytes(data[:cut])
+        assert len(feed.entries) == data[:cut].count(end_tag), cut
+        assert all(whole[e.key] == e for e in feed.entries), cut
+        if not data[:cut].rstrip().endswith(end_tag):
+            assert feed.warning and feed.warning.startswith(CUT_SHORT_WARNING), cut
 
 
 def test_wrong_charset_recovers_with_warning() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import Settings, load_config
+from aggregator.parse import CUT_SHORT_WARNING
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from aggregator.update import POOL_MIN_FEEDS
@@ -105,7 +106,7 @@ def _blog(posts: list[tuple[str, datetime]], ids: bool = True) -> str:
     items = "".join(
         f"<item><title>Post {key}</title><pubDate>{format_datetime(date)}</pubDate>"
         + (f"<link>https://blog.example/{key}</link><guid>{key}</guid>" if ids else "")
-        + "</item>"
+        + f"<description>The whole text of post {key}.</description></item>"
         for key, date in posts
     )
     channel = f"<channel><title>Blog</title>{items}</channel>"
@@ -141,6 +142,37 @@ def test_pruned_entries_do_not_come_back_when_the_document_changes(
     assert (second.status, second.new_entries) == ("ok", 1)
     after = {e.key: e.id for e in store.get_latest(limit=100)}
     assert after == {**kept, "new": after["new"]}  # the old posts keep their rows
+
+
+@pytest.mark.parametrize("cut_in", ["title", "description"])
+def test_a_document_cut_short_neither_edits_nor_adds_entries(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path, cut_in: str
+) -> None:
+    """The blog's server once sends its document cut short (the next fetch has it whole),
+    cut inside the oldest post's title or text: the post is not stored again under
+    another key or edited to its cut text, the feed's status says why, and the new post
+    is stored."""
+    now = datetime.now(UTC)
+    posts = [(f"p{i}", now - timedelta(days=i, hours=1)) for i in range(3)]
+    (feed_dir / "blog.rss").write_text(_blog(posts))
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("blog.rss")])
+    worker = Worker(load_config(path), store)
+    worker.tick(now)
+    before = {e.key: (e.id, e.updated_at, e.summary) for e in store.get_latest(limit=10)}
+
+    whole = _blog([("new", now), *posts])
+    cut = whole.index("Post p2" if cut_in == "title" else "whole text of post p2") + 6
+    (feed_dir / "blog.rss").write_text(whole[:cut])
+    (second,) = worker.tick(now + timedelta(hours=1)).results
+    (feed,) = store.get_feeds()
+    (feed_dir / "blog.rss").write_text(whole)
+    (third,) = worker.tick(now + timedelta(hours=2)).results
+
+    assert (second.status, second.new_entries, second.changed_entries) == ("ok", 1, 0)
+    assert feed.last_error and CUT_SHORT_WARNING in feed.last_error
+    assert (third.new_entries, third.changed_entries) == (0, 0)
+    after = {e.key: (e.id, e.updated_at, e.summary) for e in store.get_latest(limit=10)}
+    assert after == {**before, "new": after["new"]}
 
 
 def _children(pid: int) -> list[int]:
