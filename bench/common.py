@@ -129,11 +129,19 @@ def _items(rng: random.Random, feed: int, day: datetime) -> Iterator[Item]:
         yield item, _headline(rng, subject), _html_description(rng, feed, item, subject), when
 
 
+def rss_link(feed: int, item: int, when: datetime) -> str:
+    return f"https://news{feed}.example.org/{when:%Y/%m/%d}/story-{item}"
+
+
+def atom_link(feed: int, item: int, when: datetime) -> str:
+    return f"https://blog{feed}.example.org/{when:%Y/%m}/post-{item}"
+
+
 def _rss(rng: random.Random, feed: int, items: Iterable[Item]) -> str:
     """An RSS 2.0 document of `items` (consumed in step with `rng`)."""
     rendered = []
     for item, title, html, when in items:
-        link = f"https://news{feed}.example.org/{when:%Y/%m/%d}/story-{item}"
+        link = rss_link(feed, item, when)
         rendered.append(
             f"<item><title>{escape(title)}</title><link>{link}</link>"
             f'<guid isPermaLink="true">{link}</guid><pubDate>{format_datetime(when)}</pubDate>'
@@ -152,7 +160,7 @@ def _atom(rng: random.Random, feed: int, items: Iterable[Item], updated: datetim
     """An Atom 1.0 document of `items` (consumed in step with `rng`)."""
     entries = []
     for item, title, html, when in items:
-        link = f"https://blog{feed}.example.org/{when:%Y/%m}/post-{item}"
+        link = atom_link(feed, item, when)
         entries.append(
             f'<entry><title>{escape(title)}</title><link href="{link}"/>'
             f"<id>tag:blog{feed}.example.org,2026:{item}</id>"
