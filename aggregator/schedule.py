@@ -2,7 +2,8 @@
 
 Owns the polling policy: the interval after a success (raised to the server's cache and
 TTL hints, clamped, jittered), exponential backoff after errors, `Retry-After` as a lower
-bound, and "never" for a feed that is gone (HTTP 410). Callers pass `now` and, in tests,
+bound (after an error it replaces the backoff: the server said when to come back), and
+"never" for a feed that is gone (HTTP 410). Callers pass `now` and, in tests,
 a seeded `rng`.
 """
 
@@ -57,7 +58,8 @@ def next_check_at(
         min_interval: the shortest allowed interval, seconds (also the backoff base).
         max_interval: the longest allowed interval, seconds.
         error_count: consecutive errors including this attempt (used for "error").
-        retry_after: the server's Retry-After time; always a lower bound (capped 30 days).
+        retry_after: the server's Retry-After time; always a lower bound (capped 30 days),
+            and after an error the time itself (no backoff beyond it; min_interval at least).
         cache_seconds: Cache-Control max-age / Expires hint, seconds (success only).
         ttl_seconds: the feed's own TTL hint (RSS <ttl>, sy:updatePeriod), seconds.
         rng: source of jitter.
@@ -72,7 +74,12 @@ def next_check_at(
         raise ValueError(f"schedule: unknown outcome {outcome!r}")
     if outcome == "gone":
         return None
-    if outcome == "error":
+    if outcome == "error" and retry_after is not None:
+        # a 429 or 503 that says when to come back is taken at its word: backing off
+        # beyond it as well kept a feed throttled in one-hour spells away for 10 hours
+        # (bench/soak.py --faults), and lost what it published meanwhile
+        delay = min_interval
+    elif outcome == "error":
         delay = error_delay(error_count, min_interval, max_interval, rng)
     else:
         delay = success_delay(interval, min_interval, max_interval, cache_seconds, ttl_seconds, rng)

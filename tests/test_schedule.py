@@ -85,6 +85,16 @@ def test_r2_retry_after_is_a_lower_bound_for_every_outcome() -> None:
     assert check("error", error_count=1, retry_after=far) == NOW + timedelta(days=30)
 
 
+def test_r2_after_an_error_retry_after_replaces_the_backoff() -> None:
+    """A feed throttled again and again is asked back after each Retry-After, not after
+    its growing backoff as well (ten errors would mean 24 hours)."""
+    hour = NOW + timedelta(hours=1)
+    assert check("error", error_count=10, retry_after=hour) == hour
+    soon = NOW + timedelta(seconds=10)  # never sooner than min_interval
+    assert check("error", error_count=10, retry_after=soon) == NOW + timedelta(seconds=MIN)
+    assert seconds(check("error", error_count=10)) >= ERROR_BACKOFF_CAP * 0.8  # no hint
+
+
 def test_unknown_outcome() -> None:
     with pytest.raises(ValueError, match="schedule: unknown outcome"):
         check("weird")

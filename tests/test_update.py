@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import feedparser
@@ -244,6 +245,30 @@ def test_r2_retry_after_defers_the_next_request(
     assert _poll_at(store, options, start + timedelta(seconds=3500)) == []
     assert len(feed_server.requests) == 1
     assert feed.error_count == 1 and feed.disabled_reason is None
+
+
+def test_r2_a_feed_throttled_again_and_again_is_asked_back_after_each_retry_after(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    """Six 429s in a row, each asking to come back in an hour: each next request comes
+    an hour later, not after a backoff that doubles on top of it; the first one after
+    the throttling ends gets the document. (The polls run on a simulated clock, so the
+    server names the time as an HTTP date rather than in seconds from the real one.)"""
+    _, options = _setup(tmp_path, store, feed_server, ["busy"])
+    when = datetime.now(UTC).replace(microsecond=0)
+    for _ in range(6):
+        back = format_datetime(when + timedelta(hours=1), usegmt=True)
+        feed_server.route("/busy", status=429, headers={"Retry-After": back})
+        poll_due(store, options, owner="test", now=when)
+        (feed,) = store.get_feeds()
+        assert feed.next_check_at == when + timedelta(hours=1)
+        when = feed.next_check_at
+    assert feed.error_count == 6 and len(feed_server.requests) == 6
+    feed_server.clear_routes()
+    (feed_dir / "busy").write_bytes((feed_dir / "world.rss").read_bytes())
+    poll_due(store, options, owner="test", now=when)
+    (feed,) = store.get_feeds()
+    assert (feed.last_status, feed.error_count, feed.entry_count) == ("ok", 0, 3)
 
 
 def test_r6_errors_back_off_and_success_resets(
