@@ -580,7 +580,17 @@ def _unit_tf(counts: dict[str, float]) -> dict[str, float]:
         value = 1.0 + math.log(count) if count >= 1.0 else count
         tf[term] = value * (CHAR_WEIGHT if term[0] == "c" else 1.0)
     norm = math.sqrt(sum(v * v for v in tf.values())) or 1.0
-    return {term: v / norm for term, v in tf.items()}
+    # one float object per distinct weight: an entry's terms share a handful (title
+    # words seen once, character grams, summary words), and the centroid of the story
+    # an entry starts keeps them (a float per term was 17 MB of a first poll's index)
+    unit: dict[float, float] = {}
+    normalised: dict[str, float] = {}
+    for term, v in tf.items():
+        weight = unit.get(v)
+        if weight is None:
+            weight = unit[v] = v / norm
+        normalised[term] = weight
+    return normalised
 
 
 class StoryIndex:
@@ -1161,11 +1171,13 @@ class StoryIndex:
         for term, value in tf.items():
             old = centroid.get(term)
             if old is None:
-                old = 0.0
                 if term[0] != "c":
                     self._post(term, story.story_id)
-            centroid[term] = old + value
-            changes.append((2.0 * old * value + value * value, idf[term]))
+                centroid[term] = value  # the entry's float itself: shared, see _unit_tf
+                changes.append((value * value, idf[term]))
+            else:
+                centroid[term] = old + value
+                changes.append((2.0 * old * value + value * value, idf[term]))
         self._add_mass(story, changes)
         for term, text in surface.items():
             story.surface.setdefault(term, text)
