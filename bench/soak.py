@@ -19,6 +19,8 @@ cache off).
 Run: python bench/soak.py [--feeds 300] [--days 30] [--tick 15m] [--retention-days 14]
 [--database-url postgresql://...] (an empty database; default: SQLite in a temp folder)
 [--vacuum-daily] (VACUUM it every simulated day, for a server whose autovacuum is off)
+[--restart-every 3] (a new Worker every 3 simulated days, as a deploy or a crash
+would make: it takes over the grouping with a warm start)
 [--faults 0.2] (that share of the feeds misbehaves: see `Faults`; each day then also
 prints the server's requests and error answers, the requests that broke a rule -
 before a Retry-After, after a 410, to a URL moved by a 301 - the feeds failing and
@@ -524,16 +526,22 @@ def healthy_time(timeline: Timeline, profile: Faults, k: int, now: datetime) -> 
     return held
 
 
-def run(
-    feeds: int,
-    days: int,
-    tick: timedelta,
-    retention_days: int,
-    seed: int,
-    database_url: str | None = None,
-    vacuum_daily: bool = False,
-    faults: float = 0.0,
-) -> None:
+@dataclass(frozen=True)
+class Options:
+    """A run's settings (the command line's)."""
+
+    feeds: int = 300
+    days: int = 30
+    tick: timedelta = timedelta(minutes=15)
+    retention_days: int = 14
+    seed: int = 1
+    database_url: str | None = None  # an empty PostgreSQL database; None: SQLite
+    vacuum_daily: bool = False
+    faults: float = 0.0
+    restart_every: int = 0  # days; 0: one worker for the whole run
+
+
+def run(options: Options) -> None:
     import time_machine
 
     from aggregator.config import load_config
@@ -541,25 +549,28 @@ def run(
     from aggregator.store import Store
     from aggregator.web import create_app
 
+    feeds, days, tick, faults = options.feeds, options.days, options.tick, options.faults
     print(f"# {machine()}")
     print(
         f"# {feeds} feeds, {days} simulated days from {START:%Y-%m-%d}, a tick every "
-        f"{tick}, retention {retention_days} days"
+        f"{tick}, retention {options.retention_days} days"
+        + (f", a new worker every {options.restart_every} days" if options.restart_every else "")
     )
-    timelines = [Timeline.of(n, seed) for n in range(feeds)]
-    profiles = [Faults.of(n, seed, faults, days) for n in range(feeds)]
+    timelines = [Timeline.of(n, options.seed) for n in range(feeds)]
+    profiles = [Faults.of(n, options.seed, faults, days) for n in range(feeds)]
     if faults:
         kinds = Counter(p.kind for p in profiles if p.kind)
         print(f"# faults: {', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))}")
-    margins = (HEALTHY_FOR_FETCH, timedelta(days=retention_days))
+    margins = (HEALTHY_FOR_FETCH, timedelta(days=options.retention_days))
     seen = ServerStats()
     with (
         tempfile.TemporaryDirectory() as tmp,
-        timeline_server(feeds, seed, faults, days) as (base, server),
+        timeline_server(feeds, options.seed, faults, days) as (base, server),
         time_machine.travel(START, tick=True) as traveller,
     ):
         folder = Path(tmp)
-        config = load_config(write_config(folder, base, feeds, retention_days, database_url))
+        written = write_config(folder, base, feeds, options.retention_days, options.database_url)
+        config = load_config(written)
         store = Store(config.settings.database_url)
         store.upgrade()
         worker = Worker(config, store)
@@ -587,7 +598,7 @@ def run(
                 index = worker.grouper.index
                 today.stories = len(index.active_story_ids) if index else 0
                 today.rss_mb, today.tree_mb = own_rss_mb(), worker_rss_mb(server)
-                if vacuum_daily:
+                if options.vacuum_daily:
                     vacuum(config.settings.database_url)
                 today.db_mb = database_mb(config.settings.database_url)
                 today.cpu, cpu = cpu_seconds() - cpu, cpu_seconds()
@@ -599,6 +610,10 @@ def run(
                     today.faults = check(url, base, timelines, profiles, now, margins)
                     seen = server_day(base, seen, today.faults)
                 print(today.line(), flush=True)
+                if options.restart_every and number % options.restart_every == 0:
+                    worker.close()  # as a deploy or a crash would, between two ticks
+                    worker = Worker(config, store)
+                    print(f"# a new worker after day {number}", flush=True)
         finally:
             worker.close()
             store.close()
@@ -644,20 +659,18 @@ def main() -> None:
         default=0.0,
         help="share of feeds that misbehave (outages, throttling, 410, 301, cut documents)",
     )
+    parser.add_argument(
+        "--restart-every",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="replace the worker by a new one every DAYS simulated days (0: never)",
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.feeds, args.seed, args.faults, args.days)
     else:
-        run(
-            args.feeds,
-            args.days,
-            args.tick,
-            args.retention_days,
-            args.seed,
-            args.database_url,
-            args.vacuum_daily,
-            args.faults,
-        )
+        run(Options(**{k: v for k, v in vars(args).items() if k != "command"}))
 
 
 if __name__ == "__main__":
