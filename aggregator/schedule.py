@@ -58,8 +58,9 @@ def next_check_at(
         min_interval: the shortest allowed interval, seconds (also the backoff base).
         max_interval: the longest allowed interval, seconds.
         error_count: consecutive errors including this attempt (used for "error").
-        retry_after: the server's Retry-After time; always a lower bound (capped 30 days),
-            and after an error the time itself (no backoff beyond it; min_interval at least).
+        retry_after: the server's Retry-After time; always a lower bound (capped 30 days).
+            After an error it replaces the backoff: the next check is that time or the
+            feed's own interval, whichever is later.
         cache_seconds: Cache-Control max-age / Expires hint, seconds (success only).
         ttl_seconds: the feed's own TTL hint (RSS <ttl>, sy:updatePeriod), seconds.
         rng: source of jitter.
@@ -75,10 +76,12 @@ def next_check_at(
     if outcome == "gone":
         return None
     if outcome == "error" and retry_after is not None:
-        # a 429 or 503 that says when to come back is taken at its word: backing off
-        # beyond it as well kept a feed throttled in one-hour spells away for 10 hours
-        # (bench/soak.py --faults), and lost what it published meanwhile
-        delay = min_interval
+        # a 429 or 503 that says when to come back is taken at its word, but never
+        # sooner than the feed's own interval (a server answering `Retry-After: 0` is
+        # not asked more often than a healthy feed): backing off beyond it as well kept
+        # a feed throttled in one-hour spells away for 10 hours (bench/soak.py
+        # --faults), and lost what it published meanwhile
+        delay = success_delay(interval, min_interval, max_interval, rng=rng)
     elif outcome == "error":
         delay = error_delay(error_count, min_interval, max_interval, rng)
     else:
