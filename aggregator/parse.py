@@ -50,8 +50,7 @@ WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning`: it is shown in the feed's status line."""
 
 CUT_SHORT_WARNING = "document cut short: its last entry is incomplete and was skipped"
-
-"""Bound on a feed's title."""
+"""The warning of a document whose last entry the bytes cut (`last_entry_cut_short`)."""
 
 
 IGNORED_BOZO: tuple[type[Exception], ...] = (feedparser.NonXMLContentType,)
