@@ -294,4 +294,23 @@ class PollSummary:
         )
 
 
+HEARTBEAT_TICKS = 3
+"""A worker is alive while its last heartbeat is at most this many of its tick intervals
+old: `/healthz` is unhealthy past it, `/metrics` counts only live workers."""
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A worker's last heartbeat, with its last poll's duration and feed count."""
+
+    name: str
+    last_tick_at: datetime
+    tick_seconds: float
+    poll_seconds: float | None
+    poll_feeds: int | None
+
+    def alive(self, now: datetime) -> bool:
+        return now - self.last_tick_at <= timedelta(seconds=HEARTBEAT_TICKS * self.tick_seconds)
+
+
 ResponseHeaders = Mapping[str, str]

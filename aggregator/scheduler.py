@@ -38,6 +38,7 @@ from aggregator.update import Parsers, PollOptions, poll_due
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)  # retention runs this often, by one worker at a time
+FORGET_WORKERS_AFTER = timedelta(days=1)  # a worker silent this long is gone: its row too
 
 
 def poll_options(config: Config, resolver: Any = None) -> PollOptions:
@@ -175,7 +176,8 @@ class Worker:
         return summary
 
     def prune(self, now: datetime | None = None) -> int | None:
-        """Apply the retention settings, unless another worker pruned within the hour.
+        """Apply the retention settings and forget the heartbeats of workers gone for a
+        day, unless another worker did within the hour.
 
         Returns:
             The number of entries deleted, or None when another worker holds the job.
@@ -187,6 +189,7 @@ class Worker:
         settings = self.config.settings
         retention = settings.retention()
         deleted = self.store.prune(now, retention.max_age, retention.keep_min)
+        self.store.forget_workers(now - FORGET_WORKERS_AFTER)
         if deleted:
             log.info(
                 "worker: pruned %d entries older than %d days", deleted, settings.retention_days

@@ -101,6 +101,20 @@ def test_prune_runs_once_per_hour_across_workers(
     assert second.prune(later + timedelta(hours=1, seconds=1)) == 0
 
 
+def test_the_hourly_job_forgets_workers_gone_for_a_day(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")])
+    running = Worker(load_config(path), store)
+    now = datetime.now(UTC)
+    store.record_tick("deployed-yesterday", now - timedelta(days=1, minutes=1), 30)
+    store.record_tick("restarted-an-hour-ago", now - timedelta(hours=1), 30)
+    running.tick()
+    running.prune(now)
+    names = {b.name for b in store.get_workers()}
+    assert names == {running.name, "restarted-an-hour-ago"}
+
+
 def _blog(posts: list[tuple[str, datetime]], ids: bool = True) -> str:
     """An RSS document of `posts`; with `ids` False, items have no guid and no link."""
     items = "".join(

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from aggregator.models import Enclosure, EntryData, EntryText, Retention, SourceConfig
+from aggregator.models import (
+    Enclosure,
+    EntryData,
+    EntryText,
+    Retention,
+    SourceConfig,
+    WorkerBeat,
+)
 from aggregator.store import FeedUpdate, Store
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -199,6 +206,18 @@ def test_heartbeat(store: Store) -> None:
     store.record_tick("w1", NOW, 30)
     store.record_tick("w1", NOW + timedelta(seconds=30), 30)
     assert store.last_tick() == (NOW + timedelta(seconds=30), 30)
+
+
+def test_forgetting_workers_keeps_recent_ones_and_always_the_newest(store: Store) -> None:
+    store.record_tick("gone", NOW - timedelta(days=3), 30)
+    store.record_tick("stopped", NOW - timedelta(hours=2), 30)
+    store.record_tick("alive", NOW, 30, poll=(1.5, 4))
+    assert store.forget_workers(NOW - timedelta(days=1)) == 1
+    assert [b.name for b in store.get_workers()] == ["alive", "stopped"]
+    assert store.get_workers()[0] == WorkerBeat("alive", NOW, 30, 1.5, 4)
+    # every worker silent: the newest heartbeat stays, for /healthz to report its age
+    assert store.forget_workers(NOW + timedelta(days=5)) == 1
+    assert [b.name for b in store.get_workers()] == ["alive"]
 
 
 @pytest.mark.parametrize("given", ["postgres://u@h/db", "postgresql://u@h/db"])

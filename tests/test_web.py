@@ -430,6 +430,18 @@ def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: F
     assert 0 <= samples["aggregator_last_tick_age_seconds"] < 60
     assert samples['aggregator_poll_duration_seconds{worker="w"}'] == 1.25
     assert samples['aggregator_poll_feeds{worker="w"}'] == 3
+    assert samples["aggregator_workers"] == 1
+
+
+def test_metrics_show_only_live_workers(store: Store, client: FlaskClient) -> None:
+    """A worker that stopped (a deploy, a crash) is not counted and its last poll is not
+    reported: with a series per process ever started, /metrics would grow forever."""
+    now = datetime.now(UTC)
+    store.record_tick("old", now - timedelta(seconds=91), 30, poll=(9.0, 100))
+    store.record_tick("new", now, 30, poll=(1.0, 10))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "\naggregator_workers 1\n" in text
+    assert 'worker="new"' in text and 'worker="old"' not in text
 
 
 def test_every_response_carries_the_security_headers(client: FlaskClient, filled: Filled) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.exceptions import StoreError
@@ -27,6 +27,7 @@ from aggregator.models import (
     Story,
     StoryAssignment,
     StoryLabel,
+    WorkerBeat,
 )
 from aggregator.store import entries as entry_rows
 from aggregator.store import feeds as feed_rows
@@ -324,18 +325,26 @@ class Store:
             if found.rowcount == 0:
                 conn.execute(insert(workers).values(name=name, **values))
 
-    def get_worker_polls(self) -> list[tuple[str, datetime, float | None, int | None]]:
-        """(name, last tick, last poll seconds, last poll feeds) of every worker."""
+    def get_workers(self) -> list[WorkerBeat]:
+        """Every worker's last heartbeat, by name."""
         with self._read() as conn:
-            rows = conn.execute(
-                select(
-                    workers.c.name,
-                    workers.c.last_tick_at,
-                    workers.c.poll_seconds,
-                    workers.c.poll_feeds,
-                ).order_by(workers.c.name)
+            rows = conn.execute(select(workers).order_by(workers.c.name))
+            return [
+                WorkerBeat(r.name, r.last_tick_at, r.tick_seconds, r.poll_seconds, r.poll_feeds)
+                for r in rows
+            ]
+
+    def forget_workers(self, before: datetime) -> int:
+        """Delete the heartbeats of workers silent since before `before` (each process
+        that ever ran left one), never the newest. Returns how many went."""
+        newest = select(func.max(workers.c.last_tick_at)).scalar_subquery()
+        with self._write() as conn:
+            gone = conn.execute(
+                delete(workers).where(
+                    workers.c.last_tick_at < before, workers.c.last_tick_at < newest
+                )
             )
-            return [(r.name, r.last_tick_at, r.poll_seconds, r.poll_feeds) for r in rows]
+            return int(gone.rowcount)
 
     def last_tick(self) -> tuple[datetime, float] | None:
         """The newest worker heartbeat and that worker's tick interval."""

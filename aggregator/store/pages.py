@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Row, and_, func, literal, or_, select
 
 from aggregator.models import Entry, Story
 from aggregator.store.entries import _latest_query, entries_from_rows
-from aggregator.store.schema import entries, feed_tags, feeds, stories, workers
+from aggregator.store.schema import entries, feed_tags, feeds, stories
 from aggregator.store.stories import _sources, _to_story
 
 
@@ -363,5 +363,4 @@ def get_metrics(conn: Connection) -> dict[str, Any]:
         "entries": conn.execute(select(func.count()).select_from(entries)).scalar_one(),
         "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
         "newest_fetch": conn.execute(select(func.max(feeds.c.last_fetch_at))).scalar_one(),
-        "workers": conn.execute(select(func.count()).select_from(workers)).scalar_one(),
     }

@@ -1,8 +1,8 @@
 """`/metrics` in the Prometheus text exposition format (version 0.0.4).
 
-Workers record their last poll's duration and feed count with their heartbeat; the
-newest heartbeat's time and age show liveness, the newest fetch time whether polling
-moves.
+Workers record their last poll's duration and feed count with their heartbeat; only
+live workers (`models.WorkerBeat.alive`) are counted and shown. The newest heartbeat's
+time and age show liveness, the newest fetch time whether polling moves.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from datetime import datetime
 
 from flask import current_app
 
+from aggregator.models import HEARTBEAT_TICKS, WorkerBeat
 from aggregator.store import Store
 
 
@@ -28,9 +29,16 @@ def _metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float
     return lines
 
 
+def _worker_label(beat: WorkerBeat) -> str:
+    return f'{{worker="{_escape(beat.name)}"}}'
+
+
 def metrics_text(store: Store, now: datetime) -> str:
     totals = store.get_metrics()
     tick = store.last_tick()
+    # only live workers: every process that ever ran left a heartbeat (the worker's
+    # hourly job forgets those a day old), and a dead one's series would never change
+    alive = [beat for beat in store.get_workers() if beat.alive(now)]
     cache = current_app.extensions["response_cache"]
     by_status = sorted(totals["feeds_by_status"].items())
     lines = [
@@ -55,7 +63,12 @@ def metrics_text(store: Store, now: datetime) -> str:
         ),
         *_metric("aggregator_entries", "gauge", "Entries stored.", [("", totals["entries"])]),
         *_metric("aggregator_stories", "gauge", "Stories stored.", [("", totals["stories"])]),
-        *_metric("aggregator_workers", "gauge", "Worker heartbeats.", [("", totals["workers"])]),
+        *_metric(
+            "aggregator_workers",
+            "gauge",
+            f"Workers alive (a heartbeat within {HEARTBEAT_TICKS} of their tick intervals).",
+            [("", len(alive))],
+        ),
     ]
     if tick is not None:
         lines += _metric(
@@ -70,19 +83,19 @@ def metrics_text(store: Store, now: datetime) -> str:
             "Seconds since the newest worker heartbeat.",
             [("", round((now - tick[0]).total_seconds(), 3))],
         )
-    polls = [(name, s, n) for name, _, s, n in store.get_worker_polls() if s is not None]
+    polls = [beat for beat in alive if beat.poll_seconds is not None]
     if polls:
         lines += _metric(
             "aggregator_poll_duration_seconds",
             "gauge",
-            "How long each worker's last poll took.",
-            [(f'{{worker="{_escape(name)}"}}', round(seconds, 3)) for name, seconds, _ in polls],
+            "How long each live worker's last poll took.",
+            [(_worker_label(b), round(b.poll_seconds or 0.0, 3)) for b in polls],
         )
         lines += _metric(
             "aggregator_poll_feeds",
             "gauge",
-            "How many feeds each worker's last poll updated.",
-            [(f'{{worker="{_escape(name)}"}}', feeds or 0) for name, _, feeds in polls],
+            "How many feeds each live worker's last poll updated.",
+            [(_worker_label(b), b.poll_feeds or 0) for b in polls],
         )
     if totals["newest_fetch"] is not None:
         lines += _metric(

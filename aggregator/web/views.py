@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
+from aggregator.models import HEARTBEAT_TICKS
 from aggregator.store.pages import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
@@ -43,7 +44,6 @@ PAGE_MAX = 200
 PAGE_MAX_AGE = 60
 TOP_STORIES_HOURS = 48  # top stories look this far back unless ?hours= says otherwise
 SPARK_DAYS = 14
-HEARTBEAT_TICKS = 3  # unhealthy after this many missed worker ticks
 
 
 def _html(template: str, **context: Any) -> bytes:
