@@ -4,7 +4,8 @@
 store has not grouped yet and saves what it decided. One worker groups at a time: the
 step holds the store's named lease "grouper". A worker that takes the lease over from
 another rebuilds its index from the store's recent grouped entries first (warm start),
-so its decisions continue the other's.
+so its decisions continue the other's; a worker that finds the lease held by another
+lets its own index go (it is stale from then on).
 
     take the "grouper" lease (or skip: another worker is grouping)
     if another worker grouped since we last did, or we never did: warm start
@@ -151,6 +152,10 @@ class Grouper:
         now = now or datetime.now(UTC)
         acquired, previous = self.store.acquire_lock("grouper", self.name, now, LEASE)
         if not acquired:
+            # another worker groups now: this index is stale (should the lease come back,
+            # a warm start rebuilds it), so it is not kept: hundreds of MB in a worker
+            # that no longer groups
+            self._index = None
             return None
         if self._index is None or previous not in (None, self.name):
             self._index = self._warm_start(now)

@@ -66,6 +66,20 @@ def test_story_ids_stay_stable_across_workers_and_regroup(
     assert {s.headline: s.id for s in store.get_stories(min_sources=1)} == ids
 
 
+def test_a_worker_that_lost_the_grouping_lets_its_index_go(
+    tmp_path: Path, store: Store, recent_feed_server: FeedServer
+) -> None:
+    """Once another worker holds the grouping, this worker's index is stale (a warm start
+    would rebuild it if the lease came back): it is not kept in memory meanwhile."""
+    first = _worker(tmp_path, store, recent_feed_server)
+    first.tick()
+    assert first.grouper.index is not None
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert Grouper(store, "other-worker").run(later) == 0  # took the lease over
+    assert first.grouper.run(later) is None
+    assert first.grouper.index is None
+
+
 def test_only_one_worker_groups_at_a_time(tmp_path: Path, store: Store) -> None:
     now = datetime.now(UTC)
     assert Grouper(store, "a").run(now) == 0
