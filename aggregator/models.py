@@ -310,7 +310,13 @@ class WorkerBeat:
     poll_feeds: int | None
 
     def alive(self, now: datetime) -> bool:
-        return now - self.last_tick_at <= timedelta(seconds=HEARTBEAT_TICKS * self.tick_seconds)
+        return heartbeat_is_fresh(self.last_tick_at, self.tick_seconds, now)
+
+
+def heartbeat_is_fresh(last_tick_at: datetime, tick_seconds: float, now: datetime) -> bool:
+    """Whether a heartbeat at `last_tick_at` of a worker ticking every `tick_seconds` is
+    at most `HEARTBEAT_TICKS` ticks old at `now`."""
+    return now - last_tick_at <= timedelta(seconds=HEARTBEAT_TICKS * tick_seconds)
 
 
 ResponseHeaders = Mapping[str, str]

@@ -35,10 +35,11 @@ def _worker_label(beat: WorkerBeat) -> str:
 
 def metrics_text(store: Store, now: datetime) -> str:
     totals = store.get_metrics()
-    tick = store.last_tick()
+    beats = store.get_workers()
+    tick = max(((beat.last_tick_at, beat.tick_seconds) for beat in beats), default=None)
     # only live workers: every process that ever ran left a heartbeat (the worker's
     # hourly job forgets those a day old), and a dead one's series would never change
-    alive = [beat for beat in store.get_workers() if beat.alive(now)]
+    alive = [beat for beat in beats if beat.alive(now)]
     cache = current_app.extensions["response_cache"]
     by_status = sorted(totals["feeds_by_status"].items())
     lines = [

@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from aggregator.models import HEARTBEAT_TICKS
+from aggregator.models import heartbeat_is_fresh
 from aggregator.store.pages import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
@@ -186,7 +186,7 @@ def healthz() -> tuple[dict[str, Any], int]:
     body: dict[str, Any] = {**store.counts(), "last_tick": tick[0].isoformat() if tick else None}
     if tick is None:
         body["status"] = "unhealthy: no worker has ticked yet"
-    elif now - tick[0] > timedelta(seconds=HEARTBEAT_TICKS * tick[1]):
+    elif not heartbeat_is_fresh(tick[0], tick[1], now):
         body["status"] = f"unhealthy: no worker tick for {int((now - tick[0]).total_seconds())}s"
     else:
         body["status"] = "ok"
