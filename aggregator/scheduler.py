@@ -187,8 +187,7 @@ class Worker:
         if not acquired:
             return None
         settings = self.config.settings
-        retention = settings.retention()
-        deleted = self.store.prune(now, retention.max_age, retention.keep_min)
+        deleted = self.store.prune(now, settings.retention())
         self.store.forget_workers(now - FORGET_WORKERS_AFTER)
         if deleted:
             log.info(

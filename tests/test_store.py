@@ -355,7 +355,7 @@ def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
     store.save_update(busy.id, "w", FeedUpdate(last_fetch_at=NOW), busy_items)
     store.save_update(quiet.id, "w", FeedUpdate(last_fetch_at=NOW), quiet_items)
 
-    deleted = store.prune(NOW, timedelta(days=90), keep_min=2)
+    deleted = store.prune(NOW, Retention(timedelta(days=90), keep_min=2))
 
     remaining = {e.key for e in store.get_latest(limit=100)}
     assert remaining == {"b0", "b1", "b2", "b3", "b4", "q0", "q1"}  # b4 is 80 days old
@@ -376,7 +376,7 @@ def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store)
     stored = {e.key: e.id for e in store.get_latest(limit=100)}
     assert set(stored) == {"b0", "b1", "b2", "b3", "b4"}  # as prune keeps them
     assert len(first.new_ids) == 5
-    assert store.prune(NOW, retention.max_age, retention.keep_min) == 0
+    assert store.prune(NOW, retention) == 0
 
     # a month later the blog publishes twice; its document still lists the old posts
     later = NOW + timedelta(days=30)
@@ -394,7 +394,7 @@ def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store)
     after = {e.key: e.id for e in store.get_latest(limit=100)}
     assert set(after) == {"n0", "n1", *stored}
     assert all(after[key] == entry_id for key, entry_id in stored.items())  # the same rows
-    assert store.prune(later, retention.max_age, retention.keep_min) == 1  # b4 aged out
+    assert store.prune(later, retention) == 1  # b4 aged out
 
 
 def test_retention_at_save_ranks_like_prune_with_few_entries(store: Store) -> None:
@@ -407,4 +407,4 @@ def test_retention_at_save_ranks_like_prune_with_few_entries(store: Store) -> No
     retention = Retention(timedelta(days=90), keep_min=3)
     store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items, retention=retention)
     assert {e.key for e in store.get_latest(limit=100)} == {"q1", "q2", "q3"}
-    assert store.prune(NOW, retention.max_age, retention.keep_min) == 0
+    assert store.prune(NOW, retention) == 0

@@ -211,15 +211,16 @@ class Store:
         with self._read() as conn:
             return entry_rows.get_latest(conn, limit, offset, feed_id, tag)
 
-    def prune(self, now: datetime, max_age: timedelta, keep_min: int) -> int:
-        """Delete entries older than `max_age`, keeping each feed's `keep_min` newest.
+    def prune(self, now: datetime, retention: Retention) -> int:
+        """Delete entries published more than `retention.max_age` before `now`, keeping
+        each feed's `retention.keep_min` newest.
 
         Returns:
             How many entries were deleted.
         """
         with self._write() as conn:
             before = entry_rows.count_entries(conn)
-            touched = entry_rows.prune(conn, now - max_age, keep_min)
+            touched = entry_rows.prune(conn, now - retention.max_age, retention.keep_min)
             story_rows.refresh_after_prune(conn, touched)
             return before - entry_rows.count_entries(conn)
 
