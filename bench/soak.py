@@ -182,13 +182,13 @@ class Faults:
         begin = START + timedelta(days=day, hours=rng.uniform(0.0, 24.0))
         return [(begin, begin + timedelta(hours=rng.uniform(*OUTAGE_HOURS)))]
 
-    def window_at(self, now: datetime) -> tuple[int, datetime, datetime] | None:
-        """(day, begin, end) of the window holding `now`, if any."""
+    def window_day(self, now: datetime) -> int | None:
+        """The day the window holding `now` began on, if a window holds it."""
         today = (now - START) // timedelta(days=1)
         for day in (today - 1, today):
             for begin, end in self.windows(day):
                 if begin <= now < end:
-                    return day, begin, end
+                    return day
         return None
 
     def rewrite(self, document: bytes, newest: int) -> bytes:
@@ -257,10 +257,9 @@ def serve(feeds: int, seed: int, faults: float, days: int) -> None:
                 stats.old_url += status == 301
             told.add((n, status))
             return web.Response(status=status, headers={"Location": f"/m/{n}.xml"})
-        window = profile.window_at(now)
-        if window is None:
+        day = profile.window_day(now)
+        if day is None:
             return None
-        day, _begin, _end = window
         if profile.kind == "outages" and day % 2 == 0:
             return web.Response(status=500)
         assert profile.kind is not None
