@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator import grouper as grouper_module
 from aggregator.config import Settings, load_config
 from aggregator.parse import CUT_SHORT_WARNING
 from aggregator.scheduler import Worker
@@ -340,3 +343,76 @@ def test_a_future_dated_entry_is_stored_once_and_not_edited_by_each_fetch(
     assert set(entries) == {"Post early", "Post next"}
     assert entries["Post early"] == stored
     assert stored.published_at == stored.first_seen_at == stored.updated_at
+
+
+def _rss(number: int) -> bytes:
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel>'
+        f"<title>Slow {number}</title><link>https://example.org/</link>"
+        f"<item><title>Harbour bridge {number} reopens</title>"
+        f"<link>https://example.org/{number}</link><guid>slow-{number}</guid></item>"
+        "</channel></rss>"
+    ).encode()
+
+
+def test_a_long_poll_keeps_the_worker_alive(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """A tick longer than three tick intervals (five feeds answering after 0.9 s each,
+    one at a time, tick_interval 1 s) is a busy worker, not a dead one: the heartbeat
+    that /healthz reads stays fresh while feeds complete."""
+    urls = []
+    for number in range(5):
+        feed_server.route(f"/slow{number}.rss", body=_rss(number), delay=0.9)
+        urls.append(feed_server.url(f"slow{number}.rss"))
+    path = write_config(tmp_path / "agg.toml", store.database_url, urls, "max_connections = 1")
+    worker = Worker(load_config(path), store)
+    seen: list[tuple[datetime, bool]] = []
+    ticking = threading.Thread(target=worker.tick)
+    ticking.start()
+    while ticking.is_alive():
+        now = datetime.now(UTC)
+        beats = [beat for beat in store.get_workers() if beat.name == worker.name]
+        if beats:
+            seen.append((now, beats[0].alive(now)))
+        time.sleep(0.1)
+    ticking.join()
+
+    assert store.count_entries() == 5
+    assert seen[-1][0] - seen[0][0] > timedelta(seconds=3.5)  # past three intervals
+    assert [when for when, alive in seen if not alive] == []
+
+
+class _BeatLog(Store):
+    """The real store, noting each heartbeat written (the poll it reports, if any)."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self.beats: list[tuple[float, int] | None] = []
+
+    def record_tick(
+        self, name: str, now: datetime, tick_seconds: float, poll: tuple[float, int] | None = None
+    ) -> None:
+        self.beats.append(poll)
+        super().record_tick(name, now, tick_seconds, poll)
+
+
+def test_grouping_keeps_the_worker_alive_batch_by_batch(
+    tmp_path: Path, store: Store, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grouping a first poll's entries can take minutes: each saved batch writes a
+    heartbeat once a tick interval has passed (here a clock that moves an interval
+    between any two readings; world.rss's three entries, one per batch)."""
+    monkeypatch.setattr(grouper_module, "BATCH", 1)
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")])
+    logged = _BeatLog(store.database_url)
+    readings = itertools.count(step=1000.0)
+    worker = Worker(load_config(path), logged, clock=lambda: next(readings))
+
+    worker.tick()
+
+    # tick start, the one feed polled, three batches grouped, tick end (with the poll)
+    assert logged.beats[:5] == [None] * 5
+    assert len(logged.beats) == 6 and logged.beats[5] is not None
+    assert logged.beats[5][1] == 1
+    logged.close()
