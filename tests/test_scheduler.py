@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from aggregator import grouper as grouper_module
 from aggregator.config import Settings, load_config
@@ -416,3 +418,20 @@ def test_grouping_keeps_the_worker_alive_batch_by_batch(
     assert len(logged.beats) == 6 and logged.beats[5] is not None
     assert logged.beats[5][1] == 1
     logged.close()
+
+
+def test_a_tick_outlasting_its_interval_does_not_fill_the_log(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """APScheduler warns at every interval that a job still running was skipped; for
+    the worker's ticks that is normal (a first poll runs for minutes) and not logged."""
+    path = write_config(tmp_path / "agg.toml", store.database_url, [])
+    scheduler = Worker(load_config(path), store).schedule(BackgroundScheduler(timezone=UTC))
+    scheduler.add_job(time.sleep, "interval", args=[2.5], seconds=1, id="slow", name="slow")
+    with caplog.at_level(logging.INFO, logger="apscheduler"):
+        scheduler.start()
+        time.sleep(3.2)
+        scheduler.shutdown(wait=True)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("slow" in message for message in messages)  # the scheduler did log
+    assert [m for m in messages if "maximum number of running instances" in m] == []
