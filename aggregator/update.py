@@ -437,6 +437,17 @@ class _BatchWriter:
                 outcomes = [StoreError(f"store: {e!r}") for _ in saves]
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 future.set_result(outcome)
+            await loop.run_in_executor(self._pool, _refresh_statistics, self._store)
+
+
+def _refresh_statistics(store: Store) -> None:
+    """After a batch is saved, let the store refresh the planner's statistics should the
+    entries stored so far call for it (a first poll filling an empty table, see
+    `Store.refresh_statistics`). Stale statistics slow a poll down; they never stop it."""
+    try:
+        store.refresh_statistics()
+    except StoreError as e:
+        log.warning("poll: could not refresh the entries table's statistics: %s", e)
 
 
 def _apply_identity(

@@ -4,6 +4,7 @@ fenced writes and entry upserts.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from aggregator import store as store_module
 from aggregator.models import (
     Enclosure,
     EntryData,
@@ -408,3 +410,49 @@ def test_retention_at_save_ranks_like_prune_with_few_entries(store: Store) -> No
     store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items, retention=retention)
     assert {e.key for e in store.get_latest(limit=100)} == {"q1", "q2", "q3"}
     assert store.prune(NOW, retention) == 0
+
+
+def _entry_statistics(database_url: str) -> tuple[int, float]:
+    """(rows changed since the last ANALYZE, rows the planner believes) of entries."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        changed = conn.execute(
+            text(
+                "SELECT n_mod_since_analyze FROM pg_stat_user_tables "
+                "WHERE relid = 'entries'::regclass"
+            )
+        ).scalar_one()
+        believed = conn.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'entries'::regclass")
+        ).scalar_one()
+    engine.dispose()
+    return changed, believed
+
+
+def test_postgres_statistics_follow_a_table_filled_at_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first poll fills an empty entries table faster than autovacuum analyzes it:
+    the store analyzes it itself once it changed by half (here at least 50 rows)."""
+    monkeypatch.setattr(store_module, "ANALYZE_MIN_ROWS", 50)
+    store = Store(postgres_url)
+    store.upgrade()
+    store.sync_sources(_sources("https://a.example/feed"), NOW)
+    feed = store.claim_due_feeds("w", NOW, LEASE, 1)[0]
+    items = [_entry(f"k{n}", title=f"Title {n}") for n in range(200)]
+    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+    deadline = time.monotonic() + 10  # a backend reports its counters within a second
+    while _entry_statistics(postgres_url)[0] < 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _entry_statistics(postgres_url)[1] <= 0  # never analyzed: no estimate
+
+    assert store.refresh_statistics() is True
+    assert _entry_statistics(postgres_url) == (0, 200)
+    assert store.refresh_statistics() is False  # nothing changed since
+    store.close()
+
+
+def test_sqlite_has_no_statistics_to_refresh(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/agg.db")
+    store.upgrade()
+    assert store.refresh_statistics() is False

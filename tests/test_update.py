@@ -21,6 +21,7 @@ import feedparser
 import pytest
 from flask import Flask
 
+from aggregator import update as update_module
 from aggregator.config import load_config
 from aggregator.models import PollSummary, UpdateResult
 from aggregator.scheduler import poll_options
@@ -526,3 +527,31 @@ def test_a_parser_pool_still_in_use_by_the_poll_is_not_stopped_as_idle(
         assert parsers.pool is None  # idle: stopped
     finally:
         parsers.close()
+
+
+class _StatisticsLog(Store):
+    """The real store, counting the poll's calls to refresh the planner's statistics."""
+
+    refreshed = 0
+
+    def refresh_statistics(self) -> bool:
+        self.refreshed += 1
+        return super().refresh_statistics()
+
+
+def test_each_saved_batch_may_refresh_the_statistics(
+    tmp_path: Path, database_url: str, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first poll fills the entries table batch after batch of saved feeds; after
+    each batch the store may refresh the table's statistics (see test_store), so that
+    the rest of the poll is planned for the rows already stored."""
+    monkeypatch.setattr(update_module, "WRITE_BATCH", 1)
+    store = _StatisticsLog(database_url)
+    store.upgrade()
+    _, options = _setup(tmp_path, store, feed_server, FILES)
+
+    summary = poll_due(store, options, owner="w")
+
+    assert [r.status for r in summary.results] == ["ok"] * 3
+    assert store.refreshed == 3  # one feed saved per batch
+    store.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.exceptions import StoreError
@@ -82,6 +82,17 @@ class SaveOutcome:
     changed_ids: tuple[int, ...] = ()
 
 
+ANALYZE_GROWTH = 0.5
+"""Share of its rows by which the entries table changes before `Store.refresh_statistics`
+analyzes it (PostgreSQL's autovacuum analyzes at 0.1 once it runs)."""
+ANALYZE_MIN_ROWS = 10_000
+"""Fewer changed rows never trigger it: a small table is planned well enough anyway."""
+_ENTRY_CHANGES = """
+    SELECT n_mod_since_analyze AS changed, n_live_tup AS rows
+    FROM pg_stat_user_tables WHERE relid = 'entries'::regclass
+"""
+
+
 class Store:
     """Feeds, entries and worker heartbeats in SQLite (WAL) or PostgreSQL."""
 
@@ -108,6 +119,31 @@ class Store:
                     yield conn
         except SQLAlchemyError as e:
             raise StoreError(f"store: {e}") from e
+
+    # planner statistics
+
+    def refresh_statistics(self) -> bool:
+        """On PostgreSQL, ANALYZE the entries table when it changed by more than
+        `ANALYZE_GROWTH` of its rows (and `ANALYZE_MIN_ROWS` at least) since its
+        statistics were last taken; on SQLite, nothing.
+
+        Autovacuum does this when it runs, but may lag behind a first poll that fills an
+        empty table (or be off): a table without statistics is planned as if every
+        value were common, and the lookup of an entry's link among other feeds' entries
+        became a sequential scan per feed. The first poll of 3,000 feeds stored 1,000
+        entries/s instead of 5,000 until the table was analyzed.
+
+        Returns:
+            Whether the table was analyzed.
+        """
+        if self._engine.dialect.name != "postgresql":
+            return False
+        with self._write() as conn:
+            row = conn.execute(text(_ENTRY_CHANGES)).one_or_none()
+            if row is None or row.changed < max(ANALYZE_MIN_ROWS, ANALYZE_GROWTH * row.rows):
+                return False
+            conn.execute(text("ANALYZE entries"))
+            return True
 
     # schema
 
