@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,34 @@ def test_digest_shows_stories_sections_and_each_headline_once(
     assert html.count(">Alpha item 1<") == 1 and "also in Beta Post" in html
     for mime in ("application/atom+xml", "application/rss+xml", "application/feed+json"):
         assert f'rel="alternate" type="{mime}"' in html
+
+
+def test_a_story_of_many_outlets_lists_the_first_and_counts_the_rest(
+    client: FlaskClient, store: Store
+) -> None:
+    """Twelve outlets, two entries each: under the lead, the first STORY_OUTLETS other
+    outlets in the order they reported it, then "and 3 more" linking the full coverage."""
+    members: list[int] = []
+    for n in range(12):
+        feed_id = add_feed(store, f"https://o{n}.example/feed.xml", f"Outlet {n:02}", ["world"])
+        items = [
+            entry(f"o{n}-a", f"Harbour bridge reopens ({n})", 200 - 5 * n),
+            entry(f"o{n}-b", f"Harbour bridge traffic ({n})", 100 - n),
+        ]
+        members += save_entries(store, feed_id, items)
+    story = members[0]
+    store.save_assignments(
+        [StoryAssignment(e, story, 0.9, ("harbour", "bridge")) for e in members],
+        [StoryLabel(story, "Harbour bridge reopens", story, ("harbour", "bridge"))],
+    )
+
+    html = _html(client, "/")
+    block = html[html.index('<article class="story">') :]
+    block = block[: block.index("</article>")]
+    assert "12 sources" in block and "Outlet 00: Summary of Harbour bridge reopens (0)" in block
+    listed = re.findall(r">(Outlet \d+)</a></li>", block)
+    assert listed == [f"Outlet {n:02}" for n in range(1, 9)]
+    assert re.search(rf'<li class="more"><a href="/stories/{story}">and 3 more</a></li>', block)
 
 
 def test_digest_filters_by_tag_and_time_window(client: FlaskClient, filled: Filled) -> None:

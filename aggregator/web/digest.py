@@ -20,15 +20,20 @@ from aggregator.web.common import Page, Paging, paginate
 TOP_STORIES = 8
 SECTION_STORIES = 3
 SECTION_ENTRIES = 5
+STORY_OUTLETS = 8
+"""Other outlets listed under a story's lead; the rest are counted ("and 41 more"), the
+full coverage a click away: with 3,000 feeds a big story had hundreds, and `/` 690 KB."""
 
 
 @dataclass(frozen=True)
 class StoryBlock:
-    """A story with its lead entry and one entry from each other outlet."""
+    """A story with its lead entry, one entry from each of its first other outlets,
+    and how many more outlets cover it."""
 
     story: Story
     lead: Entry | None
     others: tuple[Entry, ...]
+    more: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ def build_digest(
         top_stories=TOP_STORIES,
         section_stories=SECTION_STORIES,
         section_entries=SECTION_ENTRIES * 4,  # some may be shown above already
+        outlets=STORY_OUTLETS,
     )
     rows = store.get_digest(query)
     seen = Seen()
@@ -114,7 +120,8 @@ def build_digest(
 
 
 def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
-    """The story's lead (its headline entry) and the first entry of every other outlet."""
+    """The story's lead (its headline entry) and the first entry of its first
+    `STORY_OUTLETS` other outlets (`coverage`: what `pages.get_digest` read of it)."""
     lead = next((e for e in coverage if e.id == story.headline_entry_id), None)
     if lead is None and coverage:
         lead = coverage[0]
@@ -127,4 +134,6 @@ def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
     for entry in coverage:
         seen.add(entry)
     seen.titles.add(_title_key(story.headline))
-    return StoryBlock(story, lead, tuple(others))
+    listed = others[:STORY_OUTLETS]
+    more = max(0, story.source_count - (1 if lead else 0) - len(listed))
+    return StoryBlock(story, lead, tuple(listed), more)
