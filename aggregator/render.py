@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from aggregator.models import Enclosure, Entry, Story
 
 __all__ = [
+    "STORY_OUTLETS",
     "FeedItem",
     "FeedMeta",
     "item_from_entry",
@@ -41,6 +42,10 @@ __all__ = [
 GENERATOR = "aggregator"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+STORY_OUTLETS = 8
+"""Outlets listed for a story beside its lead (a block on `/`) or in its stories-feed
+item; the rest are counted ("and 41 more"), the full coverage a link away. With 3,000
+feeds a big story had hundreds: `/` was 690 KB and `/stories/feed.atom` 2.1 MB."""
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -123,26 +128,37 @@ def item_from_entry(entry: Entry, item_id: str) -> FeedItem:
 def item_from_story(
     story: Story, entries: Sequence[Entry], item_id: str, story_url: str
 ) -> FeedItem:
-    """A feed item for a story: its headline, and each outlet's headline with a link.
+    """A feed item for a story: its headline, and the headline of each of its first
+    `STORY_OUTLETS` + 1 outlets (their first entry among `entries`, oldest first) with a
+    link, then how many more outlets cover it.
 
     `updated` is the story's last update, so readers see the item change as outlets join.
     """
     rows = []
+    listed: set[int] = set()
     for entry in entries:
+        if entry.feed_id in listed or len(listed) > STORY_OUTLETS:
+            continue
+        listed.add(entry.feed_id)
         title = html.escape(entry.title or "(untitled)")
         link = safe_url(entry.link)
         headline = f'<a href="{html.escape(link)}">{title}</a>' if link else title
         rows.append(f"<li>{headline} — {html.escape(entry.feed_title)}</li>")
-    sources = len({entry.feed_id for entry in entries}) or story.source_count
-    content = f"<p>{sources} sources</p><ul>{''.join(rows)}</ul>"
+    sources = max(story.source_count, len(listed))
+    if sources > len(listed):
+        more = f"and {sources - len(listed)} more"
+        rows.append(f'<li><a href="{html.escape(story_url)}">{more}</a></li>')
+    names = ", ".join(story.sources[: STORY_OUTLETS + 1])
+    if len(story.sources) > STORY_OUTLETS + 1:
+        names += f" and {len(story.sources) - STORY_OUTLETS - 1} more"
     return FeedItem(
         id=item_id,
         title=story.headline or "(untitled story)",
         link=story_url,
         published=story.first_seen_at,
         updated=max(story.last_updated_at, story.first_seen_at),
-        summary=f"{sources} sources: " + ", ".join(story.sources),
-        content_html=content,
+        summary=f"{sources} sources: {names}",
+        content_html=f"<p>{sources} sources</p><ul>{''.join(rows)}</ul>",
         categories=story.terms,
     )
 

@@ -167,11 +167,8 @@ def test_digest_shows_stories_sections_and_each_headline_once(
         assert f'rel="alternate" type="{mime}"' in html
 
 
-def test_a_story_of_many_outlets_lists_the_first_and_counts_the_rest(
-    client: FlaskClient, store: Store
-) -> None:
-    """Twelve outlets, two entries each: under the lead, the first STORY_OUTLETS other
-    outlets in the order they reported it, then "and 3 more" linking the full coverage."""
+def _twelve_outlets(store: Store) -> int:
+    """A story covered by twelve outlets, two entries each, reported in outlet order."""
     members: list[int] = []
     for n in range(12):
         feed_id = add_feed(store, f"https://o{n}.example/feed.xml", f"Outlet {n:02}", ["world"])
@@ -185,6 +182,15 @@ def test_a_story_of_many_outlets_lists_the_first_and_counts_the_rest(
         [StoryAssignment(e, story, 0.9, ("harbour", "bridge")) for e in members],
         [StoryLabel(story, "Harbour bridge reopens", story, ("harbour", "bridge"))],
     )
+    return story
+
+
+def test_a_story_of_many_outlets_lists_the_first_and_counts_the_rest(
+    client: FlaskClient, store: Store
+) -> None:
+    """Under the lead, the first STORY_OUTLETS other outlets in the order they reported
+    it, then "and 3 more" linking the full coverage."""
+    story = _twelve_outlets(store)
 
     html = _html(client, "/")
     block = html[html.index('<article class="story">') :]
@@ -193,6 +199,21 @@ def test_a_story_of_many_outlets_lists_the_first_and_counts_the_rest(
     listed = re.findall(r">(Outlet \d+)</a></li>", block)
     assert listed == [f"Outlet {n:02}" for n in range(1, 9)]
     assert re.search(rf'<li class="more"><a href="/stories/{story}">and 3 more</a></li>', block)
+
+
+def test_stories_feed_item_names_the_first_outlets_and_counts_the_rest(
+    client: FlaskClient, store: Store
+) -> None:
+    story = _twelve_outlets(store)
+
+    parsed = feedparser.parse(client.get("/stories/feed.atom").data)
+
+    content = parsed.entries[0].content[0].value
+    assert content.startswith("<p>12 sources</p>")
+    outlets = re.findall(r" — (Outlet \d+)</li>", content)
+    assert outlets == [f"Outlet {n:02}" for n in range(9)]  # one headline each
+    assert f'/stories/{story}">and 3 more</a></li></ul>' in content
+    assert parsed.entries[0].summary.endswith("Outlet 08 and 3 more")
 
 
 def test_digest_filters_by_tag_and_time_window(client: FlaskClient, filled: Filled) -> None:

@@ -434,6 +434,13 @@ class Store:
         with self._read() as conn:
             return page_rows.get_story_coverage(conn, story_ids)
 
+    def get_story_outlets(self, stories: Sequence[Story], outlets: int) -> dict[int, list[Entry]]:
+        """Per story, its headline entry and the first entry of its first `outlets` + 1
+        feeds, oldest first (see `pages.get_story_outlets`)."""
+        with self._read() as conn:
+            heads = [(story.id, story.headline_entry_id) for story in stories]
+            return page_rows.get_story_outlets(conn, heads, outlets)
+
     def get_digest(self, query: page_rows.DigestQuery) -> page_rows.DigestRows:
         """What the digest on `/` shows, in one read transaction (see `pages.get_digest`)."""
         with self._read() as conn:

@@ -235,15 +235,24 @@ def _coverage_rows(
     return conn.execute(statement if content else _without_content(statement)).all()
 
 
+def get_story_outlets(
+    conn: Connection, stories: Sequence[tuple[int, int | None]], outlets: int
+) -> dict[int, list[Entry]]:
+    """Per story (its id and headline entry id), what `_outlet_rows` reads, oldest first."""
+    ids = [story_id for story_id, _ in stories]
+    return _by_story(ids, entries_from_rows(conn, _outlet_rows(conn, stories, outlets)))
+
+
 def _outlet_rows(
-    conn: Connection, story_rows: Sequence[Row[Any]], outlets: int
+    conn: Connection, stories: Sequence[tuple[int, int | None]], outlets: int
 ) -> Sequence[Row[Any]]:
-    """Of each story, its headline entry and the first entry of each of its first
-    `outlets` + 1 feeds (oldest first, without contents): all its block on `/` shows
-    (see `web/digest.py`). Reading every entry instead took 11,000 rows and most of
-    `/`'s 1.8 s with 3,000 feeds, whose big stories hold hundreds of entries each.
+    """Of each story (its id and headline entry id), the headline entry and the first
+    entry of each of its first `outlets` + 1 feeds (oldest first, without contents):
+    what a story block on `/` and an item of the stories feed show. Reading every entry
+    instead took 11,000 rows and most of `/`'s 1.8 s with 3,000 feeds, whose big stories
+    hold hundreds of entries each.
     """
-    if not story_rows:
+    if not stories:
         return []
     by_feed = (
         select(
@@ -257,7 +266,7 @@ def _outlet_rows(
             )
             .label("in_feed"),
         )
-        .where(entries.c.story_id.in_([row.id for row in story_rows]))
+        .where(entries.c.story_id.in_([story_id for story_id, _ in stories]))
         .subquery()
     )
     firsts = (
@@ -273,7 +282,7 @@ def _outlet_rows(
         .where(by_feed.c.in_feed == 1)
         .subquery()
     )
-    headlines = [row.headline_entry_id for row in story_rows if row.headline_entry_id]
+    headlines = [entry_id for _, entry_id in stories if entry_id is not None]
     shown = select(firsts.c.id).where(firsts.c.outlet <= outlets + 1)
     statement = (
         _latest_query(None, None, originals_only=False)
@@ -343,7 +352,8 @@ def get_digest(conn: Connection, query: DigestQuery) -> DigestRows:
     story_ids = [row.id for row in story_rows]
     names = _sources(conn, story_ids)
     latest = _entry_rows(conn, replace(query.latest, content=False))
-    lists = [_outlet_rows(conn, story_rows, query.outlets), latest, *entry_rows.values()]
+    heads = [(row.id, row.headline_entry_id) for row in story_rows]
+    lists = [_outlet_rows(conn, heads, query.outlets), latest, *entry_rows.values()]
     everything = entries_from_rows(conn, [row for rows in lists for row in rows])
     split: list[list[Entry]] = []
     for rows in lists:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from aggregator.models import Entry, Story
+from aggregator.render import STORY_OUTLETS
 from aggregator.store import Store
 from aggregator.store.pages import DigestQuery, EntryQuery
 from aggregator.web.common import Page, Paging, paginate
@@ -20,9 +21,6 @@ from aggregator.web.common import Page, Paging, paginate
 TOP_STORIES = 8
 SECTION_STORIES = 3
 SECTION_ENTRIES = 5
-STORY_OUTLETS = 8
-"""Other outlets listed under a story's lead; the rest are counted ("and 41 more"), the
-full coverage a click away: with 3,000 feeds a big story had hundreds, and `/` 690 KB."""
 
 
 @dataclass(frozen=True)

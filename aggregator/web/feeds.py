@@ -22,6 +22,7 @@ from flask import Blueprint, Response, abort, request
 
 from aggregator.models import Entry, Story
 from aggregator.render import (
+    STORY_OUTLETS,
     FeedItem,
     FeedMeta,
     item_from_entry,
@@ -178,7 +179,7 @@ def _stories_page(paging: Paging) -> FeedPage:
     store = get_store()
     rows = store.get_stories_page(paging.limit + 1, paging.before, paging.after)
     page = paginate(rows, paging, lambda story: story.id)
-    coverage = store.get_story_coverage([story.id for story in page.items])
+    coverage = store.get_story_outlets(page.items, STORY_OUTLETS)
     items = [_story_item(story, coverage.get(story.id, [])) for story in page.items]
     return Scope("stories", f"{site_title()}: stories", "/stories"), page, items
 
