@@ -55,6 +55,7 @@ CLAIM_BATCH = 500  # feeds leased per claim; a tick claims again until nothing i
 # feed per transaction made the store thread the bottleneck of bench/poll.py.
 WRITE_BATCH = 100
 IN_FLIGHT_PER_CONNECTION = 1  # feeds in the pipeline per allowed connection
+LEASE_RENEWALS = 3  # a poll renews the leases it holds three times a lease
 # Parser processes start for a claimed batch of at least this many feeds (starting two
 # costs ~1 s of CPU, about what a thread spends parsing 100 typical feeds) and stop
 # when no batch that big came for POOL_IDLE, giving their memory back.
@@ -195,6 +196,11 @@ class _Run:
     force: bool
     progress: Callable[[UpdateResult], None] | None
     on_claim: Callable[[int], None] | None
+    started: float = field(default_factory=time.monotonic)
+
+    def clock(self) -> datetime:
+        """The poll's time: `now` (which tests may set) plus the time the poll has run."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
 
 
 class _Threads:
@@ -247,6 +253,8 @@ async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
             results: list[UpdateResult] = []
             failures: list[BaseException] = []
             running: list[asyncio.Task[None]] = []
+            held: set[int] = set()  # feeds claimed and not yet finished
+            renewing = asyncio.create_task(_keep_leases(run, held, threads))
 
             async def work() -> None:
                 while (queued := await queue.get()) is not None:
@@ -266,32 +274,63 @@ async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
                     except Exception as e:  # e.g. the store is down: stop claiming
                         failures.append(e)
                         continue  # keep draining the queue, or the claimer would wait
+                    finally:
+                        held.discard(feed.id)
                     results.append(result)
                     _report(run.progress, result, failures)
 
             try:
-                async with aclosing(_batches(run, parsers, threads)) as batches:
-                    async for claimed, parsing in batches:
-                        for feed in claimed:
-                            if len(running) < workers:
-                                running.append(asyncio.create_task(work()))
-                            await queue.put((feed, parsing))
-                        if failures:
-                            break  # claim no more; what is claimed is still saved
-            except asyncio.CancelledError:  # interrupted: leases run out by themselves
-                for task in running:
-                    task.cancel()
-                await asyncio.gather(*running, return_exceptions=True)
-                raise
-            except Exception:  # a claim failed: finish what was claimed first
+                try:
+                    async with aclosing(_batches(run, parsers, threads)) as batches:
+                        async for claimed, parsing in batches:
+                            held.update(feed.id for feed in claimed)
+                            for feed in claimed:
+                                if len(running) < workers:
+                                    running.append(asyncio.create_task(work()))
+                                await queue.put((feed, parsing))
+                            if failures:
+                                break  # claim no more; what is claimed is still saved
+                except asyncio.CancelledError:  # interrupted: leases run out by themselves
+                    for task in running:
+                        task.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
+                    raise
+                except Exception:  # a claim failed: finish what was claimed first
+                    await _stop(queue, running)
+                    raise
                 await _stop(queue, running)
-                raise
-            await _stop(queue, running)
+            finally:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
             if failures:
                 raise failures[0]
             return results
     finally:
         threads.close()
+
+
+async def _keep_leases(run: _Run, held: set[int], threads: _Threads) -> None:
+    """Renew the leases of the feeds the poll holds, `LEASE_RENEWALS` times a lease.
+
+    A claimed feed can wait in the poll longer than its lease: hundreds of feeds of one
+    host behind its connection limit, or slow servers holding the connections. Once the
+    lease ran out another worker would take the feed and fetch it again, and this
+    poll's result would be refused. A renewal that fails is logged: the fenced writes
+    keep the store right whatever happens to the leases.
+    """
+    loop = asyncio.get_running_loop()
+    lease = run.options.lease
+    while True:
+        await asyncio.sleep(lease.total_seconds() / LEASE_RENEWALS)
+        if not held:
+            continue
+        feed_ids, until = sorted(held), run.clock() + lease
+        try:
+            await loop.run_in_executor(
+                threads.store, run.store.renew_leases, feed_ids, run.owner, until
+            )
+        except StoreError as e:
+            log.warning("poll: could not renew the leases of %d feeds: %s", len(feed_ids), e)
 
 
 async def _stop(queue: asyncio.Queue[_Queued], running: list[asyncio.Task[None]]) -> None:
@@ -333,7 +372,7 @@ async def _batches(
             partial(
                 run.store.claim_due_feeds,
                 run.owner,
-                run.now,
+                run.clock(),  # the lease runs from the claim, not from the poll's start
                 run.options.lease,
                 CLAIM_BATCH,
                 run.force,

@@ -555,3 +555,41 @@ def test_each_saved_batch_may_refresh_the_statistics(
     assert [r.status for r in summary.results] == ["ok"] * 3
     assert store.refreshed == 3  # one feed saved per batch
     store.close()
+
+
+def test_a_poll_longer_than_the_lease_keeps_its_feeds(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """Six feeds of one host answering after 0.7 s, one connection to it: the poll holds
+    them for 4.2 s, twice its 2 s lease. It renews the leases of the feeds still waiting,
+    so a second worker polling 2.5 s in takes none of them and none is fetched twice."""
+    urls = []
+    for number in range(6):
+        body = (
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>S{number}</title>'
+            f"<item><title>I{number}</title><guid>g{number}</guid></item></channel></rss>"
+        ).encode()
+        feed_server.route(f"/s{number}.rss", body=body, delay=0.7)
+        urls.append(feed_server.url(f"s{number}.rss"))
+    path = write_config(
+        tmp_path / "agg.toml", store.database_url, urls, 'lease_seconds = "2s"\nmax_per_host = 1'
+    )
+    config = load_config(path)
+    store.sync_sources(config.sources, datetime.now(UTC))
+    options = poll_options(config)
+    polls: dict[str, PollSummary] = {}
+
+    def poll(owner: str, after: float) -> None:
+        time.sleep(after)
+        polls[owner] = poll_due(store, options, owner=owner)
+
+    first = threading.Thread(target=poll, args=("first", 0.0))
+    second = threading.Thread(target=poll, args=("second", 2.5))
+    first.start(), second.start()
+    first.join(), second.join()
+
+    assert [r.status for r in polls["first"].results] == ["ok"] * 6
+    assert polls["second"].results == ()
+    assert sorted(r.path for r in feed_server.requests) == sorted(
+        f"/s{number}.rss" for number in range(6)
+    )

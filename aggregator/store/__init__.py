@@ -191,6 +191,14 @@ class Store:
         with self._write() as conn:
             return feed_rows.claim_due(conn, owner, now, lease, limit, after_id if force else None)
 
+    def renew_leases(self, feed_ids: Sequence[int], owner: str, until: datetime) -> int:
+        """Extend `owner`'s leases on `feed_ids` (those it still holds) to `until`; how
+        many it still held."""
+        if not feed_ids:
+            return 0
+        with self._write() as conn:
+            return feed_rows.renew(conn, feed_ids, owner, until)
+
     def release_feed(self, feed_id: int, owner: str) -> None:
         with self._write() as conn:
             feed_rows.release(conn, feed_id, owner)

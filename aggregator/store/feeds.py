@@ -148,6 +148,16 @@ def release(conn: Connection, feed_id: int, owner: str) -> None:
     )
 
 
+def renew(conn: Connection, feed_ids: Sequence[int], owner: str, until: datetime) -> int:
+    """Extend `owner`'s leases on `feed_ids` to `until` (those it still holds)."""
+    found = conn.execute(
+        update(feeds)
+        .where(feeds.c.id.in_(list(feed_ids)), feeds.c.lease_owner == owner)
+        .values(lease_until=until)
+    )
+    return int(found.rowcount)
+
+
 def fenced_update(conn: Connection, feed_id: int, owner: str, values: dict[str, Any]) -> bool:
     """Write the feed's new state only if `owner` still holds its lease; release the lease.
 
