@@ -62,6 +62,7 @@ def test_digest_reads_newest_originals_and_top_stories_from_their_indexes(
         top_stories=8,
         section_stories=3,
         section_entries=20,
+        outlets=8,
     )
     with _captured(store) as statements:
         digest = store.get_digest(query)

@@ -222,9 +222,7 @@ def get_story_coverage(conn: Connection, story_ids: Sequence[int]) -> dict[int, 
     return _by_story(story_ids, entries_from_rows(conn, _coverage_rows(conn, story_ids)))
 
 
-def _coverage_rows(
-    conn: Connection, story_ids: Sequence[int], content: bool = True
-) -> Sequence[Row[Any]]:
+def _coverage_rows(conn: Connection, story_ids: Sequence[int]) -> Sequence[Row[Any]]:
     if not story_ids:
         return []
     statement = (
@@ -232,7 +230,7 @@ def _coverage_rows(
         .where(entries.c.story_id.in_(list(story_ids)))
         .order_by(entries.c.published_at, entries.c.id)
     )
-    return conn.execute(statement if content else _without_content(statement)).all()
+    return conn.execute(statement).all()
 
 
 def get_story_outlets(
@@ -312,7 +310,7 @@ class DigestQuery:
     top_stories: int
     section_stories: int
     section_entries: int
-    outlets: int = 8  # a story's other outlets listed under its lead (see _outlet_rows)
+    outlets: int  # a story's other outlets listed under its lead (see _outlet_rows)
 
 
 @dataclass(frozen=True)
