@@ -280,11 +280,15 @@ def _outlet_rows(
         .where(by_feed.c.in_feed == 1)
         .subquery()
     )
-    headlines = [entry_id for _, entry_id in stories if entry_id is not None]
-    shown = select(firsts.c.id).where(firsts.c.outlet <= outlets + 1)
+    firsts_shown = select(firsts.c.id).where(firsts.c.outlet <= outlets + 1)
+    # the ids first, then their rows: with one statement (the ids as a subquery OR the
+    # headline ids) PostgreSQL scanned every entry (0.49 s at 173,000 entries), and with
+    # a UNION instead SQLite did (0.85 s); two short statements use the indexes on both
+    shown = set(conn.execute(firsts_shown).scalars())
+    shown.update(entry_id for _, entry_id in stories if entry_id is not None)
     statement = (
         _latest_query(None, None, originals_only=False)
-        .where(or_(entries.c.id.in_(shown), entries.c.id.in_(headlines)))
+        .where(entries.c.id.in_(sorted(shown)))
         .order_by(entries.c.published_at, entries.c.id)
     )
     return conn.execute(_without_content(statement)).all()
