@@ -225,13 +225,17 @@ def flag_duplicate_subscription(conn: Connection, feed_id: int, new_url: str) ->
 def _feed_query(counts: bool = True) -> Any:
     if not counts:
         return select(feeds, literal(0).label("entry_count"))
-    entry_count = (
-        select(func.count())
-        .select_from(entries)
-        .where(entries.c.feed_id == feeds.c.id)
-        .scalar_subquery()
+    # one grouped count joined to the feeds, not a count per feed row: with 3,000 feeds
+    # and 173,000 entries the correlated form took 0.36 s of /sources on SQLite
+    counted = (
+        select(entries.c.feed_id, func.count().label("entry_count"))
+        .group_by(entries.c.feed_id)
+        .subquery()
     )
-    return select(feeds, entry_count.label("entry_count"))
+    entry_count = func.coalesce(counted.c.entry_count, 0)
+    return select(feeds, entry_count.label("entry_count")).outerjoin(
+        counted, counted.c.feed_id == feeds.c.id
+    )
 
 
 def _recent_counts(conn: Connection, now: datetime) -> dict[int, int]:
