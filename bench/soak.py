@@ -484,13 +484,30 @@ def check(
         for n, held in links.items()
         for link, count in held.items()
     )
-    lost = sum(
-        lost_items(timeline, profile, links[timeline.feed], now, margins)
-        for timeline, profile in zip(timelines, profiles, strict=True)
-        if profile.kind != "gone"
-    )
+    lost = 0
+    for timeline, profile in zip(timelines, profiles, strict=True):
+        if profile.kind != "gone":
+            missing = lost_items(timeline, profile, links[timeline.feed], now, margins)
+            if missing:
+                _report_lost(url, f"{base}/f/{timeline.feed}.xml", timeline, profile, missing)
+            lost += missing
     failing = failing or 0
     return Checked(failing=failing, disabled=disabled, strays=strays, edited=edited, lost=lost)
+
+
+def _report_lost(url: str, feed_url: str, timeline: Timeline, profile: Faults, lost: int) -> None:
+    """Say on stderr which feed lost items, with what the store knows of it."""
+    row = query(
+        url,
+        "SELECT last_status, error_count, last_success_at, next_check_at, last_error "
+        f"FROM feeds WHERE config_url = '{feed_url}'",
+    )
+    held = timeline.count * timeline.hours
+    print(
+        f"lost {lost} of feed {timeline.feed} ({profile.kind or 'healthy'}, an item every "
+        f"{timeline.hours:.2f} h, a document holds {held:.1f} h): store says {row}",
+        file=sys.stderr,
+    )
 
 
 def lost_items(
