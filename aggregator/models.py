@@ -118,6 +118,11 @@ class EntryData:
     content_hash: str = ""  # changes when a reader-visible field changes
 
 
+CUT_SHORT_WARNING = "document cut short: its last entry is incomplete and was skipped"
+"""The warning of a document whose last entry the bytes cut (`parse.last_entry_cut_short`);
+the poll does not keep such a document's validators."""
+
+
 @dataclass(frozen=True)
 class ParsedFeed:
     """A parsed and normalised feed document."""

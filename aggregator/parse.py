@@ -33,7 +33,7 @@ from defusedxml.expatreader import DefusedExpatParser
 from aggregator.exceptions import ParseError
 from aggregator.fastparse import ENTRY_START, parse_fast
 from aggregator.jsonfeed import JsonFeedError, read_json_feed
-from aggregator.models import ParsedFeed
+from aggregator.models import CUT_SHORT_WARNING, ParsedFeed
 from aggregator.normalise import (
     RawEntry,
     absolute_url,
@@ -48,9 +48,6 @@ reads only the prolog of a large document."""
 
 WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning`: it is shown in the feed's status line."""
-
-CUT_SHORT_WARNING = "document cut short: its last entry is incomplete and was skipped"
-"""The warning of a document whose last entry the bytes cut (`last_entry_cut_short`)."""
 
 
 IGNORED_BOZO: tuple[type[Exception], ...] = (feedparser.NonXMLContentType,)

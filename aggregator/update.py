@@ -35,6 +35,7 @@ from aggregator import identity, schedule
 from aggregator.exceptions import ParseError, StoreError
 from aggregator.fetch import Fetcher, run_loop
 from aggregator.models import (
+    CUT_SHORT_WARNING,
     EntryData,
     FeedState,
     FetchOptions,
@@ -648,14 +649,18 @@ def _parsed(
     parsed: ParsedFeed,
     body_hash: str,
 ) -> Decision:
+    # a document cut short is no basis for the next conditional request: its validators
+    # would answer 304 (or its hash match) until the server's version changes, leaving
+    # out the skipped entry meanwhile, for good if it leaves the document first
+    whole = not (parsed.warning or "").startswith(CUT_SHORT_WARNING)
     state = FeedUpdate(
         **_common(feed, fetched),
         feed_title=parsed.title,
         site_link=parsed.link,
         language=parsed.language,
-        etag=fetched.etag,
-        last_modified=fetched.last_modified,
-        body_hash=body_hash,
+        etag=fetched.etag if whole else feed.etag,
+        last_modified=fetched.last_modified if whole else feed.last_modified,
+        body_hash=body_hash if whole else feed.body_hash,
         next_check_at=_next_check(
             feed,
             options,

@@ -24,7 +24,7 @@ from aggregator.scheduler import Worker
 from aggregator.store import Store
 from aggregator.update import POOL_MIN_FEEDS
 from tests.conftest import write_config
-from tests.feedserver import FeedServer
+from tests.feedserver import FeedServer, RecordedRequest, Response
 
 
 def _touch_later(path: Path) -> None:
@@ -192,6 +192,40 @@ def test_a_document_cut_short_neither_edits_nor_adds_entries(
     assert (third.new_entries, third.changed_entries) == (0, 0)
     after = {e.key: (e.id, e.updated_at, e.summary) for e in store.get_latest(limit=10)}
     assert after == {**before, "new": after["new"]}
+
+
+def test_a_document_cut_short_is_asked_for_whole_next_time(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """A server sends a new version of its document once cut short, inside its second
+    new post, with the version's ETag, and answers 304 to that ETag after: the worker
+    does not keep a cut document's validators, so the next fetch gets the whole
+    document and the post the cut left out."""
+    now = datetime.now(UTC)
+    posts = [(f"p{i}", now - timedelta(days=i, hours=1)) for i in range(3)]
+    whole = _blog([("n1", now), ("n2", now - timedelta(minutes=30)), *posts]).encode()
+    cut = whole[: whole.index(b"whole text of post n2") + 6]
+    served: list[str] = []
+
+    def handler(request: RecordedRequest) -> Response:
+        if not served:  # the first fetch: the old version
+            served.append("old")
+            return Response(200, {"ETag": '"v1"'}, _blog(posts).encode())
+        if request.headers.get("If-None-Match") == '"v2"':
+            served.append("304")
+            return Response(304, {"ETag": '"v2"'}, b"")
+        body = cut if "cut" not in served else whole
+        served.append("cut" if body is cut else "whole")
+        return Response(200, {"ETag": '"v2"'}, body)
+
+    feed_server.route("/blog.rss", handler=handler)
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("blog.rss")])
+    worker = Worker(load_config(path), store)
+    for hours in range(3):
+        worker.tick(now + timedelta(hours=hours))
+
+    assert served == ["old", "cut", "whole"]
+    assert {e.key for e in store.get_latest(limit=10)} == {"n1", "n2", "p0", "p1", "p2"}
 
 
 def _children(pid: int) -> list[int]:
