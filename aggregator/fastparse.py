@@ -205,6 +205,7 @@ def parse_fast(
     content_type: str | None = None,
     fetched_at: datetime,
     max_entries: int = 500,
+    guard: Callable[[bytes], None] | None = None,
 ) -> ParsedFeed | None:
     """Parse a well-formed RSS 0.9x/2.0, Atom 1.0 or RSS 1.0 document with lxml.
 
@@ -215,12 +216,17 @@ def parse_fast(
             from the document's own sends the document to feedparser.
         fetched_at: The fetch time, for date clamping.
         max_entries: Entries kept at most; the rest are counted as dropped.
+        guard: Called with `data` (and may raise) before anything is read of a
+            document that has a DOCTYPE or that the strict parse refuses: the entity
+            guard (`parse.guard_entities`), which a document without a DOCTYPE cannot
+            fail, as entities are declared only there. lxml itself never expands
+            entities here (`resolve_entities=False`).
 
     Returns:
         The parsed feed, or None when feedparser should read the document instead.
     """
     try:
-        return _parse(data, url, content_type, fetched_at, max_entries)
+        return _parse(data, url, content_type, fetched_at, max_entries, guard)
     except _Doubt:
         return None
 
@@ -238,10 +244,16 @@ def refusal(data: bytes, *, content_type: str | None = None, max_entries: int = 
 
 
 def _parse(
-    data: bytes, url: str, content_type: str | None, fetched_at: datetime, cap: int
+    data: bytes,
+    url: str,
+    content_type: str | None,
+    fetched_at: datetime,
+    cap: int,
+    guard: Callable[[bytes], None] | None = None,
 ) -> ParsedFeed:
     if not AVAILABLE:
         raise _Doubt("feedparser helpers unavailable")
+    given = data
     warning = None
     strict = True
     if _LEADING_SPACE_BEFORE_DECLARATION.match(data):
@@ -252,6 +264,8 @@ def _parse(
     except ValueError as exc:
         raise _Doubt("not well-formed") from exc
     except etree.XMLSyntaxError as exc:
+        if guard is not None:
+            guard(given)
         bare = exc.code in BARE_AMPERSAND_ERROR_CODES  # else no repair is worth trying
         repaired = _repair_ampersands(data) if bare else None
         if repaired is None:
@@ -260,6 +274,9 @@ def _parse(
         else:
             root, data = repaired
             warning = BARE_AMPERSAND_WARNING
+    else:
+        if guard is not None and _has_doctype(root):
+            guard(given)
     if root is None:
         raise _Doubt("no root element")
     parsed = _read(
@@ -272,6 +289,11 @@ def _parse(
         strict=strict,
     )
     return replace(parsed, warning=warning) if warning else parsed
+
+
+def _has_doctype(root: etree._Element) -> bool:
+    docinfo = root.getroottree().docinfo
+    return bool(docinfo.doctype) or docinfo.internalDTD is not None
 
 
 def _parser(recover: bool = False) -> etree.XMLParser:

@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 from xml.sax import SAXException
 from xml.sax.handler import ContentHandler
@@ -89,13 +90,18 @@ def parse_feed(
         raise ParseError(url, "parse: empty document")
     if _looks_like_json(data, content_type):
         return _parse_json(data, url=url, fetched_at=fetched_at, max_entries=max_entries)
-    guard_entities(data, url=url)
-    if fast:
+    if fast:  # it calls the guard itself, only on a document that has a DOCTYPE
         parsed = parse_fast(
-            data, url=url, content_type=content_type, fetched_at=fetched_at, max_entries=max_entries
+            data,
+            url=url,
+            content_type=content_type,
+            fetched_at=fetched_at,
+            max_entries=max_entries,
+            guard=partial(guard_entities, url=url),
         )
         if parsed is not None:
             return parsed
+    guard_entities(data, url=url)
     return _parse_feedparser(
         data, url=url, content_type=content_type, fetched_at=fetched_at, max_entries=max_entries
     )

@@ -325,6 +325,19 @@ def test_entity_documents_are_refused_quickly(name: str) -> None:
     assert min(timings) < GUARD_LIMIT_SECONDS, timings
 
 
+def test_unused_entity_declaration_in_a_readable_document_is_refused() -> None:
+    # the fast path would read this document (no entity is referenced): it must run
+    # the guard itself when it sees the DOCTYPE, not leave it to the fallback
+    doc = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [<!ENTITY unused "never referenced">]>
+<rss version="2.0"><channel><title>Clean</title>
+<item><title>Plain</title><guid>p1</guid></item></channel></rss>"""
+    with pytest.raises(ParseError, match="refused"):
+        parse_bytes(doc)
+    plain = doc.replace(b' [<!ENTITY unused "never referenced">]', b"")
+    assert [e.key for e in parse_bytes(plain).entries] == ["p1"]
+
+
 def test_plain_doctype_and_entity_text_in_content_pass() -> None:
     doc = b"""<?xml version="1.0"?>
 <!DOCTYPE rss SYSTEM "http://127.0.0.2/rss.dtd">
