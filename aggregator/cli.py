@@ -249,22 +249,41 @@ def _feed_status(feed: FeedState) -> str:
     return f"{status} (ids:link)" if feed.id_rule else status
 
 
+def _is_failing(feed: FeedState) -> bool:
+    """Whether a source needs the operator's eye: its last fetch failed, or it was
+    disabled (gone, 410); a note on a fetch that worked does not count."""
+    return bool(feed.error_count or feed.disabled_reason or feed.last_status in ("error", "gone"))
+
+
+def _per_day(rate: float) -> str:
+    return f"{rate:.1f}" if rate < 10 else f"{rate:.0f}"
+
+
 @cli.command()
+@click.option("--failing", is_flag=True, help="Only the sources that are failing or disabled.")
 @pass_state
-def feeds(state: _State) -> None:
-    """List the sources with status, last fetch, entry count and next check."""
+def feeds(state: _State, failing: bool) -> None:
+    """List the sources with status, entries (stored, and per day over the last week),
+    errors in a row, last fetch, last success and next check; the last error below."""
     config = state.config()
     store = state.store(config)
     now = datetime.now(UTC)
-    columns = f"{'ID':>4} {'STATUS':<14} {'ENTRIES':>7} {'ERRORS':>6} {'LAST FETCH':<11}"
-    click.echo(f"{columns} {'NEXT':<10} SOURCE")
+    columns = (
+        f"{'ID':>4} {'STATUS':<14} {'ENTRIES':>7} {'PER DAY':>7} {'ERRORS':>6} "
+        f"{'LAST FETCH':<11} {'LAST OK':<11} {'NEXT':<10}"
+    )
+    click.echo(f"{columns} SOURCE")
     for feed in store.get_feeds(now):
+        if failing and not _is_failing(feed):
+            continue
         next_check = (
             "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)
         )
         click.echo(
-            f"{feed.id:>4} {_feed_status(feed):<14} {feed.entry_count:>7} {feed.error_count:>6} "
-            f"{_ago(feed.last_fetch_at, now):<11} {next_check:<10} {feed.display_title}"
+            f"{feed.id:>4} {_feed_status(feed):<14} {feed.entry_count:>7} "
+            f"{_per_day(feed.entries_per_day):>7} {feed.error_count:>6} "
+            f"{_ago(feed.last_fetch_at, now):<11} {_ago(feed.last_success_at, now):<11} "
+            f"{next_check:<10} {feed.display_title}"
         )
         if feed.last_error:
             label = "note" if feed.last_error_is_note else "last error"

@@ -89,12 +89,21 @@ def test_poll_and_feeds_show_status(
     code, table = _run("--config", str(path), "feeds")
     assert code == 0
     lines = table.splitlines()
-    assert lines[0].split()[:4] == ["ID", "STATUS", "ENTRIES", "ERRORS"]
-    assert any(line.split()[1:4] == ["ok", "3", "0"] for line in lines[1:])
-    assert any(line.split()[1:4] == ["error", "0", "1"] for line in lines[1:])
+    header = ["ID", "STATUS", "ENTRIES", "PER DAY", "ERRORS", "LAST FETCH", "LAST OK", "NEXT"]
+    assert [name for name in header if name in lines[0]] == header
+    world, broken, spaced = (row for row in map(str.split, lines[1:]) if row[0].isdigit())
+    # 3 entries first seen now: 3 a week, 0.4 a day; fetched now, and a success
+    assert world[1:5] == ["ok", "3", "0.4", "0"] and world[5:9] == ["0s", "ago", "0s", "ago"]
+    assert broken[1:5] == ["error", "0", "0.0", "1"]
+    assert broken[5:8] == ["0s", "ago", "-"]  # fetched, never a success
     assert "last error: fetch: HTTP 503" in table
     # a fetch that worked with a defect in the document: a note, not an error
     assert "note: whitespace before the XML declaration (ignored)" in table
+    code, failing = _run("--config", str(path), "feeds", "--failing")
+    assert code == 0
+    assert feed_server.url("broken") in failing and "last error: fetch: HTTP 503" in failing
+    assert "Harbour Times" not in failing and "note:" not in failing
+    assert len(failing.splitlines()) == 3  # the header, the feed, its error
     code, output = _run("--config", str(path), "poll")
     assert "0 feeds" in output
     assert "0 grouped into stories" in output
