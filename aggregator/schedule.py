@@ -44,9 +44,11 @@ def next_check_at(
     min_interval: float,
     max_interval: float,
     error_count: int = 0,
+    failing_since: datetime | None = None,
     retry_after: datetime | None = None,
     cache_seconds: float | None = None,
     ttl_seconds: float | None = None,
+    incomplete: bool = False,
     rng: Uniform = random,
 ) -> datetime | None:
     """Decide when a feed is checked next.
@@ -58,11 +60,17 @@ def next_check_at(
         min_interval: the shortest allowed interval, seconds (also the backoff base).
         max_interval: the longest allowed interval, seconds.
         error_count: consecutive errors including this attempt (used for "error").
+        failing_since: when the feed last worked: the backoff never waits longer than
+            the feed has been failing since (see `error_delay`). None (a feed that
+            never worked): no such bound.
         retry_after: the server's Retry-After time; always a lower bound (capped 30 days).
             After an error it replaces the backoff: the next check is that time or the
             feed's own interval, whichever is later.
         cache_seconds: Cache-Control max-age / Expires hint, seconds (success only).
         ttl_seconds: the feed's own TTL hint (RSS <ttl>, sy:updatePeriod), seconds.
+        incomplete: the document of this success was cut short: its skipped entries
+            are fetched soon (`min_interval`, jittered as a first error's retry), before
+            the oldest of them leave the feed, not after the feed's interval.
         rng: source of jitter.
 
     Returns:
@@ -83,7 +91,10 @@ def next_check_at(
         # --faults), and lost what it published meanwhile
         delay = success_delay(interval, min_interval, max_interval, rng=rng)
     elif outcome == "error":
-        delay = error_delay(error_count, min_interval, max_interval, rng)
+        failing = (now - failing_since).total_seconds() if failing_since is not None else None
+        delay = error_delay(error_count, min_interval, max_interval, rng, failing)
+    elif incomplete:
+        delay = error_delay(1, min_interval, max_interval, rng)
     else:
         delay = success_delay(interval, min_interval, max_interval, cache_seconds, ttl_seconds, rng)
     when = now + timedelta(seconds=delay)
@@ -111,15 +122,29 @@ def success_delay(
 
 
 def error_delay(
-    error_count: int, min_interval: float, max_interval: float, rng: Uniform = random
+    error_count: int,
+    min_interval: float,
+    max_interval: float,
+    rng: Uniform = random,
+    failing_seconds: float | None = None,
 ) -> float:
     """Seconds until the retry after the `error_count`-th consecutive error.
 
-    min_interval * 2**(error_count-1), capped at min(max_interval, 24 h), then
-    jittered by +-20 %.
+    min_interval * 2**(error_count-1), capped at min(max_interval, 24 h) and at how long
+    the feed has been failing (`failing_seconds`, when known; never below min_interval),
+    then jittered by +-20 %.
+
+    The second cap leaves a plain backoff as it is, up to the jitter (after a success
+    an interval ago, each wait is shorter than the time failed so far), but not one that
+    the count ran ahead of: errors answered with Retry-After come at the feed's interval and count
+    too, so after seven hours of a 503 every half hour one bare 500 meant a wait of a
+    day (2**14 intervals), and a feed whose document holds twelve hours of items lost
+    what it published meanwhile (bench/soak.py).
     """
     exponent = min(max(error_count, 1) - 1, MAX_BACKOFF_EXPONENT)
     cap = max(min(max_interval, ERROR_BACKOFF_CAP), min_interval)
+    if failing_seconds is not None:
+        cap = min(cap, max(failing_seconds, min_interval))
     base = min(min_interval * (1 << exponent), cap)
     return base * rng.uniform(1 - ERROR_JITTER, 1 + ERROR_JITTER)
 

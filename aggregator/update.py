@@ -612,7 +612,13 @@ def _failed(
         last_modified=feed.last_modified,
         body_hash=feed.body_hash,
         next_check_at=_next_check(
-            feed, options, clock, "error", error_count=errors, retry_after=fetched.retry_after
+            feed,
+            options,
+            clock,
+            "error",
+            error_count=errors,
+            failing_since=feed.last_success_at,
+            retry_after=fetched.retry_after,
         ),
         last_status="error",
         last_error=error,
@@ -651,7 +657,9 @@ def _parsed(
 ) -> Decision:
     # a document cut short is no basis for the next conditional request: its validators
     # would answer 304 (or its hash match) until the server's version changes, leaving
-    # out the skipped entry meanwhile, for good if it leaves the document first
+    # out the skipped entry meanwhile, for good if it leaves the document first; and it
+    # is fetched again soon, as the entries the cut left out are the oldest, the next
+    # to leave the document
     whole = not (parsed.warning or "").startswith(CUT_SHORT_WARNING)
     state = FeedUpdate(
         **_common(feed, fetched),
@@ -669,6 +677,7 @@ def _parsed(
             error_count=0,
             cache_seconds=fetched.cache_seconds,
             ttl_seconds=parsed.ttl_seconds,
+            incomplete=not whole,
         ),
         last_success_at=fetched.fetched_at,
         last_status="ok",

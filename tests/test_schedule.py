@@ -96,6 +96,36 @@ def test_r2_after_an_error_retry_after_replaces_the_backoff() -> None:
     assert seconds(check("error", error_count=10)) >= ERROR_BACKOFF_CAP * 0.8  # no hint
 
 
+def test_r6_backoff_never_waits_longer_than_the_feed_has_been_failing() -> None:
+    """After seven hours of 503s with Retry-After every half hour (14 errors), one bare
+    500 is retried within the seven hours the feed has failed, not a day later; a plain
+    backoff after a success an interval ago is not shortened."""
+    rng = random.Random(3)
+    since = NOW - timedelta(hours=7)
+    for _ in range(50):
+        d = seconds(check("error", error_count=15, failing_since=since, rng=rng))
+        assert 7 * 3600 * 0.8 <= d <= 7 * 3600 * 1.2
+    for k in range(1, 8):  # errors 1..7 after a success one interval before the first
+        failed_for = INTERVAL + sum(MIN * 2 ** (j - 1) for j in range(1, k))
+        since = NOW - timedelta(seconds=failed_for)
+        expected = MIN * 2 ** (k - 1)
+        d = seconds(check("error", error_count=k, failing_since=since, rng=rng))
+        assert expected * 0.8 <= d <= expected * 1.2, (k, d)
+    # just failed after working: the first retry waits at least min_interval
+    d = seconds(check("error", error_count=1, failing_since=NOW, rng=rng))
+    assert MIN * 0.8 <= d <= MIN * 1.2
+
+
+def test_a_document_cut_short_is_fetched_again_soon() -> None:
+    rng = random.Random(4)
+    for _ in range(50):
+        d = seconds(check("ok", incomplete=True, ttl_seconds=7200, rng=rng))
+        assert MIN * 0.8 <= d <= MIN * 1.2
+    assert check("ok", incomplete=True, retry_after=NOW + timedelta(hours=2)) == NOW + timedelta(
+        hours=2
+    )
+
+
 def test_unknown_outcome() -> None:
     with pytest.raises(ValueError, match="schedule: unknown outcome"):
         check("weird")

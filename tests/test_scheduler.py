@@ -228,6 +228,25 @@ def test_a_document_cut_short_is_asked_for_whole_next_time(
     assert {e.key for e in store.get_latest(limit=10)} == {"n1", "n2", "p0", "p1", "p2"}
 
 
+def test_a_document_cut_short_is_fetched_again_within_min_interval(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """The posts a cut leaves out are the oldest, the next to leave the document: the
+    worker asks again after `min_interval`, not after the feed's interval."""
+    now = datetime.now(UTC)
+    posts = [(f"p{i}", now - timedelta(hours=i + 1)) for i in range(3)]
+    whole = _blog([("n1", now), *posts]).encode()
+    feed_server.route("/blog.rss", body=whole[: whole.index(b"whole text of post p1") + 6])
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("blog.rss")])
+    config = load_config(path)
+    Worker(config, store).tick(now)
+    (feed,) = store.get_feeds()
+    assert feed.last_error and feed.last_error.startswith(CUT_SHORT_WARNING)
+    assert feed.next_check_at is not None and feed.last_fetch_at is not None
+    wait = (feed.next_check_at - max(now, feed.last_fetch_at)).total_seconds()
+    assert wait <= config.settings.min_interval * 1.2 < config.settings.default_interval * 0.9
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():

@@ -272,6 +272,35 @@ def test_r2_a_feed_throttled_again_and_again_is_asked_back_after_each_retry_afte
     assert (feed.last_status, feed.error_count, feed.entry_count) == ("ok", 0, 3)
 
 
+def test_r6_a_bare_error_after_a_throttled_spell_waits_no_longer_than_the_spell(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    """A feed that worked, then answered 503 with Retry-After every half hour for seven
+    hours (14 errors in a row), then one bare 500: the retry comes within those seven
+    hours, not after the day that 14 doubled errors would mean."""
+    _, options = _setup(tmp_path, store, feed_server, ["maintained"])
+    (feed_dir / "maintained").write_bytes((feed_dir / "world.rss").read_bytes())
+    when = datetime.now(UTC).replace(microsecond=0)
+    poll_due(store, options, owner="test", now=when)
+    (feed,) = store.get_feeds()
+    assert feed.last_status == "ok" and feed.last_success_at is not None
+    worked = feed.last_success_at
+    when = feed.next_check_at or when
+    for _ in range(14):
+        back = format_datetime(when + timedelta(minutes=30), usegmt=True)
+        feed_server.route("/maintained", status=503, headers={"Retry-After": back})
+        poll_due(store, options, owner="test", now=when)
+        (feed,) = store.get_feeds()
+        when = feed.next_check_at or when
+    feed_server.route("/maintained", status=500)
+    poll_due(store, options, owner="test", now=when)
+    (feed,) = store.get_feeds()
+    assert feed.error_count == 15 and feed.next_check_at is not None
+    failed_for = when - worked
+    assert failed_for >= timedelta(hours=7)
+    assert feed.next_check_at - when <= failed_for * 1.2 < timedelta(hours=24) * 0.8
+
+
 def test_r6_errors_back_off_and_success_resets(
     tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
 ) -> None:
