@@ -659,8 +659,9 @@ def _parsed(
     # would answer 304 (or its hash match) until the server's version changes, leaving
     # out the skipped entry meanwhile, for good if it leaves the document first; and it
     # is fetched again soon, as the entries the cut left out are the oldest, the next
-    # to leave the document
+    # to leave the document (once: a server that always cuts is asked at its interval)
     whole = not (parsed.warning or "").startswith(CUT_SHORT_WARNING)
+    again_soon = not whole and not (feed.last_error or "").startswith(CUT_SHORT_WARNING)
     state = FeedUpdate(
         **_common(feed, fetched),
         feed_title=parsed.title,
@@ -677,7 +678,7 @@ def _parsed(
             error_count=0,
             cache_seconds=fetched.cache_seconds,
             ttl_seconds=parsed.ttl_seconds,
-            incomplete=not whole,
+            incomplete=again_soon,
         ),
         last_success_at=fetched.fetched_at,
         last_status="ok",

@@ -245,6 +245,15 @@ def test_a_document_cut_short_is_fetched_again_within_min_interval(
     assert feed.next_check_at is not None and feed.last_fetch_at is not None
     wait = (feed.next_check_at - max(now, feed.last_fetch_at)).total_seconds()
     assert wait <= config.settings.min_interval * 1.2 < config.settings.default_interval * 0.9
+    # cut again (a server that always cuts): asked at the feed's interval, not every
+    # min_interval for good
+    again = feed.next_check_at
+    Worker(config, store).tick(again)
+    (feed,) = store.get_feeds()
+    assert feed.last_error and feed.last_error.startswith(CUT_SHORT_WARNING)
+    assert feed.next_check_at is not None and feed.last_fetch_at is not None
+    wait = (feed.next_check_at - max(again, feed.last_fetch_at)).total_seconds()
+    assert wait >= config.settings.default_interval * 0.9
 
 
 def _children(pid: int) -> list[int]:
