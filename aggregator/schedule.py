@@ -135,11 +135,11 @@ def error_delay(
     then jittered by +-20 %.
 
     The second cap leaves a plain backoff as it is, up to the jitter (after a success
-    an interval ago, each wait is shorter than the time failed so far), but not one that
-    the count ran ahead of: errors answered with Retry-After come at the feed's interval and count
-    too, so after seven hours of a 503 every half hour one bare 500 meant a wait of a
-    day (2**14 intervals), and a feed whose document holds twelve hours of items lost
-    what it published meanwhile (bench/soak.py).
+    an interval ago, each wait is shorter than the time failed so far), but not one
+    that the count ran ahead of: errors answered with Retry-After come at the feed's
+    interval and count too, so after seven hours of a 503 every half hour one bare 500
+    meant a wait of a day (2**14 intervals), and a feed whose document holds twelve
+    hours of items lost what it published meanwhile (bench/soak.py).
     """
     exponent = min(max(error_count, 1) - 1, MAX_BACKOFF_EXPONENT)
     cap = max(min(max_interval, ERROR_BACKOFF_CAP), min_interval)
