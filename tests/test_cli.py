@@ -76,8 +76,9 @@ def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) 
 
 
 def test_poll_and_feeds_show_status(
-    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+    tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer
 ) -> None:
+    feed_server = recent_feed_server  # world.rss published within the last day
     feed_server.route("/broken", status=503)
     spaced = b"\n  " + (Path(__file__).parent / "data" / "world.rss").read_bytes()
     feed_server.route("/spaced", body=spaced, headers={"Content-Type": "application/rss+xml"})
@@ -92,7 +93,7 @@ def test_poll_and_feeds_show_status(
     header = ["ID", "STATUS", "ENTRIES", "PER DAY", "ERRORS", "LAST FETCH", "LAST OK", "NEXT"]
     assert [name for name in header if name in lines[0]] == header
     world, broken, spaced = (row for row in map(str.split, lines[1:]) if row[0].isdigit())
-    # 3 entries first seen now: 3 a week, 0.4 a day; fetched now, and a success
+    # 3 entries published within the week: 0.4 a day; fetched now, and a success
     assert world[1:5] == ["ok", "3", "0.4", "0"] and world[5:9] == ["0s", "ago", "0s", "ago"]
     assert broken[1:5] == ["error", "0", "0.0", "1"]
     assert broken[5:8] == ["0s", "ago", "-"]  # fetched, never a success

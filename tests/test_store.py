@@ -108,6 +108,19 @@ def test_a_claim_reads_no_entries_so_its_cost_does_not_grow_with_the_archive(
     assert {f.url: f.entry_count for f in store.get_feeds()}["https://a.example/1"] == 20
 
 
+def test_entries_per_day_count_what_was_published_in_the_last_week(store: Store) -> None:
+    """A feed's first poll brings its back catalogue: 7 entries of the last week and
+    30 of the month before, all first seen now. Its rate is one a day, not 37 a week."""
+    store.sync_sources(_sources("https://a.example/1"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    week = [_entry(f"w{n}", published_at=NOW - timedelta(days=n, hours=1)) for n in range(7)]
+    older = [_entry(f"o{n}", published_at=NOW - timedelta(days=8 + n)) for n in range(30)]
+    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), week + older)
+    (state,) = store.get_feeds(NOW)
+    assert state.entry_count == 37
+    assert state.entries_per_day == pytest.approx(1.0)
+
+
 def test_stale_worker_write_is_fenced(store: Store) -> None:
     store.sync_sources(_sources("https://a.example/1"), NOW)
     (feed,) = store.claim_due_feeds("w1", NOW, LEASE, 10)

@@ -239,10 +239,13 @@ def _feed_query(counts: bool = True, feed_ids: Sequence[int] | None = None) -> A
 
 
 def _recent_counts(conn: Connection, now: datetime) -> dict[int, int]:
+    """Entries per feed published within `ENTRIES_PER_DAY_WINDOW` before `now`: by the
+    published date, as /sources charts them, not by first sight (the first poll of a
+    feed sees its whole back catalogue at once; a month of it is not a week's rate)."""
     since = now - ENTRIES_PER_DAY_WINDOW
     query = (
         select(entries.c.feed_id, func.count())
-        .where(entries.c.first_seen_at >= since)
+        .where(entries.c.published_at >= since)
         .group_by(entries.c.feed_id)
     )
     return {feed_id: count for feed_id, count in conn.execute(query)}
