@@ -263,7 +263,7 @@ def _per_day(rate: float) -> str:
 @click.option("--failing", is_flag=True, help="Only the sources that are failing or disabled.")
 @pass_state
 def feeds(state: _State, failing: bool) -> None:
-    """List the sources with status, entries (stored, and per day over the last week),
+    """List the sources with status, entries (stored; published per day over the last week),
     errors in a row, last fetch, last success and next check; the last error below."""
     config = state.config()
     store = state.store(config)
