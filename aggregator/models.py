@@ -166,6 +166,7 @@ class FeedState:
     id_rule: str | None = None  # None: guid/id first; "link": guids proved unstable
     entry_count: int = 0
     entries_per_day: float = 0.0
+    created_at: datetime | None = None  # when the config first listed it
 
     @property
     def display_title(self) -> str:

@@ -9,6 +9,7 @@ a seeded `rng`.
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -60,9 +61,9 @@ def next_check_at(
         min_interval: the shortest allowed interval, seconds (also the backoff base).
         max_interval: the longest allowed interval, seconds.
         error_count: consecutive errors including this attempt (used for "error").
-        failing_since: when the feed last worked: the backoff never waits longer than
-            the feed has been failing since (see `error_delay`). None (a feed that
-            never worked): no such bound.
+        failing_since: since when the feed has been failing (its last success, or
+            when it was added): the backoff grows no faster than the time failed allows
+            (see `error_delay`). None: by the count alone.
         retry_after: the server's Retry-After time; always a lower bound (capped 30 days).
             After an error it replaces the backoff: the next check is that time or the
             feed's own interval, whichever is later.
@@ -130,23 +131,32 @@ def error_delay(
 ) -> float:
     """Seconds until the retry after the `error_count`-th consecutive error.
 
-    min_interval * 2**(error_count-1), capped at min(max_interval, 24 h) and at how long
-    the feed has been failing (`failing_seconds`, when known; never below min_interval),
-    then jittered by +-20 %.
+    min_interval * 2**(error_count-1), capped at min(max_interval, 24 h), then
+    jittered by +-20 %.
 
-    The second cap leaves a plain backoff as it is, up to the jitter (after a success
-    an interval ago, each wait is shorter than the time failed so far), but not one
-    that the count ran ahead of: errors answered with Retry-After come at the feed's
-    interval and count too, so after seven hours of a 503 every half hour one bare 500
-    meant a wait of a day (2**14 intervals), and a feed whose document holds twelve
-    hours of items lost what it published meanwhile (bench/soak.py).
+    When `failing_seconds` (how long the feed has been failing) is known, the exponent
+    is at most what consecutive doubled waits could have reached in that time, at the
+    lowest jitter: a plain run of errors is never changed by it (each wait is part of
+    the time failed), but a count that ran ahead of the time is. Errors answered with
+    Retry-After come at the feed's interval and count too: after seven hours of a 503
+    every half hour (14 errors) one bare 500 meant a wait of a day, and a feed whose
+    document holds twelve hours of items lost what it published meanwhile
+    (bench/soak.py); it now means about the seven hours failed so far.
     """
     exponent = min(max(error_count, 1) - 1, MAX_BACKOFF_EXPONENT)
-    cap = max(min(max_interval, ERROR_BACKOFF_CAP), min_interval)
     if failing_seconds is not None:
-        cap = min(cap, max(failing_seconds, min_interval))
+        exponent = min(exponent, reachable_exponent(failing_seconds, min_interval))
+    cap = max(min(max_interval, ERROR_BACKOFF_CAP), min_interval)
     base = min(min_interval * (1 << exponent), cap)
     return base * rng.uniform(1 - ERROR_JITTER, 1 + ERROR_JITTER)
+
+
+def reachable_exponent(failing_seconds: float, min_interval: float) -> int:
+    """The largest exponent k such that waits of min_interval * 2**j (j < k), each
+    jittered as low as it goes, fit in `failing_seconds`: 0.8 m (2**k - 1) <= failing."""
+    lowest = max(min_interval, 1.0) * (1 - ERROR_JITTER)
+    ratio = max(failing_seconds, 0.0) / lowest + 1.0
+    return min(int(math.log2(ratio) + 1e-9), MAX_BACKOFF_EXPONENT)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:

@@ -617,7 +617,7 @@ def _failed(
             clock,
             "error",
             error_count=errors,
-            failing_since=feed.last_success_at,
+            failing_since=feed.last_success_at or feed.created_at,
             retry_after=fetched.retry_after,
         ),
         last_status="error",
