@@ -167,6 +167,7 @@ class FeedState:
     entry_count: int = 0
     entries_per_day: float = 0.0
     created_at: datetime | None = None  # when the config first listed it
+    backoff_count: int = 0  # consecutive errors not answered with Retry-After
 
     @property
     def display_title(self) -> str:

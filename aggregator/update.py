@@ -595,6 +595,7 @@ def _gone(feed: FeedState, fetched: FetchResult) -> Decision:
         last_status="gone",
         last_error=reason,
         error_count=feed.error_count + 1,
+        backoff_count=feed.backoff_count,
         disabled_reason=reason,
         keep_document_fields=True,
     )
@@ -605,6 +606,9 @@ def _failed(
     feed: FeedState, fetched: FetchResult, options: PollOptions, clock: datetime, error: str
 ) -> Decision:
     errors = feed.error_count + 1
+    # the backoff doubles on the errors it decides the wait of: an answer with
+    # Retry-After (the server said when to come back) counts as an error, not here
+    backoff = feed.backoff_count + (fetched.retry_after is None)
     state = FeedUpdate(
         **_common(feed, fetched),
         # Keep the old validators: the next fetch must not be a 304 for a body we never read.
@@ -616,13 +620,14 @@ def _failed(
             options,
             clock,
             "error",
-            error_count=errors,
+            error_count=backoff,
             failing_since=feed.last_success_at or feed.created_at,
             retry_after=fetched.retry_after,
         ),
         last_status="error",
         last_error=error,
         error_count=errors,
+        backoff_count=backoff,
         keep_document_fields=True,
     )
     return Decision("error", state, error=error)

@@ -58,6 +58,7 @@ class FeedUpdate:
     http_status: int | None = None
     last_error: str | None = None
     error_count: int = 0
+    backoff_count: int = 0  # consecutive errors without Retry-After (the backoff's count)
     disabled_reason: str | None = None
     id_rule: str | None = None  # set to switch the feed's identity rule
     keep_document_fields: bool = False  # True when nothing was parsed (304, errors)
@@ -561,6 +562,7 @@ def _state_values(state: FeedUpdate) -> dict[str, Any]:
         "http_status": state.http_status,
         "last_error": state.last_error,
         "error_count": state.error_count,
+        "backoff_count": state.backoff_count,
         "disabled_reason": state.disabled_reason,
     }
     if state.last_success_at is not None:

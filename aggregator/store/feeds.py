@@ -288,6 +288,7 @@ def _to_state(row: Row[Any], tags: tuple[str, ...], per_day: float) -> FeedState
         entry_count=row.entry_count,
         entries_per_day=per_day,
         created_at=row.created_at,
+        backoff_count=row.backoff_count,
     )
 
 

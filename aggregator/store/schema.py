@@ -78,6 +78,9 @@ feeds = Table(
     Column("http_status", Integer),
     Column("last_error", Text),
     Column("error_count", Integer, nullable=False, default=0),
+    # Consecutive errors the backoff counts: those not answered with Retry-After (see
+    # update._failed); error_count counts them all.
+    Column("backoff_count", Integer, nullable=False, default=0, server_default="0"),
     Column("disabled_reason", Text),
     # How entries are identified: NULL = guid/id first; "link" when guids proved unstable.
     Column("id_rule", String(16)),
