@@ -32,7 +32,7 @@ from typing import Any
 
 from lxml import etree
 
-from aggregator.models import ParsedFeed
+from aggregator.models import CUT_SHORT_WARNING, ParsedFeed
 from aggregator.normalise import (
     RawEntry,
     absolute_url,
@@ -159,6 +159,11 @@ delimiter, feedparser keeps it: see `_repair_ampersands` instead), encoding erro
 (feedparser re-decodes the whole document with another charset), structural errors
 (mismatched or unfinished tags, unfinished CDATA: what recovery keeps is a guess)."""
 
+CUT_END_ERRORS = RECOVERABLE_ERRORS | {"ERR_TAG_NOT_FINISHED"}
+"""What the head of a document cut short may hold besides `RECOVERABLE_ERRORS`: the
+elements its end leaves open ("Premature end of data in tag channel"). The head ends
+where the cut entry starts, so every entry in it is whole."""
+
 BARE_AMPERSAND_WARNING = 'not well-formed XML, repaired: bare "&" read as "&amp;"'
 """The warning of a document the fast path reads after `_repair_ampersands`."""
 
@@ -172,6 +177,7 @@ WARNING_MAX_CHARS = 200
 """Bound on `ParsedFeed.warning` (same as `parse`)."""
 
 ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s/>]")
+ENTRY_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
 _BARE_AMPERSAND = re.compile(
     rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->|&(?!(?:[A-Za-z_:][\w.:-]*|#[0-9]+|#x[0-9A-Fa-f]+);)",
     re.DOTALL,
@@ -256,6 +262,7 @@ def _parse(
     given = data
     warning = None
     strict = True
+    cut = 0  # entries left out because the bytes cut them
     if _LEADING_SPACE_BEFORE_DECLARATION.match(data):
         data = data.lstrip()
         warning = LEADING_SPACE_WARNING
@@ -268,9 +275,15 @@ def _parse(
             guard(given)
         bare = exc.code in BARE_AMPERSAND_ERROR_CODES  # else no repair is worth trying
         repaired = _repair_ampersands(data) if bare else None
-        if repaired is None:
+        head = _head_before_cut_entry(data) if repaired is None else None
+        problem = " ".join(exc.msg.split())  # lxml's message may quote lines of the text
+        if head is not None:  # cut short inside its last entry: read what precedes it
+            root, strict, cut = _recover(head, CUT_END_ERRORS), False, 1
+            warning = f"{CUT_SHORT_WARNING}; not well-formed XML, recovered: {problem}"
+            warning = warning[:WARNING_MAX_CHARS]
+        elif repaired is None:
             root, strict = _recover(data), False
-            warning = f"not well-formed XML, recovered: {exc.msg}"[:WARNING_MAX_CHARS]
+            warning = f"not well-formed XML, recovered: {problem}"[:WARNING_MAX_CHARS]
         else:
             root, data = repaired
             warning = BARE_AMPERSAND_WARNING
@@ -287,6 +300,7 @@ def _parse(
         fetched_at=fetched_at,
         cap=cap,
         strict=strict,
+        cut=cut,
     )
     return replace(parsed, warning=warning) if warning else parsed
 
@@ -331,9 +345,31 @@ def _escaped_ampersand(match: re.Match[bytes]) -> bytes:
     return b"&amp;" if match[0] == b"&" else match[0]  # CDATA and comments as they are
 
 
-def _recover(data: bytes) -> etree._Element:
+def last_entry_cut_short(data: bytes) -> bool:
+    """Whether the document ends inside its last entry: no `</item>` or `</entry>`
+    follows the last start tag of one (a body cut short by the server or a proxy).
+
+    feedparser's loose parser still reads that entry, with its text cut wherever the
+    bytes stopped: stored, it would replace the whole entry from an earlier fetch (an
+    edit that is not one, and another when the next fetch has it whole again). For a
+    document that is not well-formed only; byte patterns, so UTF-16/32 are not checked.
+    """
+    return _head_before_cut_entry(data) is not None
+
+
+def _head_before_cut_entry(data: bytes) -> bytes | None:
+    """The bytes before the start tag of the last entry when the document ends inside
+    that entry (see `last_entry_cut_short`); None otherwise."""
+    starts = [match.start() for match in ENTRY_START.finditer(data)]
+    if not starts or ENTRY_END.search(data, starts[-1]) is not None:
+        return None
+    return data[: starts[-1]]
+
+
+def _recover(data: bytes, allowed: frozenset[str] = RECOVERABLE_ERRORS) -> etree._Element:
     """The tree lxml recovers from a document with only local defects (see
-    `RECOVERABLE_ERRORS`), when it holds as many entries as the bytes have entry start
+    `RECOVERABLE_ERRORS`; `allowed` for the head of a document cut short, which ends
+    inside open elements), when it holds as many entries as the bytes have entry start
     tags — so no entry was lost or split; any other case is a doubt. (The strict
     parse's `error.error_log` is not used: lxml carries earlier documents' errors in it.)"""
     parser = _parser(recover=True)
@@ -341,16 +377,12 @@ def _recover(data: bytes) -> etree._Element:
         root = etree.fromstring(data, parser)
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise _Doubt("not well-formed, not recoverable") from exc
-    if root is None or not _only_recoverable(parser.error_log):
+    if root is None or not all(entry.type_name in allowed for entry in parser.error_log):
         raise _Doubt("not well-formed")
     entries = sum(1 for _ in root.iter("{*}item", "{*}entry"))
     if entries != len(ENTRY_START.findall(data)):
         raise _Doubt("not well-formed, recovered entries differ from the bytes")
     return root
-
-
-def _only_recoverable(log: Any) -> bool:
-    return all(entry.type_name in RECOVERABLE_ERRORS for entry in log)
 
 
 # --- document level -------------------------------------------------------------------
@@ -380,6 +412,7 @@ def _read(
     fetched_at: datetime,
     cap: int,
     strict: bool = True,
+    cut: int = 0,
 ) -> ParsedFeed:
     encoding = _document_encoding(root)
     _check_charset(content_type, encoding)
@@ -397,7 +430,7 @@ def _read(
         fetched_at=fetched_at,
         max_entries=cap,
         ttl_seconds=feed.ttl_seconds,
-        skipped=max(0, len(items) - cap),
+        skipped=max(0, len(items) - cap) + cut,
     )
 
 

@@ -32,7 +32,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.expatreader import DefusedExpatParser
 
 from aggregator.exceptions import ParseError
-from aggregator.fastparse import ENTRY_START, parse_fast
+from aggregator.fastparse import ENTRY_END, last_entry_cut_short, parse_fast
 from aggregator.jsonfeed import JsonFeedError, read_json_feed
 from aggregator.models import CUT_SHORT_WARNING, ParsedFeed
 from aggregator.normalise import (
@@ -55,7 +55,6 @@ IGNORED_BOZO: tuple[type[Exception], ...] = (feedparser.NonXMLContentType,)
 """Bozo reasons that are not worth a warning: feeds served as text/html or text/plain,
 or without a Content-Type at all, are common and read fine."""
 
-_ENTRY_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
 _ENTITY_DECLARATION = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
 _JSON_START = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*\{")
 
@@ -242,19 +241,6 @@ def _parse_feedparser(
     )
 
 
-def last_entry_cut_short(data: bytes) -> bool:
-    """Whether the document ends inside its last entry: no `</item>` or `</entry>`
-    follows the last start tag of one (a body cut short by the server or a proxy).
-
-    feedparser's loose parser still reads that entry, with its text cut wherever the
-    bytes stopped: stored, it would replace the whole entry from an earlier fetch (an
-    edit that is not one, and another when the next fetch has it whole again). For a
-    document that is not well-formed only; byte patterns, so UTF-16/32 are not checked.
-    """
-    starts = [match.end() for match in ENTRY_START.finditer(data)]
-    return bool(starts) and _ENTRY_END.search(data, starts[-1]) is None
-
-
 def cap_document(data: bytes, max_entries: int) -> tuple[bytes, int]:
     """Cut entries beyond `max_entries` out of the bytes before feedparser reads them.
 
@@ -268,7 +254,7 @@ def cap_document(data: bytes, max_entries: int) -> tuple[bytes, int]:
     Returns:
         The (possibly) shortened document and the number of entries cut out.
     """
-    ends = [m.end() for m in _ENTRY_END.finditer(data)]
+    ends = [m.end() for m in ENTRY_END.finditer(data)]
     if max_entries <= 0 or len(ends) <= max_entries:
         return data, 0
     return data[: ends[max_entries - 1]] + data[ends[-1] :], len(ends) - max_entries
