@@ -60,7 +60,8 @@ def next_check_at(
         interval: the feed's configured interval, seconds.
         min_interval: the shortest allowed interval, seconds (also the backoff base).
         max_interval: the longest allowed interval, seconds.
-        error_count: consecutive errors including this attempt (used for "error").
+        error_count: consecutive errors including this attempt (used for "error"),
+            counting only those without Retry-After (the backoff's own count).
         failing_since: since when the feed has been failing (its last success, or
             when it was added): the backoff grows no faster than the time failed allows
             (see `error_delay`). None: by the count alone.
@@ -137,11 +138,9 @@ def error_delay(
     When `failing_seconds` (how long the feed has been failing) is known, the exponent
     is at most what consecutive doubled waits could have reached in that time, at the
     lowest jitter: a plain run of errors is never changed by it (each wait is part of
-    the time failed), but a count that ran ahead of the time is. Errors answered with
-    Retry-After come at the feed's interval and count too: after seven hours of a 503
-    every half hour (14 errors) one bare 500 meant a wait of a day, and a feed whose
-    document holds twelve hours of items lost what it published meanwhile
-    (bench/soak.py); it now means about the seven hours failed so far.
+    the time failed), but a count that ran ahead of the clock is (forced polls, `poll
+    --all`, count errors without waiting). The caller counts only the errors whose wait
+    the backoff decided (`update._failed`): an answer with Retry-After is not one.
     """
     exponent = min(max(error_count, 1) - 1, MAX_BACKOFF_EXPONENT)
     if failing_seconds is not None:
