@@ -249,12 +249,6 @@ def _feed_status(feed: FeedState) -> str:
     return f"{status} (ids:link)" if feed.id_rule else status
 
 
-def _is_failing(feed: FeedState) -> bool:
-    """Whether a source needs the operator's eye: its last fetch failed, or it was
-    disabled (gone, 410); a note on a fetch that worked does not count."""
-    return bool(feed.error_count or feed.disabled_reason or feed.last_status in ("error", "gone"))
-
-
 def _per_day(rate: float) -> str:
     return f"{rate:.1f}" if rate < 10 else f"{rate:.0f}"
 
@@ -274,7 +268,7 @@ def feeds(state: _State, failing: bool) -> None:
     )
     click.echo(f"{columns} SOURCE")
     for feed in store.get_feeds(now):
-        if failing and not _is_failing(feed):
+        if failing and not feed.failing:
             continue
         next_check = (
             "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)

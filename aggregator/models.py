@@ -174,6 +174,13 @@ class FeedState:
         return self.title or self.feed_title or self.url
 
     @property
+    def failing(self) -> bool:
+        """Whether the source needs the operator's eye: its last fetch failed, errors
+        are counting, or it was disabled (a 410 sets the reason); a note on a fetch that
+        worked does not count."""
+        return bool(self.error_count or self.disabled_reason or self.last_status == "error")
+
+    @property
     def last_error_is_note(self) -> bool:
         """Whether `last_error` is a note on a fetch that worked (a document recovered
         from a defect, a switch of the feed's id rule) rather than a failure's message."""

@@ -137,16 +137,12 @@ def sources() -> Response:
         today = now.date()
         since = datetime.combine(today - timedelta(days=SPARK_DAYS - 1), datetime.min.time(), UTC)
         daily = store.get_daily_counts(since)
-        feeds = sorted(store.get_feeds(now), key=lambda f: (_healthy(f), f.display_title.lower()))
+        feeds = sorted(store.get_feeds(now), key=lambda f: (not f.failing, f.display_title.lower()))
         rows = [(f, charts.sparkline(daily.get(f.id, {}), today, SPARK_DAYS)) for f in feeds]
-        broken = sum(1 for feed in feeds if not _healthy(feed))
+        broken = sum(1 for feed in feeds if feed.failing)
         return _html("sources.html", rows=rows, broken=broken, days=SPARK_DAYS), "text/html"
 
     return serve(("sources", _minute(now)), render, PAGE_MAX_AGE)
-
-
-def _healthy(feed: Any) -> bool:
-    return feed.error_count == 0 and feed.disabled_reason is None and feed.last_status != "error"
 
 
 @bp.route("/sources/<int:feed_id>")
@@ -170,7 +166,7 @@ def source(feed_id: int) -> Response:
             page=page,
             paging=paging,
             spark=spark,
-            healthy=_healthy(feed),
+            healthy=not feed.failing,
             feeds=feed_links(f"/sources/{feed_id}/", f"{site_title()}: {feed.display_title}"),
         )
         return body, "text/html"
