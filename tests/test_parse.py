@@ -463,7 +463,7 @@ def _rss(extra: str = "", version: str = "2.0", channel_extra: str = "") -> byte
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (_rss("<title>open</item></channel></rss><!--"), "not well-formed"),
+        (_rss("<title>unclosed"), "not well-formed"),  # a mismatched end tag
         ((DATA / "wrong_charset.xml").read_bytes(), "not well-formed"),
         ((DATA / "rss091_netscape.xml").read_bytes(), "Netscape DOCTYPE"),
         (_rss(version="0.90"), "RSS version"),
