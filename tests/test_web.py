@@ -267,6 +267,7 @@ def test_sources_page_shows_health_and_sparklines(
     html = _html(client, "/sources")
     assert html.index("Broken &lt;Feed&gt;") < html.index("Alpha Times")  # failing first
     assert '<p class="error">fetch: HTTP 500</p>' in html and "1 failing" in html
+    assert html.count('<tr class="failing">') == 1  # the rows follow the count's rule
     # a fetch that worked, with a defect in the document: a note, and not failing
     assert '<p class="note">not well-formed XML, recovered: Entity &#39;uuml&#39;' in html
     page = _html(client, f"/sources/{recovered}")
