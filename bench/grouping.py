@@ -287,8 +287,8 @@ def cost(data: Path, total: int = 100_000) -> dict[int, float]:
 
 
 def cost_runs(data: Path, runs: int) -> None:
-    """`cost` run `runs` times in this process, then the best (least) CPU time per
-    checkpoint over the runs and the flatness ratio (largest / smallest of the three).
+    """`cost` run `runs` times, then the best (least) CPU time per checkpoint over the
+    runs and the flatness ratio (largest / smallest of the three).
 
     Every run replays the same entries in the same order, each in a new process (its
     peak RSS its own), so the runs differ only by the machine: a 5,000-entry block is
