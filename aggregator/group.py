@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
-from sys import intern
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -500,13 +499,7 @@ def _text_features(
 ) -> None:
     """Add word, bigram, joined-short-pair and char-gram counts of ``text`` to ``out``
     (of its first ``max_tokens`` tokens when given), leaving out the tokens in ``stop``
-    (the function words of the text's language, see `_language_stopwords`).
-
-    Feature keys are interned (here, in `_word` and in `_char_grams`), so a term is one
-    string object in the document frequencies, every centroid and the postings, where
-    each entry's bigrams were new objects: in the replay of `bench/poll.py`'s first
-    poll, 180,000 duplicate centroid keys (11 MB), max RSS 280 -> 277 MB, CPU -3.6 %
-    (mean of 6 alternated runs; within this host's noise), decisions identical."""
+    (the function words of the text's language, see `_language_stopwords`)."""
     raw = _tokens(text)[:max_tokens]
     words: list[str] = []
     keys: list[str] = []
@@ -524,14 +517,14 @@ def _text_features(
     for key in keys:
         out[key] = get(key, 0.0) + weight
     for first, second in zip(words, words[1:], strict=False):
-        key = intern(f"b:{first} {second}")
+        key = f"b:{first} {second}"
         out[key] = get(key, 0.0) + weight  # shown as its words are: see `_shown`
     for first, second in zip(raw, raw[1:], strict=False):
         short = min(len(first), len(second)) <= 3
         if short and first not in _STOPWORDS and second not in _STOPWORDS:
             if first in stop or second in stop:
                 continue
-            joined = intern("w:" + _stem(first + second))  # "mt gox" also as "mtgox"
+            joined = "w:" + _stem(first + second)  # "mt gox" also as "mtgox"
             out[joined] = get(joined, 0.0) + weight
     if CHAR_WEIGHT > 0 and char_grams:
         for stem in words:
@@ -546,7 +539,7 @@ def _word(token: str) -> tuple[str, str, str] | None:
     stem = _stem(token)
     if stem in _STOPWORDS or len(stem) < 2:
         return None
-    return stem, intern("w:" + stem), token.replace("'", "")
+    return stem, "w:" + stem, token.replace("'", "")
 
 
 def _shown(surface: dict[str, str], term: str) -> str | None:
@@ -577,9 +570,7 @@ def _headline_terms(title: str) -> tuple[str, ...]:
 def _char_grams(stem: str) -> tuple[str, ...]:
     """The character-gram features of a word, in order (repeats kept)."""
     padded = f"<{stem}>"
-    return tuple(
-        intern("c:" + padded[i : i + CHAR_NGRAM]) for i in range(len(padded) - CHAR_NGRAM + 1)
-    )
+    return tuple("c:" + padded[i : i + CHAR_NGRAM] for i in range(len(padded) - CHAR_NGRAM + 1))
 
 
 def _unit_tf(counts: dict[str, float]) -> dict[str, float]:

@@ -615,19 +615,6 @@ def test_a_storys_norm_follows_the_growing_stream_without_a_recompute() -> None:
     assert index._norm2(story) > before  # every IDF rose
 
 
-def test_a_term_is_one_string_object_across_stories() -> None:
-    # Memory: each entry's bigram keys were new string objects, one per story holding
-    # the term (and another in the document frequencies); they are interned now.
-    index = StoryIndex(threshold=10.0)  # no entry joins another's story
-    index.add(item(1, "Central bank raises rates again", source="a"))
-    index.add(item(2, "Volcano erupts near central bank branch", source="b"))
-    stories = [s for s in index._stories.values() if "b:central bank" in s.centroid]
-    assert len(stories) == 2  # two stories, each holding the bigram
-    keys = [next(k for k in s.centroid if k == "b:central bank") for s in stories]
-    assert keys[0] is keys[1]
-    assert next(k for k in index._df if k == "b:central bank") is keys[0]
-
-
 def test_an_entry_is_scored_against_a_bounded_number_of_stories() -> None:
     from aggregator.group import MAX_CANDIDATES
 
