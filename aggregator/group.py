@@ -798,6 +798,12 @@ class StoryIndex:
         """Return the id ``story_id`` now goes by (itself unless absorbed by a merge)."""
         return self._aliases.get(story_id, story_id)
 
+    def last_updated(self, story_id: int) -> datetime | None:
+        """When an entry last joined the story (it leaves the active set `window`
+        later), or None when the story is not active."""
+        story = self._stories.get(self.resolve(story_id))
+        return story.last_updated if story is not None else None
+
     def expire(self, now: datetime) -> int:
         """Drop stories that have been quiet for longer than the window, then give the
         entries that are due their second look (see `look_again`).

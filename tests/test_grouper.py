@@ -16,7 +16,7 @@ import aggregator.grouper
 from aggregator.cli import cli
 from aggregator.config import load_config
 from aggregator.grouper import Grouper
-from aggregator.models import EntryData
+from aggregator.models import EntryData, Story
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from tests.conftest import write_config
@@ -374,3 +374,90 @@ def test_a_feeds_items_sharing_one_link_are_not_duplicates_of_each_other(store: 
     latest = store.get_latest(limit=10)
     assert sorted(e.title for e in latest) == ["Episode 61: castles", "Episode 62: time travel"]
     assert all(e.duplicate_of is None for e in latest)
+
+
+STORY_PAIRS = (  # a story a day, told by two outlets in other words
+    ("Volcano erupts near Reykjavik airport", "Reykjavik airport shut as volcano erupts"),
+    ("Senate passes farm subsidy bill", "Farm subsidy bill clears the Senate"),
+    ("Chess champion retires after Oslo final", "Oslo final is chess champion's last"),
+    ("Museum recovers stolen Vermeer painting", "Stolen Vermeer painting back at museum"),
+    ("Heatwave closes schools across Sicily", "Sicily schools shut by heatwave"),
+    ("Comet dust storms blind Mars rover", "Mars rover blinded by dust storms"),
+)
+
+
+def _store_pairs(store: Store, now: datetime) -> dict[int, tuple[str, str]]:
+    """Each pair's first headline (outlet 2d) on day d, its second (outlet 2d+1) two
+    hours later; returns {the first entry's id: the pair}."""
+    from aggregator.models import SourceConfig
+    from aggregator.store import FeedUpdate
+
+    days = len(STORY_PAIRS)
+    urls = [f"https://outlet{i}.example/feed" for i in range(2 * days)]
+    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
+    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 100), key=lambda f: f.id)
+    firsts = {}
+    for n, feed in enumerate(feeds):
+        day, second = divmod(n, 2)
+        at = now - timedelta(days=days - day) + timedelta(hours=2 * second)
+        data = _entry_data(n, STORY_PAIRS[day][second], at)
+        saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=at), [data], now=at)
+        if not second:
+            firsts[saved.new_ids[0]] = STORY_PAIRS[day]
+    return firsts
+
+
+def _words(text: str) -> set[str]:
+    return set(text.casefold().replace(":", " ").replace("'s", " ").split())
+
+
+def _labelled_by_both(story: Story | None, pair: tuple[str, str]) -> bool:
+    """The two first key terms are made of words both headlines hold (a story of the
+    first headline alone shows its own words), and the headline is one of the two."""
+    shared = _words(pair[0]) & _words(pair[1])
+    assert story is not None and len(story.terms) >= 2, story
+    return story.headline in pair and all(_words(t) <= shared for t in story.terms[:2])
+
+
+def test_a_run_labels_each_story_as_it_ends_even_one_that_left_the_window(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within a run a story is labelled when founded and once more when the run ends
+    (not after every batch): a story that an entry joined and that then went quiet
+    for longer than the window before the run ended is labelled before it leaves."""
+    monkeypatch.setattr(aggregator.grouper, "BATCH", 1)  # every entry a batch
+    firsts = _store_pairs(store, datetime.now(UTC))
+    headlines: list[list[str]] = []  # the stored headlines after each batch
+
+    def saved(_: int) -> None:
+        headlines.append([s.headline for s in store.get_stories(min_sources=1, limit=100)])
+
+    assert Grouper(store, "regroup").regroup(progress=saved) == 2 * len(STORY_PAIRS)
+    # no reader ever saw a story without a headline, even in the middle of the run
+    assert all(all(headlines) for headlines in headlines) and len(headlines) == 12
+    for first, pair in firsts.items():
+        story = store.get_story(first)
+        assert story is not None and story.source_count == 2
+        assert _labelled_by_both(story, pair), (story.headline, story.terms)
+
+
+def test_a_warm_start_relabels_what_a_dead_worker_left_unlabelled(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aggregator.grouper, "BATCH", 1)
+    now = datetime.now(UTC)
+    last, pair = list(_store_pairs(store, now).items())[-1]  # yesterday's story
+
+    class Killed(Exception):
+        pass
+
+    def die_after_the_join(done: int) -> None:
+        if store.get_ungrouped(1) == []:
+            raise Killed  # the worker dies after saving its last batch, before the labels
+
+    with pytest.raises(Killed):
+        Grouper(store, "dying").run(progress=die_after_the_join)
+    assert not _labelled_by_both(store.get_story(last), pair)  # the founder's label
+
+    Grouper(store, "next").run(now + timedelta(minutes=10))  # takes over: warm start
+    assert _labelled_by_both(store.get_story(last), pair)

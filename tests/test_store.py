@@ -358,6 +358,16 @@ def test_named_lock_has_one_holder_until_it_expires(store: Store) -> None:
     assert store.acquire_lock("grouper", "w2", NOW + 2 * ttl, ttl) == (True, "w1")
 
 
+def test_a_fenced_write_extends_the_lock_and_never_shortens_it(store: Store) -> None:
+    ttl = timedelta(minutes=1)
+    store.acquire_lock("grouper", "w1", NOW, 10 * ttl)
+    assert store.save_assignments([], fence=("grouper", "w1", NOW + ttl))  # not shortened
+    assert store.acquire_lock("grouper", "w2", NOW + 5 * ttl, ttl) == (False, "w1")
+    assert store.save_assignments([], fence=("grouper", "w1", NOW + 20 * ttl))  # extended
+    assert store.acquire_lock("grouper", "w2", NOW + 15 * ttl, ttl) == (False, "w1")
+    assert not store.save_assignments([], fence=("grouper", "w2", NOW + 20 * ttl))  # not its
+
+
 def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
     store.sync_sources(
         [SourceConfig(url="https://busy.example/1"), SourceConfig(url="https://quiet.example/1")],

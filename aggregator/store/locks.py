@@ -30,11 +30,16 @@ def acquire(
 
 
 def renew(conn: Connection, name: str, owner: str, until: datetime) -> bool:
-    """Extend `owner`'s hold on `name`; False if it no longer holds it (fencing)."""
-    result = conn.execute(
-        update(locks).where(locks.c.name == name, locks.c.owner == owner).values(until=until)
-    )
-    return result.rowcount == 1
+    """Extend `owner`'s hold on `name` to `until` (never shortening it); False if it
+    no longer holds it (fencing)."""
+    row = conn.execute(
+        select(locks.c.owner, locks.c.until).where(locks.c.name == name).with_for_update()
+    ).one_or_none()
+    if row is None or row.owner != owner:
+        return False
+    if row.until is None or row.until < until:
+        conn.execute(update(locks).where(locks.c.name == name).values(until=until))
+    return True
 
 
 def take(conn: Connection, name: str, owner: str, until: datetime) -> None:
