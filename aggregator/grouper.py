@@ -113,7 +113,7 @@ class Grouper:
         # story is labelled when it is founded (so that no reader sees one without a
         # headline) and then once when the run ends, not after every batch that
         # touched it: a first poll's big stories were relabelled in each of its ~30
-        # batches (13,146 labels for 3,348 stories, an eighth of its grouping time).
+        # batches (13,146 labels for 3,348 stories, a tenth of its grouping time).
         self._unlabelled: set[int] = set()
 
     @classmethod
