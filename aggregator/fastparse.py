@@ -50,6 +50,9 @@ try:  # feedparser internals, pinned by feedparser<7 in pyproject
     from feedparser.urls import _urljoin as _feedparser_urljoin
     from feedparser.urls import make_safe_absolute_uri as _feedparser_safe_uri
 
+    from aggregator import dates
+
+    dates.register()  # localised RFC 822 dates, for both paths (feedparser's own parse too)
     _NAMESPACE_PREFIXES: dict[str, str] = {k.lower(): v for k, v in _Mixin.namespaces.items()}
     _looks_like_html: Callable[[str], bool] = _Mixin.looks_like_html
     AVAILABLE = True

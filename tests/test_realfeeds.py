@@ -66,24 +66,33 @@ class Outcome:
     feed: ParsedFeed
     explained: int  # drops explained from feedparser's / json's view
     odd_links: int  # links feedparser reports that are not http(s) URLs (tag: ids)
+    dated: int  # entries whose source gives a date (feedparser's raw text), read or not
 
 
-def _reference_items(row: Row, data: bytes) -> Iterator[tuple[str, str, str]]:
-    """(id, link, title) per entry as feedparser (or json) sees them."""
+Reference = tuple[str, str, str, str]
+JSON_FIELDS = ("id", "url", "title", "date_published")
+FEEDPARSER_FIELDS = ("id", "link", "title", "published")
+
+
+def _reference_items(row: Row, data: bytes) -> Iterator[Reference]:
+    """(id, link, title, date text) per entry as feedparser (or json) sees them; the date
+    is the text the source gives (published, else updated), whether a parser reads it."""
     if row.format.startswith("jsonfeed"):
         for item in json.loads(data).get("items", []):
-            yield tuple(str(item.get(k) or "").strip() for k in ("id", "url", "title"))  # type: ignore[misc]
+            item.setdefault("date_published", item.get("date_modified"))
+            yield tuple(str(item.get(k) or "").strip() for k in JSON_FIELDS)  # type: ignore[misc]
         return
     parsed: Any = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
     for entry in parsed.entries:
-        yield tuple(str(dict.get(entry, k) or "").strip() for k in ("id", "link", "title"))  # type: ignore[misc]
+        entry.setdefault("published", dict.get(entry, "updated"))
+        yield tuple(str(dict.get(entry, k) or "").strip() for k in FEEDPARSER_FIELDS)  # type: ignore[misc]
 
 
-def explained_drops(items: Iterator[tuple[str, str, str]], cap: int) -> int:
+def explained_drops(items: Iterator[Reference], cap: int) -> int:
     """Entries a reader cannot keep: no id, link or title; a guid seen before; over cap."""
     seen: set[str] = set()
     kept = dropped = 0
-    for guid, link, title in items:
+    for guid, link, title, _ in items:
         if kept >= cap or not (guid or link or title) or (guid and guid in seen):
             dropped += 1
             continue
@@ -100,8 +109,9 @@ def outcomes() -> list[Outcome]:
         feed = parse_feed(data, url=FEED_URL, fetched_at=FETCHED, max_entries=MAX_ENTRIES)
         reference = list(_reference_items(row, data))
         explained = explained_drops(iter(reference), MAX_ENTRIES)
-        odd = sum(1 for _, link, _ in reference if link and not link.startswith("http"))
-        results.append(Outcome(row, feed, explained, odd))
+        odd = sum(1 for _, link, _, _ in reference if link and not link.startswith("http"))
+        dated = sum(1 for *_, date in reference if date)
+        results.append(Outcome(row, feed, explained, odd, dated))
     _print_summary(results)
     return results
 
@@ -172,6 +182,18 @@ def test_titles_links_dates_kept(outcomes: list[Outcome]) -> None:
             if count < expected:
                 short.append((o.row.file, field, int(stats[field]), count))
     assert short == []
+
+
+def test_dates_read_wherever_the_source_gives_one(outcomes: list[Outcome]) -> None:
+    """Every entry whose source gives a date has one: an unread date would fall back to
+    the time the entry was first seen and show old news as new (uolNoticias writes
+    Portuguese names, "Seg, 24 Set 2018", and ilmessaggero Italian day names)."""
+    undated = [
+        (o.row.file, o.dated, sum(1 for e in o.feed.entries if e.published_at))
+        for o in outcomes
+        if sum(1 for e in o.feed.entries if e.published_at) < o.dated - o.feed.dropped
+    ]
+    assert undated == []
 
 
 def test_stored_html_is_safe(outcomes: list[Outcome]) -> None:
