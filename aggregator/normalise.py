@@ -100,6 +100,26 @@ TRACKING_PARAMS = frozenset(
         "ncid",
         "ito",
         "spm",
+        # web analytics of European and US publishers' feeds, seen in the real-world
+        # corpus: Webtrekk/Mapp (heise), AT Internet (Le Monde), comScore (Daily Mail,
+        # BBC), the New York Times' share and newsletter tags, MSN, Yahoo
+        "wt_mc",
+        "wt_zmc",
+        "xtor",
+        "at_medium",
+        "at_campaign",
+        "ns_mchannel",
+        "ns_source",
+        "ns_campaign",
+        "ns_linkname",
+        "ns_fee",
+        "smid",
+        "mwrsm",
+        "emc",
+        "ocid",
+        "soc_src",
+        "soc_trk",
+        "sr_share",
     }
 )
 """Query parameters that only identify a campaign or a click, never the article: removed

@@ -134,6 +134,35 @@ def test_tracking_parameters_are_removed_and_others_kept() -> None:
     assert strip_tracking("https://x.org/a?x=1#frag") == "https://x.org/a?x=1#frag"
 
 
+@pytest.mark.parametrize(
+    ("link", "canonical"),
+    [  # shapes of the real-world corpus's links
+        (
+            "http://www.heise.de/newsticker/meldung/HTC-10-3170110.html?wt_mc=rss.ho.beitrag.rdf",
+            "http://www.heise.de/newsticker/meldung/HTC-10-3170110.html",
+        ),
+        (
+            "http://www.lemonde.fr/planete/article/2018/02/11/x_5255.html?xtor=RSS-3208",
+            "http://www.lemonde.fr/planete/article/2018/02/11/x_5255.html",
+        ),
+        (
+            "http://www.dailymail.co.uk/news/article-2272640/x.html?ns_mchannel=rss&ns_campaign=1490",
+            "http://www.dailymail.co.uk/news/article-2272640/x.html",
+        ),
+        (
+            "http://www.nytimes.com/2016/02/21/technology/apple.html?mwrsm=Twitter&_r=0",
+            "http://www.nytimes.com/2016/02/21/technology/apple.html?_r=0",
+        ),
+        (
+            "https://www.youtube.com/watch?v=s6qHAJm7ZEk",
+            "https://www.youtube.com/watch?v=s6qHAJm7ZEk",
+        ),
+    ],
+)
+def test_analytics_tags_of_publishers_are_removed(link: str, canonical: str) -> None:
+    assert canonical_link(link, FEED_URL) == canonical
+
+
 def test_canonical_link_is_absolute_and_http_only() -> None:
     assert canonical_link("/a/b?ref_src=twsrc", FEED_URL) == "https://feeds.example.org/a/b"
     assert canonical_link("  c.html ", "https://x.org/dir/") == "https://x.org/dir/c.html"

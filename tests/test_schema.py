@@ -1,16 +1,21 @@
 """The table definitions the queries use (`store/schema.py`) match what the migrations
-build, so a query never relies on an index or column that a migrated database lacks."""
+build, so a query never relies on an index or column that a migrated database lacks; and
+upgrading a database made by an earlier release keeps what it holds."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from aggregator.store import Store, migrate
+from aggregator.models import EntryData, SourceConfig
+from aggregator.normalise import content_hash
+from aggregator.parse import parse_feed
+from aggregator.store import FeedUpdate, SaveOutcome, Store, migrate
 from aggregator.store.schema import metadata
 
 
@@ -53,4 +58,70 @@ def test_upgrading_a_database_with_feeds_keeps_them_and_starts_their_backoff_at_
     store.upgrade()
     (feed,) = store.get_feeds()
     assert (feed.url, feed.error_count, feed.backoff_count) == ("https://a.example/f", 3, 0)
+    store.close()
+
+
+RSS_WITHOUT_GUIDS = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>heise</title><link>https://www.heise.de/</link>
+<item><title>HTC 10</title><link>https://www.heise.de/meldung/HTC-10-3170110.html?wt_mc=rss.ho.beitrag.rdf</link>
+<pubDate>Tue, 12 Apr 2016 10:00:00 +0200</pubDate></item>
+<item><title>Badlock</title><link>https://www.heise.de/meldung/Badlock-3171016.html?wt_mc=rss.ho.beitrag.rdf&amp;x=1</link>
+<guid isPermaLink="false">heise-3171016</guid>
+<pubDate>Tue, 12 Apr 2016 11:00:00 +0200</pubDate></item>
+</channel></rss>"""
+
+
+def test_upgrading_cleans_stored_links_without_storing_or_editing_entries_again(
+    database_url: str,
+) -> None:
+    """Entries stored by the previous release (migration 0006) with links that still held
+    an analytics tag it did not know (heise's `wt_mc`): after the upgrade their links are
+    clean, and the next fetch of the same document neither stores them again (the one
+    identified by its link was re-keyed) nor reports them edited; a real edit later is."""
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    fetched = parse_feed(RSS_WITHOUT_GUIDS, url="https://www.heise.de/rss", fetched_at=now)
+    clean = [e.link for e in fetched.entries]
+    assert clean == [
+        "https://www.heise.de/meldung/HTC-10-3170110.html",
+        "https://www.heise.de/meldung/Badlock-3171016.html?x=1",
+    ]
+    tag = "wt_mc=rss.ho.beitrag.rdf"
+    old = [  # as the previous release stored them: the tag kept, the key the link or guid
+        replace(fetched.entries[0], link=f"{clean[0]}?{tag}", key=f"{clean[0]}?{tag}"),
+        replace(fetched.entries[1], link=clean[1].replace("?x=1", f"?{tag}&x=1")),
+        # a second copy of the first article, under another tag value: it keeps its key
+        replace(
+            fetched.entries[0],
+            title="Copy",
+            link=f"{clean[0]}?wt_mc=rss",
+            key=f"{clean[0]}?wt_mc=rss",
+        ),
+    ]
+    old = [replace(e, content_hash=content_hash(e)) for e in old]
+
+    def fetch(store: Store, items: list[EntryData], at: datetime) -> SaveOutcome:
+        (feed,) = store.claim_due_feeds("w", at, timedelta(minutes=5), 10)
+        return store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=at), items, at)
+
+    store = Store(database_url)
+    store.upgrade()
+    store.sync_sources([SourceConfig(url="https://www.heise.de/rss")], now)
+    assert len(fetch(store, old, now).new_ids) == 3
+    with store._engine.begin() as conn:  # back to what the previous release left
+        conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+    store.close()
+
+    store = Store(database_url)
+    store.upgrade()
+    links = {e.title: e.link for e in store.get_latest(10)}
+    assert links == {"HTC 10": clean[0], "Badlock": clean[1], "Copy": clean[0]}
+    again = fetch(store, fetched.entries, now + timedelta(hours=1))
+    assert (again.new_ids, again.changed_ids) == ((), ())
+    updated = {e.title: e.updated_at for e in store.get_latest(10)}
+    assert updated["HTC 10"] == fetched.entries[0].updated_at  # not bumped by the refresh
+    edited = replace(fetched.entries[0], title="HTC 10, updated")
+    last = fetch(
+        store, [replace(edited, content_hash=content_hash(edited))], now + timedelta(hours=2)
+    )
+    assert (last.new_ids, len(last.changed_ids)) == ((), 1)
     store.close()

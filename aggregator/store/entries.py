@@ -24,6 +24,11 @@ class SavedEntries:
     changed_ids: tuple[int, ...]
 
 
+STALE_HASH = ""
+"""A stored content hash that no entry has: set by a migration that rewrote a stored field
+(0007 cleaned links), so that the next fetch refreshes the row without counting an edit."""
+
+
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -115,7 +120,9 @@ def save_entries(
 ) -> SavedEntries:
     """Insert new entries and update changed ones (by content hash) of one feed.
 
-    An edited entry keeps its row, id and first-seen time; its `updated_at` moves on.
+    An edited entry keeps its row, id and first-seen time; its `updated_at` moves on. A
+    row whose hash a migration cleared (`STALE_HASH`) is refreshed without counting as
+    edited: its `updated_at` stays.
     Entries without a date get the first-seen time as their published date. With
     `retention`, a new entry that `prune` would delete (see `_beyond_retention`) is not
     inserted: otherwise every item that a feed's document still holds after retention
@@ -136,6 +143,7 @@ def save_entries(
     new_rows: list[dict[str, Any]] = []
     new_tags: list[tuple[str, ...]] = []
     changed_rows: list[dict[str, Any]] = []
+    refreshed_rows: list[dict[str, Any]] = []
     tags_by_id: dict[int, tuple[str, ...]] = {}
     for hashed, item in unique.items():
         values = _row_values(item, now)
@@ -151,6 +159,9 @@ def save_entries(
                 }
             )
             new_tags.append(item.tags)
+        elif existing[hashed][1] == STALE_HASH:  # rewritten by a migration: not an edit
+            values.pop("updated_at")
+            refreshed_rows.append({**values, "row_id": existing[hashed][0]})
         elif existing[hashed][1] != item.content_hash:
             entry_id = existing[hashed][0]
             changed_rows.append({**values, "row_id": entry_id, "updated_at": now})
@@ -164,6 +175,7 @@ def save_entries(
     _mark_duplicates(conn, feed_id, new_rows)
     new_ids = _insert_entries(conn, new_rows)
     changed_ids = _update_entries(conn, changed_rows)
+    _update_entries(conn, refreshed_rows)
     tags_by_id.update(zip(new_ids, new_tags, strict=True))
     _replace_entry_tags(conn, tags_by_id)
     return SavedEntries(tuple(new_ids), tuple(changed_ids))
