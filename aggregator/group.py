@@ -36,13 +36,15 @@ import re
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from stop_words import LANGUAGE_MAPPING, get_stop_words
+
+from aggregator.langid import identify
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -54,6 +56,7 @@ __all__ = [
     "StoryLabel",
     "canonical_link",
     "function_words",
+    "grouping_language",
     "title_key",
 ]
 
@@ -250,12 +253,7 @@ _STOPWORDS = frozenset(
 )
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _WEB_ADDRESS = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S*", re.IGNORECASE)
-LANGUAGE_STOPWORDS_CACHE = 64  # stopword sets kept, one per declared language tag
-# An entry that declares no language is read as another language than English when at
-# least this many of its title's and summary lede's tokens are that language's function
-# words, and more than this many times as many as are English ones.
-DETECT_MIN_WORDS = 3
-DETECT_ENGLISH_RATIO = 2
+LANGUAGE_STOPWORDS_CACHE = 64  # stopword sets kept, one per language tag
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "ers", "er", "es", "ed", "ly", "s")
 _TRACKING_PARAMS = re.compile(r"^(utm_\w+|fbclid|gclid|mc_cid|mc_eid|ref|cmpid|ncid|rss|track)$")
 _TRAILING_SOURCE = re.compile(r"\s+[-|–—]\s+[^-|–—]{1,40}$")
@@ -418,22 +416,26 @@ def _stem(word: str) -> str:
     return word
 
 
+def grouping_language(item: GroupItem) -> str | None:
+    """The language an entry is grouped in: the one it (or its feed) declares, else the
+    one its title and summary lede are written in when that is clear
+    (`aggregator.langid`), else None, which matches any language."""
+    if item.language is not None:
+        return item.language
+    return identify(" ".join([item.title, *item.summary.split()[:SUMMARY_TOKENS]]))
+
+
 def function_words(item: GroupItem) -> frozenset[str]:
     """The tokens left out of an entry's features besides `_STOPWORDS`: the function words
-    of its declared language or, when it declares none, of the language its title's and
-    summary lede's function words clearly show (see `_language_stopwords`)."""
-    language = item.language
-    if language is None:
-        head = _tokens(item.title) + _tokens(item.summary)[:SUMMARY_TOKENS]
-        language = _undeclared_language(head)
-    return _language_stopwords(language)
+    of its language (`grouping_language`, see `_language_stopwords`)."""
+    return _language_stopwords(grouping_language(item))
 
 
 @functools.lru_cache(maxsize=LANGUAGE_STOPWORDS_CACHE)
 def _language_stopwords(language: str | None) -> frozenset[str]:
-    """The function words of a declared language other than English, as tokens (folded
-    like any text), from the `stop-words` package; empty for English (`_STOPWORDS`,
-    kept short and measured on dev.tsv, covers it), an undeclared or an unknown language.
+    """The function words of a language other than English, as tokens (folded like any
+    text), from the `stop-words` package; empty for English (`_STOPWORDS`, kept short
+    and measured on dev.tsv, covers it), no language or an unknown one.
 
     Without them, an article or preposition of a language that is rare in the stream
     has a high IDF, and every entry in that language shared it with every other: the
@@ -450,42 +452,6 @@ def _language_stopwords(language: str | None) -> frozenset[str]:
 def _listed_function_words(primary: str) -> frozenset[str]:
     """The `stop-words` package's list for a primary language tag, as tokens."""
     return frozenset(token for word in get_stop_words(primary) for token in _tokens(word))
-
-
-@functools.cache
-def _function_word_languages() -> dict[str, tuple[str, ...]]:
-    """Each function word (as a token) of the `stop-words` lists, English included, with
-    the languages whose list holds it."""
-    languages: dict[str, list[str]] = {}
-    for primary in LANGUAGE_MAPPING:
-        for token in _listed_function_words(primary):
-            languages.setdefault(token, []).append(primary)
-    return {token: tuple(found) for token, found in languages.items()}
-
-
-def _undeclared_language(tokens: Iterable[str]) -> str | None:
-    """The language of an entry that declares none, when its function words say clearly
-    that it is not English: of the tokens that English's list does not hold, the
-    language whose list holds most, with at least `DETECT_MIN_WORDS` of them and more
-    than `DETECT_ENGLISH_RATIO` times as many as the tokens only English's list holds;
-    None otherwise (then nothing changes). Words in both lists ("a", "de", "la", "et"
-    are in English's too) say nothing either way."""
-    languages = _function_word_languages()
-    hits: dict[str, int] = {}
-    english_only = 0
-    for token in tokens:
-        found = languages.get(token, ())
-        if "en" in found:
-            english_only += len(found) == 1
-            continue
-        for primary in found:
-            hits[primary] = hits.get(primary, 0) + 1
-    if not hits:
-        return None
-    best = max(hits, key=hits.__getitem__)  # the first of a tie, in the lists' order
-    if hits[best] >= DETECT_MIN_WORDS and hits[best] > DETECT_ENGLISH_RATIO * english_only:
-        return best
-    return None
 
 
 def _text_features(
@@ -699,6 +665,8 @@ class StoryIndex:
         """
         if self._pending and story_id is None:
             self.look_again(item.published_at)
+        if item.language is None:  # read it off the text once: features, story, looks
+            item = replace(item, language=grouping_language(item))
         counts, surface, headline = self._features(item)
         self._learn_df(counts, item.published_at)
         tf = _unit_tf(counts)

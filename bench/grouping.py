@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -335,6 +335,7 @@ def realfeeds(data: Path) -> None:
     index = StoryIndex()
     source_of: dict[int, str] = {}
     function_words: dict[int, frozenset[str]] = {}
+    texts: dict[int, tuple[str | None, str]] = {}  # declared language, title and lede
     started = time.process_time()
     for name in files:
         try:
@@ -350,6 +351,7 @@ def realfeeds(data: Path) -> None:
             )
             index.add(item)
             function_words[number] = function_words_of(item)
+            texts[number] = (language, " ".join([entry.title, *entry.summary.split()[:30]]))
     seconds = time.process_time() - started
     members = {story: index.members(story) for story in index.active_story_ids}
     several = {s: m for s, m in members.items() if len({source_of[e] for e in m}) > 1}
@@ -378,6 +380,42 @@ def realfeeds(data: Path) -> None:
         terms = index.label(story).terms
         labelled += sum(word in words for term in terms for word in term.split()) >= 2
     print(f"stories of several feeds labelled by their languages' function words: {labelled}")
+    mixed_languages(several, texts)
+
+
+def mixed_languages(
+    stories: Mapping[int, Sequence[int]], texts: Mapping[int, tuple[str | None, str]]
+) -> None:
+    """Print how many of `stories` hold entries of several languages, as a second model
+    (py3langid, not the fastText model grouping uses) reads the entries that declare
+    none: each entry's declared primary language, else py3langid's when its normalised
+    probability is at least 0.99, else none."""
+    from collections import Counter
+
+    try:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    except ImportError:
+        print("mixed languages: not measured (pip install py3langid)")
+        return
+    judge = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+    def language(number: int) -> str | None:
+        declared, text = texts[number]
+        if declared:
+            return declared.replace("_", "-").split("-")[0].lower()
+        found, probability = judge.classify(text)
+        return str(found) if probability >= 0.99 else None
+
+    mixed = odd = 0
+    for entries in stories.values():
+        counts = Counter(lang for lang in map(language, entries) if lang)
+        if len(counts) > 1:
+            mixed += 1
+            odd += sum(counts.values()) - counts.most_common(1)[0][1]
+    print(
+        f"stories of several feeds mixing languages (py3langid's reading): {mixed}, "
+        f"with {odd} entries in another language than most of their story"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -517,18 +517,31 @@ def test_web_addresses_in_a_summary_are_not_words() -> None:
     assert _tokens("see https://lwn.net/Articles/1 or www.lwn.net now") == ["see", "or", "now"]
 
 
-def test_an_undeclared_language_is_read_from_function_words_only_when_clear() -> None:
-    from aggregator.group import _tokens, _undeclared_language
-
-    def language(text: str) -> str | None:
-        return _undeclared_language(_tokens(text))
-
-    assert language(" ".join(UNRELATED_FRENCH[0])) == "fr"  # title and summary
-    assert language(UNRELATED_FRENCH[0][0]) is None  # the title alone: two, not enough
-    assert language("Det kan löna sig att ta körkortet i en intensiv fart") == "sv"
-    # English, even with words that are function words elsewhere ("die", "war")
-    assert language("Apple releases iOS 7.1 update for iPhone with CarPlay") is None
-    assert language("Die Hard star Bruce Willis says the war in the film was real") is None
+def test_an_entry_of_no_language_joins_only_a_story_of_its_own_language() -> None:
+    # heise's feed declares no language: its German headline shared "Microsoft" and
+    # "cloud" with an English story and joined it, since no language matched any
+    index = StoryIndex()
+    english = (
+        "Microsoft public cloud Azure grows as companies move planning to the cloud",
+        "Companies move their planning to Microsoft's public cloud, Azure revenue grows",
+    )
+    story = index.add(GroupItem(1, english[0], "", None, "s1", T0, "en")).story_id
+    assert index.add(GroupItem(2, english[1], "", None, "s2", T0, "en-US")).story_id == story
+    german = GroupItem(
+        3,
+        "Madeira: Unternehmensplanung aus Microsofts Public Cloud",
+        "Die Unternehmensplanung wandert in die Public Cloud von Microsoft, und die Firmen"
+        " sparen sich damit eigene Server",
+        None,
+        "heise",
+        T0 + timedelta(minutes=5),
+        None,
+    )
+    assert index.add(german).new_story
+    assert index.label(3).language == "de"
+    again = "Microsoft public cloud: companies move planning to Azure as revenue grows"
+    undeclared_english = GroupItem(4, again, "", None, "s4", T0 + timedelta(minutes=9), None)
+    assert index.add(undeclared_english).story_id == story
 
 
 def _fold_whole_text(text: str) -> list[str]:
