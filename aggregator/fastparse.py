@@ -36,6 +36,7 @@ from aggregator.models import CUT_SHORT_WARNING, ParsedFeed
 from aggregator.normalise import (
     RawEntry,
     absolute_url,
+    is_image_media,
     normalised_feed,
     struct_to_datetime,
     ttl_seconds,
@@ -90,7 +91,6 @@ IGNORED_NAMES = frozenset(
     {
         "comments",
         "itunes_explicit",
-        "itunes_image",
         "itunes_subtitle",
         "itunes_block",
         "itunes_duration",
@@ -838,6 +838,7 @@ class _EntryState:
         "tags",
         "thumbs",
         "media",
+        "image",
     )
 
     def __init__(self, raw: RawEntry) -> None:
@@ -852,6 +853,7 @@ class _EntryState:
         self.tags: list[tuple[str | None, str | None, str | None]] = []
         self.thumbs: list[str] = []
         self.media: list[str] = []
+        self.image: str | None = None  # itunes:image (feedparser's entry.image): last wins
 
 
 def _read_entry(ctx: _Context, item: etree._Element) -> RawEntry:
@@ -868,6 +870,8 @@ def _read_entry(ctx: _Context, item: etree._Element) -> RawEntry:
         raw.link = None  # a guid is a link only if it is a URL (as in `parse`)
     raw.tags = [term or label or "" for term, _scheme, label in state.tags]
     raw.images = state.thumbs + state.media
+    if state.image:
+        raw.images.append(state.image)
     return raw
 
 
@@ -1366,9 +1370,18 @@ def _on_media_content(
     attrs = _attrs(child)
     if len(child):  # may hold media:title, media:thumbnail
         _read_children(ctx, state, child, depth + 1)
-    kind = attrs.get("type", "")
-    if attrs.get("url") and (attrs.get("medium") == "image" or kind.startswith("image/")):
-        state.media.append(attrs["url"])
+    url = attrs.get("url")
+    if url and is_image_media(url, attrs.get("medium"), attrs.get("type", "").lower()):
+        state.media.append(url)
+
+
+def _on_itunes_image(
+    ctx: _Context, state: _EntryState, child: etree._Element, name: str, depth: int
+) -> None:
+    attrs = _attrs(child)
+    url = attrs.get("href") or attrs.get("url")
+    if url:
+        state.image = url
 
 
 def _on_media_group(
@@ -1401,5 +1414,6 @@ _ENTRY_HANDLERS: dict[str, _Handler] = {
     "enclosure": _on_enclosure,
     "media_thumbnail": _on_media_thumbnail,
     "media_content": _on_media_content,
+    "itunes_image": _on_itunes_image,
     "media_group": _on_media_group,
 }

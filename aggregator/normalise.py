@@ -800,6 +800,20 @@ _TEXT_CLEANER = nh3.Cleaner(tags=set(), clean_content_tags=set(CLEAN_CONTENT_TAG
 # --- images, tags, enclosures, language ---------------------------------------------
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
+"""File endings that make a Media RSS `media:content` an image when it names neither a
+medium nor a type (The Guardian's feeds give only a URL and a width)."""
+
+
+def is_image_media(url: str, medium: str | None, mime: str | None) -> bool:
+    """Whether a `media:content` element is a picture: by its medium or type, or, when
+    it gives neither, by the ending of its URL's path."""
+    if medium or mime:
+        return medium == "image" or (mime or "").startswith("image/")
+    path = url.split("?", 1)[0].split("#", 1)[0]
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def lead_image(raw: RawEntry, content_html: str, base: str) -> str | None:
     """The entry's picture: media/JSON image, an image enclosure, else the first <img>."""
     for candidate in raw.images:

@@ -38,6 +38,7 @@ from aggregator.models import CUT_SHORT_WARNING, ParsedFeed
 from aggregator.normalise import (
     RawEntry,
     absolute_url,
+    is_image_media,
     normalised_feed,
     struct_to_datetime,
     ttl_seconds,
@@ -331,6 +332,9 @@ def _media_images(entry: Mapping[str, Any]) -> Iterator[str]:
         if thumb.get("url"):
             yield thumb["url"]
     for media in entry.get("media_content") or []:
-        kind = (media.get("type") or "").lower()
-        if media.get("url") and (media.get("medium") == "image" or kind.startswith("image/")):
-            yield media["url"]
+        url = media.get("url")
+        if url and is_image_media(url, media.get("medium"), (media.get("type") or "").lower()):
+            yield url
+    image = entry.get("image")  # itunes:image (feedparser sets no other entry image)
+    if image and image.get("href"):
+        yield image["href"]

@@ -524,6 +524,35 @@ def test_fast_path_recovers_control_characters_and_html_entities() -> None:
     assert [e.title for e in fast.entries][:2] == ["Mnchen über alles", "café &unknown;"]
 
 
+LEAD_IMAGE_ITEMS = (
+    # The Guardian: media:content with only a URL and a width
+    "<item><title>Guardian</title><guid>g</guid>"
+    '<media:content width="140" url="https://i.guim.co.uk/img/media/6000.jpg?width=140&amp;s=1"/>'
+    "</item>"
+    # a podcast episode's artwork (feedparser's entry.image; the last one wins)
+    "<item><title>Episode</title><guid>e</guid>"
+    '<media:content url="https://cdn.example.org/e.mp3" type="audio/mpeg" medium="audio"/>'
+    '<itunes:image href="https://cdn.example.org/old.jpg"/>'
+    '<itunes:image href="https://cdn.example.org/e.jpg"/></item>'
+    # neither: a media:content whose URL names no picture, an audio one
+    "<item><title>Video</title><guid>v</guid>"
+    '<media:content url="https://cdn.example.org/v.mp4"/>'
+    '<media:content url="https://cdn.example.org/a.jpg" medium="audio"/></item>'
+)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_lead_image_from_untyped_media_and_itunes_image(fast: bool) -> None:
+    data = _rss(channel_extra=LEAD_IMAGE_ITEMS)
+    assert parse_fast(data, url=FEED_URL, fetched_at=FETCHED) is not None, refusal(data)
+    feed = parse_bytes(data, fast=fast)
+    assert [e.image_url for e in feed.entries[:3]] == [
+        "https://i.guim.co.uk/img/media/6000.jpg?width=140&s=1",
+        "https://cdn.example.org/e.jpg",
+        None,
+    ]
+
+
 BARE_AMPERSAND_ITEMS = (
     "<item><title>Votes &amp; seats</title><guid>a1</guid>"
     '<media:content medium="image" url="https://img.example.org/a.jpg?width=140&quality=85" />'
