@@ -305,6 +305,8 @@ def normalise_entry(
     Returns:
         The normalised entry, or None when the entry has no id, link or title at all.
     """
+    if raw.summary and SYNDICATION_FOOTER in raw.summary:
+        raw = replace(raw, summary=without_syndication_footer(raw.summary, raw.summary_is_text))
     base = absolute_url(raw.base, feed_url) or feed_url
     link = canonical_link(raw.link, feed_url)
     title = plain_text(raw.title, TITLE_MAX_CHARS)
@@ -346,6 +348,28 @@ def normalise_entry(
             "updated_at": updated_given or published_given,
         }
     return EntryData(**fields, content_hash=_hash_fields(hashed))
+
+
+SYNDICATION_FOOTER = "appeared first on"
+_FOOTER_HTML = re.compile(
+    r"(?:<p>\s*)?The post <a\b[^>]*>[^<]*</a> appeared first on <a\b[^>]*>[^<]*</a>\.?"
+    r"\s*(?:</p>)?\s*\Z"
+)
+_FOOTER_TEXT = re.compile(
+    r"\s*The post (?:(?!The post ).){1,300}? appeared first on [^.]{1,200}\.?\s*\Z"
+)
+FOOTER_SEARCH_CHARS = 2000
+"""How far from the end of a summary the footer is looked for."""
+
+
+def without_syndication_footer(value: str, is_text: bool) -> str:
+    """`value` without the "The post <title> appeared first on <site>." line that
+    WordPress (the Yoast SEO plugin) appends to every item's description. In a summary
+    it is noise, and since it names the site it gave all of a blog's entries a shared
+    word for story grouping."""
+    head = max(0, len(value) - FOOTER_SEARCH_CHARS)
+    match = (_FOOTER_TEXT if is_text else _FOOTER_HTML).search(value, head)
+    return value[: match.start()].rstrip() if match else value
 
 
 def _summary_beside_content(raw: RawEntry, content_html: str) -> str:

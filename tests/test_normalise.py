@@ -320,6 +320,43 @@ def test_text_cleaner_gives_the_sanitised_html_without_its_tags(drop_empty: bool
             assert text == _TAG.sub("", cleaner.clean(value)), value
 
 
+WORDPRESS_FOOTER = (
+    '<p>The post <a rel="nofollow" href="https://blog.example.org/2024/hello/">Hello</a>'
+    ' appeared first on <a rel="nofollow" href="https://blog.example.org">Example Blog</a>.</p>\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("summary", "is_text", "expected"),
+    [
+        (f"<p>First words.</p>\n{WORDPRESS_FOOTER}", False, "First words."),
+        ("First words. The post Hello appeared first on Example Blog.", True, "First words."),
+        # "The post" in the text itself stays
+        (f"<p>The post office closes.</p>{WORDPRESS_FOOTER}", False, "The post office closes."),
+        (
+            "The post office closes. The post Hello appeared first on Example Blog.",
+            True,
+            "The post office closes.",
+        ),
+        # not at the end: not the footer
+        (
+            "It appeared first on TV. Then it spread.",
+            True,
+            "It appeared first on TV. Then it spread.",
+        ),
+    ],
+)
+def test_wordpress_footer_is_left_out_of_the_summary(
+    summary: str, is_text: bool, expected: str
+) -> None:
+    content = f"<p>Body.</p>{WORDPRESS_FOOTER}"
+    raw = RawEntry(id="g", summary=summary, summary_is_text=is_text, content=content)
+    entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
+    assert entry is not None
+    assert entry.summary == expected
+    assert "appeared first on" in entry.content_html  # the content is the publisher's
+
+
 def test_summary_of_content_copied_to_summary_is_the_summary_of_its_text() -> None:
     """An entry whose summary is its content: the summary read off the sanitised content
     is `summarise`'s (up to the prefix length it reads, and past it)."""
