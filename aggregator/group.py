@@ -1182,6 +1182,8 @@ class StoryIndex:
         for _, other in ranked[:MERGE_CANDIDATES]:
             if other is current or self._stories.get(other.story_id) is not other:
                 continue
+            if not _compatible(current.language, other.language):
+                continue  # an entry of no language scores against every language's stories
             if self._centroid_cosine(current, other) < self.merge_threshold:
                 continue
             older, younger = sorted((current, other), key=lambda s: (s.first_seen, s.story_id))
