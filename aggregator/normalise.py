@@ -309,7 +309,7 @@ def normalise_entry(
         raw = replace(raw, summary=without_syndication_footer(raw.summary, raw.summary_is_text))
     base = absolute_url(raw.base, feed_url) or feed_url
     link = canonical_link(raw.link, feed_url)
-    title = plain_text(raw.title, TITLE_MAX_CHARS)
+    title = repaired_text(plain_text(raw.title, TITLE_MAX_CHARS))
     guid = (raw.id or "").strip()
     if not guid and link is None and not title:
         return None
@@ -332,8 +332,8 @@ def normalise_entry(
         "link": link,
         "published_at": published or updated,
         "updated_at": updated or published,
-        "author": plain_text(raw.author, AUTHOR_MAX_CHARS) or None,
-        "summary": summary,
+        "author": repaired_text(plain_text(raw.author, AUTHOR_MAX_CHARS)) or None,
+        "summary": repaired_text(summary),
         "content_html": content_html,
         "image_url": lead_image(raw, content_html, feed_url),
         "tags": normalise_tags(raw.tags),
@@ -348,6 +348,30 @@ def normalise_entry(
             "updated_at": updated_given or published_given,
         }
     return EntryData(**fields, content_hash=_hash_fields(hashed))
+
+
+_MOJIBAKE = re.compile(
+    "[\u00c2\u00c3\u00e2][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
+    "\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030"
+    "\u2039\u203a\u20ac\u2122]"
+)
+"""UTF-8 read as Latin-1 or cp1252 ("â€™" for "’", "Ã©" for "é", "Â£" for "£"): the
+character of a lead byte followed by one of a continuation byte."""
+
+
+def repaired_text(text: str) -> str:
+    """Plain text with UTF-8 mojibake repaired by ftfy, which changes only what it is
+    sure was mis-decoded. A publisher that encodes its UTF-8 text twice shows "Razerâ€™s"
+    for "Razer’s" (28 feeds of the real-world corpus, all saved by one project, 182
+    entries). The characters that start such a sequence are looked for first, so a
+    clean text costs three substring searches; ftfy is imported on the first repair."""
+    if "\u00e2" not in text and "\u00c3" not in text and "\u00c2" not in text:
+        return text
+    if not _MOJIBAKE.search(text):
+        return text
+    from ftfy import fix_encoding
+
+    return fix_encoding(text)
 
 
 SYNDICATION_FOOTER = "appeared first on"

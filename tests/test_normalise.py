@@ -320,6 +320,31 @@ def test_text_cleaner_gives_the_sanitised_html_without_its_tags(drop_empty: bool
             assert text == _TAG.sub("", cleaner.clean(value)), value
 
 
+@pytest.mark.parametrize(
+    ("text", "repaired"),
+    [
+        (
+            "I played Battlefield on Razerâ€™s three-screen laptop",
+            "I played Battlefield on Razer’s three-screen laptop",
+        ),
+        ("MÃ¼nchen Ã¼ber alles", "München über alles"),
+        ("National â€º Mie govâ€™t", "National › Mie gov’t"),
+        ("Â£5 off", "£5 off"),
+        # clean text in languages that use these letters stays as it is
+        (
+            "SÃO PAULO: naïve café au château — “quoted”",
+            "SÃO PAULO: naïve café au château — “quoted”",
+        ),
+        ("Pão de Açúcar, à côté", "Pão de Açúcar, à côté"),
+    ],
+)
+def test_text_encoded_twice_is_repaired(text: str, repaired: str) -> None:
+    raw = RawEntry(id="g", title=text, summary=f"<p>{text}</p>", author=text)
+    entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
+    assert entry is not None
+    assert (entry.title, entry.summary, entry.author) == (repaired, repaired, repaired)
+
+
 WORDPRESS_FOOTER = (
     '<p>The post <a rel="nofollow" href="https://blog.example.org/2024/hello/">Hello</a>'
     ' appeared first on <a rel="nofollow" href="https://blog.example.org">Example Blog</a>.</p>\n'

@@ -196,6 +196,21 @@ def test_dates_read_wherever_the_source_gives_one(outcomes: list[Outcome]) -> No
     assert undated == []
 
 
+def test_no_text_is_left_encoded_twice(outcomes: list[Outcome]) -> None:
+    """The FeedReader project's snapshots (The Verge, Le Monde, Spiegel...) hold UTF-8
+    encoded twice: "Razerâ€™s" for "Razer’s" in 182 entries' titles or summaries."""
+    from aggregator.normalise import _MOJIBAKE
+
+    garbled = [
+        (o.row.file, text[:60])
+        for o in outcomes
+        for e in o.feed.entries
+        for text in (e.title, e.summary, e.author or "")
+        if _MOJIBAKE.search(text)
+    ]
+    assert garbled == []
+
+
 def test_stored_html_is_safe(outcomes: list[Outcome]) -> None:
     problems = [
         (o.row.file, e.key, html_problems(e.content_html))
