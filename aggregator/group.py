@@ -18,6 +18,10 @@ Before any text comparison two exact signals are checked: an entry whose
 canonical link, or whose normalised title (from another feed), is already in an
 active story joins that story and is marked as a duplicate of the earlier entry.
 
+Languages never share a story: an entry's language is the one it declares or, when it
+declares none, the one its text is written in (``aggregator.langid``); an entry whose
+language is unknown matches any.
+
 Stories leave the active set once no entry has joined them for ``window``.
 Everything is in memory; the caller persists assignments and warm-starts an
 index by replaying stored assignments with ``add(item, story_id=...)``.
