@@ -1371,7 +1371,7 @@ def _on_media_content(
     if len(child):  # may hold media:title, media:thumbnail
         _read_children(ctx, state, child, depth + 1)
     url = attrs.get("url")
-    if url and is_image_media(url, attrs.get("medium"), attrs.get("type", "").lower()):
+    if url and is_image_media(url, attrs.get("medium"), attrs.get("type")):
         state.media.append(url)
 
 

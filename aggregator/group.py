@@ -670,7 +670,9 @@ class StoryIndex:
         if self._pending and story_id is None:
             self.look_again(item.published_at)
         if item.language is None:  # read it off the text once: features, story, looks
-            item = replace(item, language=grouping_language(item))
+            language = grouping_language(item)
+            if language is not None:
+                item = replace(item, language=language)
         counts, surface, headline = self._features(item)
         self._learn_df(counts, item.published_at)
         tf = _unit_tf(counts)
@@ -876,7 +878,9 @@ class StoryIndex:
         features (what `_headline_terms` gives, read off on the way)."""
         counts: dict[str, float] = {}
         surface: dict[str, str] = {}
-        stop = function_words(item)
+        # `add` resolved the language (`grouping_language`): an entry the model could
+        # not read is not read again here, nor at its second look
+        stop = _language_stopwords(item.language)
         _text_features(item.title, 1.0, counts, surface, stop=stop)
         headline = tuple(term for term in counts if term[0] != "c")
         if item.summary:

@@ -864,7 +864,7 @@ def is_image_media(url: str, medium: str | None, mime: str | None) -> bool:
     """Whether a `media:content` element is a picture: by its medium or type, or, when
     it gives neither, by the ending of its URL's path."""
     if medium or mime:
-        return medium == "image" or (mime or "").startswith("image/")
+        return medium == "image" or (mime or "").lower().startswith("image/")
     path = url.split("?", 1)[0].split("#", 1)[0]
     return path.lower().endswith(IMAGE_EXTENSIONS)
 

@@ -333,7 +333,7 @@ def _media_images(entry: Mapping[str, Any]) -> Iterator[str]:
             yield thumb["url"]
     for media in entry.get("media_content") or []:
         url = media.get("url")
-        if url and is_image_media(url, media.get("medium"), (media.get("type") or "").lower()):
+        if url and is_image_media(url, media.get("medium"), media.get("type")):
             yield url
     image = entry.get("image")  # itunes:image (feedparser sets no other entry image)
     if image and image.get("href"):
