@@ -18,6 +18,7 @@ from aggregator import __version__
 from aggregator.config import Config, load_config, resolve_config_path
 from aggregator.exceptions import AggregatorError, ConfigError, FeedExistsError
 from aggregator.models import FeedState, UpdateResult
+from aggregator.wording import counted
 
 log = logging.getLogger("aggregator")
 
@@ -70,7 +71,7 @@ def cli(ctx: click.Context, config_option: str | None, verbose: bool) -> None:
 def check(state: _State) -> None:
     """Validate the config file; exit non-zero naming file, line and problem."""
     config = state.config()
-    click.echo(f"{config.path}: ok, {len(config.sources)} sources")
+    click.echo(f"{config.path}: ok, {counted(len(config.sources), 'source')}")
 
 
 @cli.group()
@@ -217,7 +218,7 @@ def import_(state: _State, opml_file: Path) -> None:
         added, skipped = import_opml(state.path, opml_file.read_bytes())
     except AggregatorError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"imported {len(added)} sources, skipped {len(skipped)} already present")
+    click.echo(f"imported {counted(len(added), 'source')}, skipped {len(skipped)} already present")
 
 
 @cli.command()
@@ -296,7 +297,8 @@ def regroup(state: _State) -> None:
     grouper = Grouper.from_settings(store, f"regroup:{uuid.uuid4().hex[:8]}", config.settings)
     with click.progressbar(length=total, label="regrouping", file=sys.stderr) as bar:
         grouped = grouper.regroup(progress=bar.update)
-    click.echo(f"regrouped {grouped} entries into {store.counts()['stories']} stories")
+    entries = counted(grouped, "entry", "entries")
+    click.echo(f"regrouped {entries} into {counted(store.counts()['stories'], 'story', 'stories')}")
 
 
 @cli.command()
@@ -331,7 +333,9 @@ def _explain(store: Any, story_id: int, window: timedelta) -> None:
         raise click.ClickException(f"no story {story_id}")
     click.echo(f"story {story.id}: {story.headline}")
     click.echo(f"key terms: {', '.join(story.terms)}")
-    click.echo(f"{story.source_count} sources, {story.entry_count} entries")
+    click.echo(
+        f"{counted(story.source_count, 'source')}, {counted(story.entry_count, 'entry', 'entries')}"
+    )
     for entry in store.get_story_entries(story_id):
         if entry.id == story.id and is_backlog(entry, window):
             age = _days(entry.first_seen_at - entry.published_at)

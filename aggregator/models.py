@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from aggregator.wording import counted
+
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -211,6 +213,7 @@ class Entry:
     feed_url: str
     feed_link: str | None
     story_id: int | None = None
+    story_sources: int = 0  # how many sources its story covers (0: not grouped)
     also_in: tuple[str, ...] = field(default=())  # other sources carrying the same article
     group_score: float | None = None  # similarity with its story when it joined
     group_terms: tuple[str, ...] = ()  # key terms it shared with its story
@@ -301,10 +304,10 @@ class PollSummary:
 
     def line(self) -> str:
         return (
-            f"{len(self.results)} feeds: {self.count('ok')} ok, "
+            f"{counted(len(self.results), 'feed')}: {self.count('ok')} ok, "
             f"{self.count('not_modified') + self.count('unchanged')} not modified, "
             f"{self.count('error') + self.count('gone')} failed; "
-            f"{self.new_entries} new entries"
+            f"{counted(self.new_entries, 'new entry', 'new entries')}"
         )
 
 

@@ -71,7 +71,7 @@ def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) 
     assert _run("--config", str(other), "import", str(tmp_path / "subs.opml"))[0] == 0
     assert "# my feeds, keep this comment" in path.read_text()
     code, output = _run("--config", str(other), "check")
-    assert code == 0 and "1 sources" in output
+    assert code == 0 and "1 source" in output and "1 sources" not in output
     assert 'title = "A"' in other.read_text() and '"world"' in other.read_text()
 
 

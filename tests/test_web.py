@@ -254,6 +254,28 @@ def test_story_page_lists_coverage_timeline_and_why(client: FlaskClient, filled:
     assert client.get("/stories/999999").status_code == 404
 
 
+def test_an_entry_links_its_coverage_only_when_other_sources_cover_it(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    """An entry of a story of several sources links it, saying how many; two entries
+    of one feed grouped together are no coverage, and their story page counts one
+    source (not "1 sources")."""
+    gamma = filled.feed_ids[2]
+    first, second = filled.entry_ids[gamma][3:5]  # "Gamma item 0" and "Gamma item 1"
+    store.save_assignments(
+        [StoryAssignment(first, first, 1.0, ()), StoryAssignment(second, first, 0.5, ("gamma",))],
+        [StoryLabel(first, "Gamma item 0", first, ("gamma",))],
+    )
+
+    html = _html(client, f"/sources/{gamma}")
+    quake = html[html.index("Earthquake shakes the capital (gamma)") :]
+    assert f'<a href="/stories/{filled.big_story}">coverage: 3 sources</a>' in quake[:600]
+    assert f'href="/stories/{first}"' not in html
+
+    story_page = _html(client, f"/stories/{first}")
+    assert "<strong>1 source</strong> · 2 entries" in story_page
+
+
 def test_sources_page_shows_health_and_sparklines(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:

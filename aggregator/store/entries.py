@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 
 from aggregator.models import Enclosure, Entry, EntryData, EntryText, Retention
-from aggregator.store.schema import entries, entry_tags, feed_tags, feeds
+from aggregator.store.schema import entries, entry_tags, feed_tags, feeds, stories
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,20 @@ def entries_from_rows(conn: Connection, rows: Sequence[Row[Any]]) -> list[Entry]
     ids = [row.id for row in rows]
     tags = _entry_tags(conn, ids)
     also_in = _also_in(conn, ids)
-    return [_to_entry(row, tags.get(row.id, ()), also_in.get(row.id, ())) for row in rows]
+    sources = _story_sources(conn, {row.story_id for row in rows if row.story_id is not None})
+    return [
+        _to_entry(row, tags.get(row.id, ()), also_in.get(row.id, ()), sources.get(row.story_id, 0))
+        for row in rows
+    ]
+
+
+def _story_sources(conn: Connection, story_ids: set[int]) -> dict[int, int]:
+    """How many sources each story covers (a story of one source is not shown as
+    coverage)."""
+    if not story_ids:
+        return {}
+    query = select(stories.c.id, stories.c.source_count).where(stories.c.id.in_(sorted(story_ids)))
+    return {story_id: count for story_id, count in conn.execute(query)}
 
 
 def _also_in(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
@@ -430,7 +443,9 @@ def _entry_tags(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ..
     return {entry_id: tuple(sorted(values)) for entry_id, values in tags.items()}
 
 
-def _to_entry(row: Row[Any], tags: tuple[str, ...], also_in: tuple[str, ...] = ()) -> Entry:
+def _to_entry(
+    row: Row[Any], tags: tuple[str, ...], also_in: tuple[str, ...] = (), story_sources: int = 0
+) -> Entry:
     return Entry(
         id=row.id,
         feed_id=row.feed_id,
@@ -451,6 +466,7 @@ def _to_entry(row: Row[Any], tags: tuple[str, ...], also_in: tuple[str, ...] = (
         feed_url=row.feed_url,
         feed_link=row.feed_link,
         story_id=row.story_id,
+        story_sources=story_sources,
         also_in=also_in,
         group_score=row.group_score,
         group_terms=tuple(json.loads(row.group_terms)) if row.group_terms else (),

@@ -36,6 +36,7 @@ from aggregator.web.common import (
 from aggregator.web.digest import build_digest
 from aggregator.web.feeds import feed_links
 from aggregator.web.metrics import metrics_text
+from aggregator.wording import counted
 
 bp = Blueprint("views", __name__)
 
@@ -201,6 +202,11 @@ def metrics() -> Response:
 @bp.app_template_filter("when")
 def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+@bp.app_template_filter("counted")
+def counted_filter(number: int, singular: str, plural: str | None = None) -> str:
+    return counted(number, singular, plural)
 
 
 @bp.app_template_filter("iso")
