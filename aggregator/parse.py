@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
-from xml.sax import SAXException
+from xml.sax import SAXException, SAXParseException
 from xml.sax.handler import ContentHandler
 
 import feedparser
@@ -267,13 +267,21 @@ def _bozo_suffix(result: Mapping[str, Any]) -> str:
 
 
 def bozo_warning(result: Mapping[str, Any]) -> str | None:
-    """A short description of feedparser's bozo exception, or None."""
+    """A short description of feedparser's bozo exception, or None: worded as the fast
+    path words the same defects (the operator reads it in the feed's status), with the
+    exception's name only for a kind not known here."""
     exc = result.get("bozo_exception")
     if not result.get("bozo") or isinstance(exc, IGNORED_BOZO):
         return None
-    name = type(exc).__name__ if exc is not None else "bozo"
-    detail = " ".join(str(exc).split()) if exc is not None else ""
-    text = f"{name}: {detail}" if detail else name
+    if isinstance(exc, SAXParseException):
+        where = f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}"
+        text = f"not well-formed XML, recovered: {exc.getMessage()}, {where}"
+    elif isinstance(exc, feedparser.CharacterEncodingOverride):
+        text = f"wrong encoding, recovered: {' '.join(str(exc).split())}"
+    else:
+        name = type(exc).__name__ if exc is not None else "bozo"
+        detail = " ".join(str(exc).split()) if exc is not None else ""
+        text = f"{name}: {detail}" if detail else name
     return text[:WARNING_MAX_CHARS]
 
 
