@@ -295,6 +295,9 @@ def test_sources_page_shows_health_and_sparklines(
     page = _html(client, f"/sources/{recovered}")
     assert "<dt>Note</dt>" in page and "<dd>0</dd>" in page
     assert html.count("<polyline") == 5  # a sparkline per source
+    # a time wraps between the date and the clock, never inside the date ("2026-12-" / "07")
+    day, clock = NOW.strftime("%Y-%m-%d"), NOW.strftime("%H:%M UTC")
+    assert f'<span class="nowrap">{day}</span> <span class="nowrap">{clock}</span>' in html
     source = _html(client, f"/sources/{filled.feed_ids[0]}")
     assert "Alpha item 1" in source and "<polyline" in source
 
