@@ -193,18 +193,52 @@ def run(state: _State) -> None:
 @click.option("--title", help="Display title (default: the feed's own).")
 @click.option("--tag", "tags", multiple=True, help="Tag; repeat for several.")
 @click.option("--interval", help='Poll interval, e.g. "30m" (default: the global one).')
+@click.option(
+    "--no-check", is_flag=True, help="Add the URL as given, without fetching it (offline)."
+)
 @pass_state
 def add(
-    state: _State, url: str, title: str | None, tags: tuple[str, ...], interval: str | None
+    state: _State,
+    url: str,
+    title: str | None,
+    tags: tuple[str, ...],
+    interval: str | None,
+    no_check: bool,
 ) -> None:
-    """Add a source to the config file (comments and layout are kept)."""
+    """Add a source to the config file (comments and layout are kept).
+
+    The URL is fetched first (as the worker would fetch it): a feed is added as is; of
+    a web page, the feed it advertises is added instead. --no-check skips this.
+    """
     from aggregator.sources import add_source
 
+    if not no_check:
+        url = _discovered(state.config(), url)
     try:
         add_source(state.path, url, title=title, tags=tags, interval=interval)
     except (ConfigError, FeedExistsError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"added {url} to {state.path}")
+
+
+def _discovered(config: Config, url: str) -> str:
+    """The feed to add for `url` (see `aggregator.discover`), said on the terminal."""
+    from aggregator.discover import DiscoveryError, find_feed
+
+    try:
+        found = find_feed(url, config.settings.fetch_options())
+    except DiscoveryError as e:
+        raise click.ClickException(f"{e}\n(--no-check adds the URL as given)") from e
+    what = f"{found.title or '(untitled)'}, {counted(found.entries, 'entry', 'entries')}"
+    if found.page is None and found.url != url:
+        click.echo(f"{url} moved permanently to {found.url}: {what}")
+    elif found.page is None:
+        click.echo(f"feed: {what}")
+    else:
+        click.echo(f"{found.page} is a web page; the feed it advertises: {found.url} ({what})")
+        for other in found.others:
+            click.echo(f"  it also advertises {other}")
+    return found.url
 
 
 @cli.command("import")
