@@ -241,6 +241,21 @@ def _discovered(config: Config, url: str) -> str:
     return found.url
 
 
+@cli.command()
+@click.argument("url")
+@pass_state
+def remove(state: _State, url: str) -> None:
+    """Remove a source from the config file (its table and the comments right above
+    it; everything else is kept). Its stored entries stay until retention prunes them."""
+    from aggregator.sources import remove_source
+
+    try:
+        source = remove_source(state.path, url)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"removed {source.url} from {state.path}")
+
+
 @cli.command("import")
 @click.argument("opml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @pass_state

@@ -589,6 +589,20 @@ class _Lines:
         found = self._key_in(header + 1, self._block_end(header), key) if key else None
         return found or header + 1
 
+    def feed_block(self, index: int) -> tuple[int, int]:
+        """Line indexes [start, end) of the `index`-th [[feeds]] table with the comment
+        lines right above its header (no blank line between): what removing it takes
+        out. Comments right above the next header are that table's, and stay."""
+        header = self.feeds[index]
+        start = header
+        while start > 0 and self.lines[start - 1].lstrip().startswith("#"):
+            start -= 1
+        end = self._block_end(header)
+        if end < len(self.lines):
+            while end > header + 1 and self.lines[end - 1].lstrip().startswith("#"):
+                end -= 1
+        return start, end
+
     def in_feed(self, index: int, key: str | None = None) -> int | None:
         if index >= len(self.feeds):
             return None
@@ -734,6 +748,21 @@ def _load_sources(
             raise ConfigError(path, lines.in_feed(index, "url"), message)
         sources.append(source)
     return tuple(sources)
+
+
+def without_feed_table(text: str, index: int) -> str:
+    """`text` without its `index`-th [[feeds]] table and that table's own comments; the
+    blank lines around it are left as one."""
+    lines = _Lines(text)
+    start, end = lines.feed_block(index)
+    before = lines.lines[:start]
+    after = lines.lines[end:]
+    while before and not before[-1].strip():
+        before.pop()
+    while after and not after[0].strip():
+        after.pop(0)
+    kept = [*before, "", *after] if before and after else [*before, *after]
+    return "\n".join(kept).rstrip("\n") + "\n"
 
 
 def find_source(config: Config, url: str) -> SourceConfig | None:

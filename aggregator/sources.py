@@ -57,6 +57,38 @@ def add_source(
     _append_entries(config, [entry])
 
 
+def remove_source(path: Path, url: str) -> SourceConfig:
+    """Take a source out of the config file: its `[[feeds]]` table and the comment lines
+    right above it; everything else is kept as written.
+
+    Its stored entries stay (the feed is no longer polled; retention prunes them as it
+    prunes any feed's). The new text is checked to load with exactly the other sources
+    before it is written.
+
+    Returns:
+        The source removed.
+
+    Raises:
+        ConfigError: the file does not load, does not list `url`, or could not be
+            edited safely (it is then left as it was).
+    """
+    config = cfg.load_config(path)
+    source = cfg.find_source(config, url)
+    if source is None:
+        raise ConfigError(path, None, f"{url}: not in the config file")
+    index = config.sources.index(source)
+    text = path.read_text(encoding="utf-8")
+    new_text = cfg.without_feed_table(text, index)
+    try:
+        remaining = [s.url for s in cfg.parse_config(path, new_text).sources]
+    except ConfigError:
+        remaining = None
+    if remaining != [s.url for s in config.sources if s is not source]:
+        raise ConfigError(path, source.line, f"{url}: could not be removed safely; edit by hand")
+    _write_atomically(path, new_text)
+    return source
+
+
 def import_opml(path: Path, opml: bytes) -> tuple[list[str], list[str]]:
     """Add every feed of an OPML document to the config file.
 

@@ -75,6 +75,14 @@ def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) 
     assert code == 0 and "1 source" in output and "1 sources" not in output
     assert 'title = "A"' in other.read_text() and '"world"' in other.read_text()
 
+    code, output = _run("--config", str(path), "remove", "https://a.example/feed.xml")
+    assert code == 0 and "removed https://a.example/feed.xml" in output
+    assert (
+        "a.example" not in path.read_text() and "# my feeds, keep this comment" in path.read_text()
+    )
+    code, output = _run("--config", str(path), "remove", "https://a.example/feed.xml")
+    assert code != 0 and "not in the config file" in output
+
 
 def test_poll_and_feeds_show_status(
     tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer

@@ -9,7 +9,7 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.exceptions import ConfigError, FeedExistsError
-from aggregator.sources import add_source, export_opml, import_opml
+from aggregator.sources import add_source, export_opml, import_opml, remove_source
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "aggregator.toml"
 
@@ -111,6 +111,52 @@ def test_add_refuses_a_file_that_does_not_load(tmp_path: Path) -> None:
     target.write_text("[settings]\nprot = 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="did you mean 'port'"):
         add_source(target, "https://a.example/")
+
+
+THREE = """\
+# Top comment, kept.
+[settings]
+site_title = "Mine"
+
+# Feeds below (a blank line follows: this is about all of them, kept).
+
+# Alpha: the first.
+[[feeds]]
+url = "https://alpha.example/feed"  # inline
+tags = ["world"]
+
+# Beta: goes with beta.
+# A second line about beta.
+[[feeds]]
+url = "https://beta.example/feed"
+tags = [
+  "tech",
+]
+
+# Gamma.
+[[feeds]]
+url = "https://gamma.example/feed"
+"""
+
+
+def test_remove_takes_out_the_table_and_its_own_comments(tmp_path: Path) -> None:
+    path = tmp_path / "aggregator.toml"
+    path.write_text(THREE, encoding="utf-8")
+    removed = remove_source(path, "https://BETA.example:443/feed")  # as the loader matches
+    assert removed.url == "https://beta.example/feed"
+    assert path.read_text(encoding="utf-8") == THREE.replace(
+        '# Beta: goes with beta.\n# A second line about beta.\n[[feeds]]\nurl = "https://beta.'
+        'example/feed"\ntags = [\n  "tech",\n]\n\n',
+        "",
+    )
+    remove_source(path, "https://gamma.example/feed")  # the last table: no blank line left
+    assert path.read_text(encoding="utf-8").endswith('tags = ["world"]\n')
+    remove_source(path, "https://alpha.example/feed")
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("(a blank line follows: this is about all of them, kept).\n")
+    assert load_config(path, env={}).sources == ()
+    with pytest.raises(ConfigError, match="not in the config file"):
+        remove_source(path, "https://alpha.example/feed")
 
 
 def test_import_takes_nested_outlines_with_tags(path: Path) -> None:
