@@ -1,5 +1,5 @@
-"""The vocabulary shared by every stage. Frozen dataclasses only; no logic, no imports
-from the rest of the package.
+"""The vocabulary shared by every stage. Frozen dataclasses and the small properties that
+read them; of the rest of the package, imports only `wording` (itself a leaf).
 
 Names say where a value comes from: `SourceConfig` from the config file, `FetchRequest`
 and `FetchResult` around `fetch`, `ParsedFeed`/`EntryData` out of `parse`+`normalise`,
@@ -8,11 +8,21 @@ and `FetchResult` around `fetch`, `ParsedFeed`/`EntryData` out of `parse`+`norma
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aggregator.wording import counted
+
+_LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
+
+
+def language_tag(value: str | None) -> str | None:
+    """`value` (a normalised language, "de-at") when it is a well-formed BCP 47 tag of
+    a two- or three-letter language, which pages (`lang`) and feeds (`xml:lang`) may
+    carry; None for what feeds also declare ("english", "") or none."""
+    return value if value and _LANGUAGE_TAG.fullmatch(value) else None
 
 
 @dataclass(frozen=True)
@@ -219,6 +229,11 @@ class Entry:
     group_terms: tuple[str, ...] = ()  # key terms it shared with its story
     duplicate_of: int | None = None  # the entry (of another feed) this one repeats
 
+    @property
+    def language_tag(self) -> str | None:
+        """The entry's language as pages and feeds mark it (see `language_tag`)."""
+        return language_tag(self.language)
+
 
 @dataclass(frozen=True)
 class EntryText:
@@ -255,6 +270,11 @@ class Story:
     entry_count: int
     source_count: int
     sources: tuple[str, ...] = ()  # display titles of the feeds covering it
+
+    @property
+    def language_tag(self) -> str | None:
+        """The story's language as pages and feeds mark it (see `language_tag`)."""
+        return language_tag(self.language)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class FeedItem:
     source_title: str | None = None
     source_feed_url: str | None = None
     source_site_url: str | None = None
+    language: str | None = None  # a BCP 47 tag (`models.language_tag`), when known
 
 
 def tag_uri(authority: str, path: str) -> str:
@@ -122,6 +123,7 @@ def item_from_entry(entry: Entry, item_id: str) -> FeedItem:
         source_title=entry.feed_title,
         source_feed_url=safe_url(entry.feed_url),
         source_site_url=safe_url(entry.feed_link),
+        language=entry.language_tag,
     )
 
 
@@ -160,6 +162,7 @@ def item_from_story(
         summary=f"{sources} sources: {names}",
         content_html=f"<p>{sources} sources</p><ul>{''.join(rows)}</ul>",
         categories=story.terms,
+        language=story.language_tag,
     )
 
 
@@ -234,7 +237,7 @@ def _paging_links(meta: FeedMeta, mime: str, prefix: str = "") -> list[str]:
 
 def _atom_entry(item: FeedItem) -> str:
     parts = [
-        "<entry>",
+        f"<entry xml:lang={_attr(item.language)}>" if item.language else "<entry>",
         _element("id", item.id),
         _element("title", item.title, type="text"),
         _element("published", _rfc3339(item.published)),
@@ -309,6 +312,8 @@ def _rss_item(item: FeedItem) -> str:
     ]
     if item.author:
         parts.append(_element("dc:creator", item.author))
+    if item.language:
+        parts.append(_element("dc:language", item.language))
     parts += [_element("category", tag) for tag in item.categories]
     if item.source_title and item.source_feed_url:
         parts.append(_element("source", item.source_title, url=item.source_feed_url))
@@ -352,6 +357,8 @@ def render_json(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
 
 def _json_item(item: FeedItem) -> dict[str, Any]:
     value: dict[str, Any] = {"id": item.id, "title": _clean(item.title)}
+    if item.language:
+        value["language"] = item.language
     if item.link:
         value["url"] = item.link
     if item.content_html:

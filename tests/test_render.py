@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import feedparser
 
-from aggregator.models import Enclosure, Entry, Story
+from aggregator.models import Enclosure, Entry, Story, language_tag
 from aggregator.render import (
     FeedMeta,
     item_from_entry,
@@ -148,3 +148,12 @@ def test_safe_url() -> None:
     assert safe_url("https://a.example/x") == "https://a.example/x"
     for bad in ("javascript:alert(1)", "/relative", "data:text/html,x", "", None, "http://"):
         assert safe_url(bad) is None
+
+
+def test_only_well_formed_language_tags_mark_items() -> None:
+    """What feeds declare goes into `lang` and `xml:lang` only when it is a language
+    tag: never a word, an empty value or markup."""
+    for good in ("de", "de-at", "en-us", "zh-hans", "fil", "sr-latn-rs"):
+        assert language_tag(good) == good
+    for bad in (None, "", "english", "x", 'de"><script>alert(1)</script>', "de_at", "de-"):
+        assert language_tag(bad) is None, bad

@@ -102,7 +102,10 @@ def fill_store(store: Store, per_feed: int = 12) -> Filled:
             ),
         ]
         items += [
+            # beta's declare a language: xml:lang on entries for the feed readers' tests
             entry(f"{name}-{i}", f"{name.title()} item {i}", 100 + 5 * i)
+            if name != "beta"
+            else entry(f"{name}-{i}", f"{name.title()} item {i}", 100 + 5 * i, language="en-gb")
             for i in range(per_feed - 3)
         ]
         if index == 1:  # the same article as alpha's item 1: shown once, "also in" Beta
@@ -274,6 +277,38 @@ def test_an_entry_links_its_coverage_only_when_other_sources_cover_it(
 
     story_page = _html(client, f"/stories/{first}")
     assert "<strong>1 source</strong> · 2 entries" in story_page
+
+
+def test_headlines_and_summaries_carry_their_language(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    """The language an entry declares marks its headline and summary (the page around
+    them is English) and its item in every feed; a declaration that is no language tag
+    ("english") marks nothing."""
+    feed_id = add_feed(store, "https://de.example/feed.xml", "Rundschau", ["world"])
+    save_entries(
+        store,
+        feed_id,
+        [
+            entry("de-1", "Bahn streikt wieder", 1, language="de-de"),
+            entry("en-1", "Declared in words", 2, language="english"),
+        ],
+    )
+    html = _html(client, "/")
+    assert '<h3 lang="de-de"><a href="https://news.example/de-1"' in html
+    assert '<p class="summary" lang="de-de">Summary of Bahn streikt wieder</p>' in html
+    assert '<h3><a href="https://news.example/en-1"' in html
+
+    atom = feedparser.parse(client.get("/feed.atom").data)
+    by_title = {e.title: e for e in atom.entries}
+    assert by_title["Bahn streikt wieder"].title_detail.language == "de-de"
+    assert by_title["Declared in words"].title_detail.language == "en"  # the feed's own
+    items = {i["title"]: i for i in json.loads(client.get("/feed.json").data)["items"]}
+    assert items["Bahn streikt wieder"]["language"] == "de-de"
+    assert "language" not in items["Declared in words"]
+    rss = client.get("/feed.rss").get_data(as_text=True)
+    item = rss[rss.index("<title>Bahn streikt wieder</title>") :]
+    assert "<dc:language>de-de</dc:language>" in item[: item.index("</item>")]
 
 
 def test_sources_page_shows_health_and_sparklines(
