@@ -304,7 +304,8 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
     )
     second = store.save_update(b.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("b1")])
     ungrouped = store.get_ungrouped(10)
-    assert [e.id for e in ungrouped] == [*first.new_ids, *second.new_ids]
+    # by id: each document's entries from its end (the oldest, in a feed's usual order)
+    assert [e.id for e in ungrouped] == [*reversed(first.new_ids), *second.new_ids]
     # grouping reads the text and the source of each entry, not its content
     assert ungrouped[2] == EntryText(
         id=second.new_ids[0],
@@ -316,7 +317,7 @@ def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
         published_at=ungrouped[2].published_at,
         language=None,
     )
-    founder, other, joiner = (*first.new_ids, *second.new_ids)
+    founder, other, joiner = (*reversed(first.new_ids), *second.new_ids)  # in id order
     store.save_assignments(
         [
             StoryAssignment(founder, founder, 1.0, ()),
@@ -424,14 +425,15 @@ def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store)
 
 def test_retention_at_save_ranks_like_prune_with_few_entries(store: Store) -> None:
     """Old entries are kept while the feed has fewer than `keep_min` newer ones, and
-    among equal dates the later item wins, as prune's ranking (date, then id) says."""
+    among equal dates the item listed first wins (a feed lists its newest first), as
+    prune's ranking (date, then id) says."""
     store.sync_sources(_sources("https://quiet.example/feed"), NOW)
     (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
     old = NOW - timedelta(days=400)
     items = [_entry(f"q{i}", published_at=old) for i in range(4)]
     retention = Retention(timedelta(days=90), keep_min=3)
     store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items, retention=retention)
-    assert {e.key for e in store.get_latest(limit=100)} == {"q1", "q2", "q3"}
+    assert {e.key for e in store.get_latest(limit=100)} == {"q0", "q1", "q2"}
     assert store.prune(NOW, retention) == 0
 
 

@@ -147,6 +147,32 @@ def test_changed_file_yields_only_new_entries(
     assert titles.count("Ceasefire agreed in border dispute") == 1 and len(titles) == 4
 
 
+def test_an_undated_feed_shows_in_its_own_order_newest_first(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    """Entries without dates all take the time they were first seen: the feed's own
+    order (newest first, as feeds list) decides among them, at the first poll and when
+    later items arrive on top."""
+
+    def document(titles: list[str]) -> str:
+        items = "".join(
+            f"<item><title>{t}</title><link>https://undated.example/{t}</link></item>"
+            for t in titles
+        )
+        return f'<rss version="2.0"><channel><title>Undated</title>{items}</channel></rss>'
+
+    (feed_dir / "undated.rss").write_text(document(["three", "two", "one"]), encoding="utf-8")
+    _, options = _setup(tmp_path, store, feed_server, ["undated.rss"])
+    poll_due(store, options, owner="test")
+    assert [e.title for e in store.get_latest()] == ["three", "two", "one"]
+
+    (feed_dir / "undated.rss").write_text(
+        document(["five", "four", "three", "two", "one"]), encoding="utf-8"
+    )
+    poll_due(store, options, owner="test", now=datetime.now(UTC) + timedelta(days=2))
+    assert [e.title for e in store.get_latest()] == ["five", "four", "three", "two", "one"]
+
+
 def test_broken_feeds_are_recorded_and_do_not_stop_others(
     tmp_path: Path, store: Store, feed_server: FeedServer
 ) -> None:

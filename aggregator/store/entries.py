@@ -20,7 +20,7 @@ from aggregator.store.schema import entries, entry_tags, feed_tags, feeds, stori
 
 @dataclass(frozen=True)
 class SavedEntries:
-    new_ids: tuple[int, ...]
+    new_ids: tuple[int, ...]  # in the order of the items given
     changed_ids: tuple[int, ...]
 
 
@@ -145,7 +145,12 @@ def save_entries(
     changed_rows: list[dict[str, Any]] = []
     refreshed_rows: list[dict[str, Any]] = []
     tags_by_id: dict[int, tuple[str, ...]] = {}
-    for hashed, item in unique.items():
+    # New rows are inserted from the document's end to its start: feeds list their
+    # newest entry first, so entries that share a published time (none given: the time
+    # first seen; or one date for a whole batch) get ids that keep the document's order
+    # under "newest first, then the higher id". Inserted in document order, an undated
+    # feed's entries showed bottom-up, its oldest on top.
+    for hashed, item in reversed(unique.items()):
         values = _row_values(item, now)
         if hashed not in existing:
             new_rows.append(
@@ -178,7 +183,7 @@ def save_entries(
     _update_entries(conn, refreshed_rows)
     tags_by_id.update(zip(new_ids, new_tags, strict=True))
     _replace_entry_tags(conn, tags_by_id)
-    return SavedEntries(tuple(new_ids), tuple(changed_ids))
+    return SavedEntries(tuple(reversed(new_ids)), tuple(changed_ids))  # in document order
 
 
 def _beyond_retention(
