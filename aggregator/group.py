@@ -287,6 +287,7 @@ class Assignment(NamedTuple):
     new_story: bool
     duplicate_of: int | None  # earlier entry of the same article inside the story
     merged: tuple[int, ...] = ()  # story ids absorbed into story_id by this entry
+    language: str | None = None  # read off the text (`grouping_language`): none declared
 
 
 class Move(NamedTuple):
@@ -669,10 +670,11 @@ class StoryIndex:
         """
         if self._pending and story_id is None:
             self.look_again(item.published_at)
+        detected = None
         if item.language is None:  # read it off the text once: features, story, looks
-            language = grouping_language(item)
-            if language is not None:
-                item = replace(item, language=language)
+            detected = grouping_language(item)
+            if detected is not None:
+                item = replace(item, language=detected)
         counts, surface, headline = self._features(item)
         self._learn_df(counts, item.published_at)
         tf = _unit_tf(counts)
@@ -689,6 +691,8 @@ class StoryIndex:
             assignment = Assignment(item.entry_id, duplicate[0], 1.0, (), False, duplicate[1])
         else:
             assignment = self._decide(item, tf, idf)
+        if detected is not None:
+            assignment = assignment._replace(language=detected)
         story = self._stories.get(assignment.story_id)
         if story is None:
             story = self._new_story(assignment.story_id, item)

@@ -31,6 +31,7 @@ from aggregator.group import (
     Assignment,
     GroupItem,
     StoryIndex,
+    grouping_language,
 )
 from aggregator.models import Entry, EntryText, StoryAssignment, StoryLabel
 from aggregator.store import Store
@@ -78,6 +79,7 @@ def _stored(decided: Assignment) -> StoryAssignment:
         score=decided.score,
         shared_terms=tuple(decided.shared_terms),
         duplicate_of=decided.duplicate_of,
+        language=decided.language,
     )
 
 
@@ -265,8 +267,9 @@ class Grouper:
         else:
             founded = {a.story_id for a in assignments if a.story_id == a.entry_id}
             labels |= self._take_labels(index, live & founded)
-        assignments += [StoryAssignment(entry.id, entry.id, 0.0, ()) for entry in backlog]
-        saved = [*labels.values(), *map(_single, backlog)]
+        singles = [_single(entry) for entry in backlog]
+        assignments += [assignment for assignment, _ in singles]
+        saved = [*labels.values(), *(label for _, label in singles)]
         return self.store.save_assignments(assignments, saved, fence=self._fence(), merges=merges)
 
     def _fence(self) -> tuple[str, str, datetime]:
@@ -332,12 +335,17 @@ def _resume_looks(index: StoryIndex, replayed: Sequence[EntryText]) -> int:
     return sum(index.resume_look(item_of(e), e.group_score or 0.0) for e in waiting)
 
 
-def _single(entry: EntryText) -> StoryLabel:
-    """The label of a story of one entry kept out of the index (`is_backlog`)."""
-    return StoryLabel(
+def _single(entry: EntryText) -> tuple[StoryAssignment, StoryLabel]:
+    """The assignment and label of a story of one entry kept out of the index
+    (`is_backlog`); an entry that declares no language gets the one its text is written
+    in, as an entry grouped in the index does."""
+    detected = grouping_language(item_of(entry)) if entry.language is None else None
+    assignment = StoryAssignment(entry.id, entry.id, 0.0, (), language=detected)
+    label = StoryLabel(
         story_id=entry.id,
         headline=entry.title,
         headline_entry_id=entry.id,
         terms=(),
-        language=entry.language,
+        language=entry.language or detected,
     )
+    return assignment, label

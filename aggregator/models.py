@@ -286,6 +286,7 @@ class StoryAssignment:
     score: float
     shared_terms: tuple[str, ...]
     duplicate_of: int | None = None
+    language: str | None = None  # read off the text, for an entry that declares none
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import aggregator.group
 import aggregator.grouper
 from aggregator.cli import cli
 from aggregator.config import load_config
@@ -200,6 +201,35 @@ def test_a_story_merge_persists_and_survives_a_warm_start(store: Store) -> None:
     other = Grouper(store, "other-worker")
     assert other.run(later) == 0
     assert other._index is not None and other._index.members(first) == (first, second, bridge)
+
+
+def test_the_language_read_off_an_entry_is_kept_and_not_read_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry that declares no language is grouped in the one its text is written in;
+    that language is stored (pages and feeds mark the entry with it; a back-catalogue
+    entry, kept out of the index, gets it too), and a warm start takes it from the store
+    instead of reading the text again."""
+    german, english, french = _store_entries(
+        store,
+        (
+            "Hochwasser an der Donau: Tausende müssen ihre Häuser verlassen",
+            "Flooding forces thousands from homes along the Danube",
+            "Inondations sur le Danube : des milliers de personnes quittent leur maison",
+        ),
+        ages=(timedelta(0), timedelta(0), timedelta(days=30)),  # the third: back catalogue
+    )
+    assert Grouper(store, "first").run() == 3
+    languages = {e.id: e.language for e in store.get_latest()}
+    assert languages == {german: "de", english: "en", french: "fr"}
+    single = store.get_story(french)
+    assert single is not None and single.language == "fr"
+
+    read: list[str] = []
+    monkeypatch.setattr(aggregator.group, "identify", lambda text: read.append(text))
+    other = Grouper(store, "second")
+    assert other.run(datetime.now(UTC) + timedelta(minutes=10)) == 0  # a warm start
+    assert read == [] and other._index is not None and other._index.active_count == 2
 
 
 def test_grouping_thresholds_come_from_the_config(tmp_path: Path, store: Store) -> None:

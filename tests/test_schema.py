@@ -109,6 +109,7 @@ def test_upgrading_cleans_stored_links_without_storing_or_editing_entries_again(
     assert len(fetch(store, old, now).new_ids) == 3
     with store._engine.begin() as conn:  # back to what the previous release left
         conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+        conn.execute(text("ALTER TABLE entries DROP COLUMN detected_language"))  # 0008's
     store.close()
 
     store = Store(database_url)

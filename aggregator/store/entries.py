@@ -374,7 +374,9 @@ _TEXT_COLUMNS = (  # named as `EntryText`'s fields
     entries.c.link,
     entries.c.first_seen_at,
     entries.c.published_at,
-    entries.c.language,
+    # declared, else read off the text when it was grouped: a warm start need not
+    # read it again
+    func.coalesce(entries.c.language, entries.c.detected_language).label("language"),
     entries.c.story_id,
     entries.c.group_score,
 )
@@ -466,7 +468,7 @@ def _to_entry(
         image_url=row.image_url,
         tags=tags,
         enclosures=tuple(Enclosure(**item) for item in json.loads(row.enclosures)),
-        language=row.language,
+        language=row.language or row.detected_language,  # declared, else read off the text
         feed_title=row.feed_display_title,
         feed_url=row.feed_url,
         feed_link=row.feed_link,

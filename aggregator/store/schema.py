@@ -115,6 +115,7 @@ entries = Table(
     Column("image_url", Text),
     Column("enclosures", Text, nullable=False),  # JSON list of {url, type, length}
     Column("language", String(35)),
+    Column("detected_language", String(35)),  # read off the text by grouping, if none declared
     Column("content_hash", String(64), nullable=False),
     Column("story_id", Integer),
     # sha256 of the canonical link: finds the same article in other feeds.

@@ -60,6 +60,14 @@ def save_assignments(
                 .values(duplicate_of=bindparam("original")),
                 [{"entry_id": a.entry_id, "original": a.duplicate_of} for a in duplicates],
             )
+        detected = [a for a in assignments if a.language is not None]
+        if detected:
+            conn.execute(
+                update(entries)
+                .where(entries.c.id == bindparam("entry_id"))
+                .values(detected_language=bindparam("detected")),
+                [{"entry_id": a.entry_id, "detected": a.language} for a in detected],
+            )
     for survivor, absorbed in merges:
         merge_stories(conn, survivor, absorbed)
     gone = {absorbed for _, absorbed in merges}
