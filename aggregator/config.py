@@ -752,7 +752,8 @@ def _load_sources(
 
 def without_feed_table(text: str, index: int) -> str:
     """`text` without its `index`-th [[feeds]] table and that table's own comments; the
-    blank lines around it are left as one."""
+    blank lines around it are left as one, and the text's line endings as they were."""
+    newline = "\r\n" if "\r\n" in text else "\n"
     lines = _Lines(text)
     start, end = lines.feed_block(index)
     before = lines.lines[:start]
@@ -762,7 +763,7 @@ def without_feed_table(text: str, index: int) -> str:
     while after and not after[0].strip():
         after.pop(0)
     kept = [*before, "", *after] if before and after else [*before, *after]
-    return "\n".join(kept).rstrip("\n") + "\n"
+    return newline.join(kept).rstrip("\r\n") + newline
 
 
 def find_source(config: Config, url: str) -> SourceConfig | None:

@@ -77,7 +77,7 @@ def remove_source(path: Path, url: str) -> SourceConfig:
     if source is None:
         raise ConfigError(path, None, f"{url}: not in the config file")
     index = config.sources.index(source)
-    text = path.read_text(encoding="utf-8")
+    text = path.read_bytes().decode("utf-8")  # as written: CRLF line endings stay
     new_text = cfg.without_feed_table(text, index)
     try:
         remaining = [s.url for s in cfg.parse_config(path, new_text).sources]

@@ -158,6 +158,11 @@ def test_remove_takes_out_the_table_and_its_own_comments(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="not in the config file"):
         remove_source(path, "https://alpha.example/feed")
 
+    path.write_bytes(THREE.replace("\n", "\r\n").encode())  # a file edited on Windows
+    remove_source(path, "https://gamma.example/feed")
+    gamma = '\n# Gamma.\n[[feeds]]\nurl = "https://gamma.example/feed"\n'
+    assert path.read_bytes() == THREE.removesuffix(gamma).replace("\n", "\r\n").encode()
+
 
 def test_import_takes_nested_outlines_with_tags(path: Path) -> None:
     added, skipped = import_opml(path, OPML)
