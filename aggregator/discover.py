@@ -57,11 +57,15 @@ class Found:
 def find_feed(url: str, options: FetchOptions, now: datetime | None = None) -> Found:
     """The feed at `url`, or the first readable feed the page at `url` advertises.
 
+    `url` may be written as people write addresses: "example.com/news" (https is
+    assumed) or "feed://example.com/rss" (the old feed: scheme, read as http).
+
     Raises:
         DiscoveryError: the URL could not be fetched, or is neither a feed nor a page
             advertising a readable one (the message says which).
     """
     now = now or datetime.now(UTC)
+    url = as_web_url(url)
     page = _fetch(url, options)
     try:
         feed = _read(page, now)
@@ -74,6 +78,19 @@ def find_feed(url: str, options: FetchOptions, now: datetime | None = None) -> F
             ) from None
         return _first_readable(url, advertised, options, now)
     return Found(page.permanent_url or url, feed.title, len(feed.entries))
+
+
+def as_web_url(url: str) -> str:
+    """`url` as an http(s) URL: "feed://host/x" and "feed:https://host/x" name the
+    feed at http://host/x and https://host/x; an address without a scheme
+    ("example.com/news") is taken as https. Anything else is left as it is."""
+    url = url.strip()
+    if url.lower().startswith("feed:"):
+        rest = url[len("feed:") :]
+        return rest if rest.lower().startswith(("http://", "https://")) else "http:" + rest
+    if "://" not in url and not url.lower().startswith(("mailto:", "javascript:", "data:")):
+        return "https://" + url
+    return url
 
 
 def advertised_feeds(html: bytes, base: str) -> list[str]:
@@ -94,7 +111,7 @@ def advertised_feeds(html: bytes, base: str) -> list[str]:
         kind = (link.get("type") or "").split(";", 1)[0].strip().lower()
         href = (link.get("href") or "").strip()
         if "alternate" in rel and kind in FEED_TYPES and href:
-            absolute = urljoin(base, href)
+            absolute = urljoin(base, as_web_url(href) if href.startswith("feed:") else href)
             if urlsplit(absolute).scheme in ("http", "https"):
                 found[absolute] = None
     return list(found)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
-from aggregator.discover import DiscoveryError, advertised_feeds, find_feed
+from aggregator.discover import DiscoveryError, advertised_feeds, as_web_url, find_feed
 from aggregator.models import FetchOptions
 from tests.conftest import DATA, write_config
 from tests.feedserver import FeedServer
@@ -105,6 +105,16 @@ def test_the_address_policy_holds_for_the_page_and_what_it_advertises(
     assert all(address[0] != "127.0.0.2" for address in connected)  # type: ignore[index]
 
 
+def test_addresses_as_people_write_them() -> None:
+    assert as_web_url("example.com/news") == "https://example.com/news"
+    assert as_web_url(" feed://example.com/rss ") == "http://example.com/rss"
+    assert as_web_url("feed:https://example.com/rss") == "https://example.com/rss"
+    assert as_web_url("http://example.com/x") == "http://example.com/x"
+    assert as_web_url("javascript:alert(1)") == "javascript:alert(1)"  # refused by fetch
+    page = b'<link rel="alternate" type="application/rss+xml" href="feed://b.example/rss">'
+    assert advertised_feeds(page, "https://a.example/") == ["http://b.example/rss"]
+
+
 def test_advertised_feeds_of_odd_pages() -> None:
     assert advertised_feeds(b"", "https://a.example/") == []
     assert advertised_feeds(b"\x00\xff not html", "https://a.example/") == []
@@ -128,6 +138,13 @@ def test_cli_add_writes_the_discovered_feed(
 
     again = CliRunner().invoke(cli, ["--config", str(path), "add", site.url("/world.rss")])
     assert again.exit_code != 0 and "already" in again.output
+    assert "feed: Harbour Times — World, 3 entries" in again.output  # not "moved"
+
+    # written without its scheme, as people write addresses: https is assumed (this
+    # server speaks http only, so it fails, and says where it went)
+    bare = site.url("/world.rss").removeprefix("http://")
+    assumed = CliRunner().invoke(cli, ["--config", str(path), "add", bare])
+    assert assumed.exit_code != 0 and f"https://{bare}" in assumed.output
 
     refused = CliRunner().invoke(cli, ["--config", str(path), "add", site.url("/nothing")])
     assert (
