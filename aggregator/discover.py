@@ -88,6 +88,8 @@ def as_web_url(url: str) -> str:
     if url.lower().startswith("feed:"):
         rest = url[len("feed:") :]
         return rest if rest.lower().startswith(("http://", "https://")) else "http:" + rest
+    if url.startswith("//"):  # scheme-relative
+        return "https:" + url
     if "://" not in url and not url.lower().startswith(("mailto:", "javascript:", "data:")):
         return "https://" + url
     return url

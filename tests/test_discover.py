@@ -110,6 +110,7 @@ def test_addresses_as_people_write_them() -> None:
     assert as_web_url(" feed://example.com/rss ") == "http://example.com/rss"
     assert as_web_url("feed:https://example.com/rss") == "https://example.com/rss"
     assert as_web_url("http://example.com/x") == "http://example.com/x"
+    assert as_web_url("//example.com/x") == "https://example.com/x"
     assert as_web_url("javascript:alert(1)") == "javascript:alert(1)"  # refused by fetch
     page = b'<link rel="alternate" type="application/rss+xml" href="feed://b.example/rss">'
     assert advertised_feeds(page, "https://a.example/") == ["http://b.example/rss"]
