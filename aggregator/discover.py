@@ -73,8 +73,8 @@ def find_feed(url: str, options: FetchOptions, now: datetime | None = None) -> F
         advertised = advertised_feeds(page.body or b"", page.final_url)
         if not advertised:
             raise DiscoveryError(
-                f"{url}: not a feed ({e.message.removeprefix('parse: ')}), and it "
-                'advertises none (no <link rel="alternate"> of a feed type)'
+                f"{url}: {e.message.removeprefix('parse: ')}; and no feed is advertised "
+                'there (no <link rel="alternate"> of a feed type)'
             ) from None
         return _first_readable(url, advertised, options, now)
     return Found(page.permanent_url or url, feed.title, len(feed.entries))

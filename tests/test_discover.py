@@ -70,7 +70,7 @@ def test_a_base_element_and_broken_advertised_feeds(site: FeedServer) -> None:
 
 def test_a_page_without_feeds_is_refused_with_the_reason(site: FeedServer) -> None:
     site.route("/plain/", body=b"<html><head><title>x</title></head><body>hi</body></html>")
-    with pytest.raises(DiscoveryError, match="not a feed .*advertises none"):
+    with pytest.raises(DiscoveryError, match=r"not a feed.*; and no feed is advertised there"):
         find_feed(site.url("/plain/"), LOOPBACK_ONLY)
     site.route("/gone", status=404)
     with pytest.raises(DiscoveryError, match="HTTP 404"):
