@@ -223,15 +223,15 @@ def add(
 
 def _discovered(config: Config, url: str) -> str:
     """The feed to add for `url` (see `aggregator.discover`), said on the terminal."""
-    from aggregator.discover import DiscoveryError, as_web_url, find_feed
+    from aggregator.discover import DiscoveryError, find_feed
 
     try:
         found = find_feed(url, config.settings.fetch_options())
     except DiscoveryError as e:
         raise click.ClickException(f"{e}\n(--no-check adds the URL as given)") from e
     what = f"{found.title or '(untitled)'}, {counted(found.entries, 'entry', 'entries')}"
-    if found.page is None and found.url != as_web_url(url):
-        click.echo(f"{url} moved permanently to {found.url}: {what}")
+    if found.moved:
+        click.echo(f"{found.requested} moved permanently to {found.url}: {what}")
     elif found.page is None:
         click.echo(f"feed: {what}")
     else:

@@ -40,7 +40,12 @@ one (WordPress lists the posts, then the comments)."""
 
 
 class DiscoveryError(AggregatorError):
-    """No feed was found at, or advertised by, the URL."""
+    """No feed was found at, or advertised by, the URL. `unreachable`: no HTTP answer
+    came at all (DNS, connection, TLS, deadline)."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -52,21 +57,27 @@ class Found:
     entries: int  # entries its document holds now
     page: str | None = None  # the page that advertised it; None: the URL was the feed
     others: tuple[str, ...] = ()  # the page's other advertised feeds
+    requested: str = ""  # the URL asked for first (the one given, scheme supplied)
+
+    @property
+    def moved(self) -> bool:
+        """Whether the feed itself was asked for and answered from a new permanent URL."""
+        return self.page is None and self.url != self.requested
 
 
 def find_feed(url: str, options: FetchOptions, now: datetime | None = None) -> Found:
     """The feed at `url`, or the first readable feed the page at `url` advertises.
 
     `url` may be written as people write addresses: "example.com/news" (https is
-    assumed) or "feed://example.com/rss" (the old feed: scheme, read as http).
+    assumed, then http if no answer comes over https) or "feed://example.com/rss" (the
+    old feed: scheme, read as http).
 
     Raises:
         DiscoveryError: the URL could not be fetched, or is neither a feed nor a page
             advertising a readable one (the message says which).
     """
     now = now or datetime.now(UTC)
-    url = as_web_url(url)
-    page = _fetch(url, options)
+    url, page = _fetch_as_written(url, options)
     try:
         feed = _read(page, now)
     except ParseError as e:
@@ -77,7 +88,7 @@ def find_feed(url: str, options: FetchOptions, now: datetime | None = None) -> F
                 'there (no <link rel="alternate"> of a feed type)'
             ) from None
         return _first_readable(url, advertised, options, now)
-    return Found(page.permanent_url or url, feed.title, len(feed.entries))
+    return Found(page.permanent_url or url, feed.title, len(feed.entries), requested=url)
 
 
 def as_web_url(url: str) -> str:
@@ -129,14 +140,32 @@ def _first_readable(url: str, advertised: list[str], options: FetchOptions, now:
             problems.append(str(e))
             continue
         others = tuple(other for other in advertised if other != candidate)
-        return Found(result.permanent_url or candidate, feed.title, len(feed.entries), url, others)
+        found = result.permanent_url or candidate
+        return Found(found, feed.title, len(feed.entries), url, others, requested=url)
     raise DiscoveryError(f"{url}: advertises feeds, none readable: " + "; ".join(problems))
+
+
+def _fetch_as_written(written: str, options: FetchOptions) -> tuple[str, FetchResult]:
+    """The URL `written` stands for (`as_web_url`) and its answer; an address written
+    without a scheme is tried over http when https gets no answer at all."""
+    url = as_web_url(written)
+    try:
+        return url, _fetch(url, options)
+    except DiscoveryError as e:
+        bare = written.strip()
+        if not e.unreachable or url != "https://" + bare:
+            raise
+        plain = "http://" + bare
+        try:
+            return plain, _fetch(plain, options)
+        except DiscoveryError as again:
+            raise DiscoveryError(f"{e}; {again}", again.unreachable) from None
 
 
 def _fetch(url: str, options: FetchOptions) -> FetchResult:
     (result,) = fetch_all_sync([FetchRequest(0, url)], options)
     if result.error is not None:
-        raise DiscoveryError(f"{url}: {result.error}")
+        raise DiscoveryError(f"{url}: {result.error}", unreachable=result.status == 0)
     if result.status != 200:
         raise DiscoveryError(f"{url}: fetch: HTTP {result.status}")
     return result

@@ -43,8 +43,10 @@ def test_a_feed_url_is_the_feed(site: FeedServer) -> None:
     assert found.title == "Harbour Times — World" and found.entries == 3
     site.route_redirect("/old.rss", site.url("/world.rss"), status=301)
     site.route_redirect("/today.rss", site.url("/world.rss"), status=302)
-    assert find_feed(site.url("/old.rss"), LOOPBACK_ONLY).url == site.url("/world.rss")
-    assert find_feed(site.url("/today.rss"), LOOPBACK_ONLY).url == site.url("/today.rss")
+    moved = find_feed(site.url("/old.rss"), LOOPBACK_ONLY)
+    assert moved.url == site.url("/world.rss") and moved.moved
+    today = find_feed(site.url("/today.rss"), LOOPBACK_ONLY)
+    assert today.url == site.url("/today.rss") and not today.moved
 
 
 def test_a_page_gives_the_first_feed_it_advertises(site: FeedServer) -> None:
@@ -141,11 +143,18 @@ def test_cli_add_writes_the_discovered_feed(
     assert again.exit_code != 0 and "already" in again.output
     assert "feed: Harbour Times — World, 3 entries" in again.output  # not "moved"
 
-    # written without its scheme, as people write addresses: https is assumed (this
-    # server speaks http only, so it fails, and says where it went)
-    bare = site.url("/world.rss").removeprefix("http://")
+    # written without its scheme, as people write addresses: https is tried first, and
+    # as this server speaks only http (no answer over TLS), http next
+    site.route("/other.rss", body=(DATA / "world.atom").read_bytes())
+    bare = site.url("/other.rss").removeprefix("http://")
     assumed = CliRunner().invoke(cli, ["--config", str(path), "add", bare])
-    assert assumed.exit_code != 0 and f"https://{bare}" in assumed.output
+    assert assumed.exit_code == 0, assumed.output
+    assert "moved" not in assumed.output and "feed: Meridian" in assumed.output
+    assert f'url = "http://{bare}"' in path.read_text()
+    missing = site.url("/missing.rss").removeprefix("http://")  # an answer over http: 404
+    refused = CliRunner().invoke(cli, ["--config", str(path), "add", missing])
+    assert refused.exit_code != 0 and f"https://{missing}" in refused.output
+    assert "HTTP 404" in refused.output
 
     refused = CliRunner().invoke(cli, ["--config", str(path), "add", site.url("/nothing")])
     assert (
