@@ -245,10 +245,16 @@ def _discovered(config: Config, url: str) -> str:
 @click.argument("url")
 @pass_state
 def remove(state: _State, url: str) -> None:
-    """Remove a source from the config file (its table and the comments right above
-    it; everything else is kept). Its stored entries stay until retention prunes them."""
+    """Remove a source, by URL or by the ID `aggregator feeds` shows, from the config
+    file (its table and the comments right above it; everything else is kept). Its
+    stored entries stay until retention prunes them."""
     from aggregator.sources import remove_source
 
+    if url.isdigit():
+        feed = state.store(state.config()).get_feed(int(url))
+        if feed is None:
+            raise click.ClickException(f"no feed {url} (see `aggregator feeds`)")
+        url = feed.config_url
     try:
         source = remove_source(state.path, url)
     except ConfigError as e:

@@ -180,6 +180,7 @@ class FeedState:
     entries_per_day: float = 0.0
     created_at: datetime | None = None  # when the config first listed it
     backoff_count: int = 0  # consecutive errors not answered with Retry-After
+    config_url: str = ""  # the URL as the config lists it (`url` follows redirects)
 
     @property
     def display_title(self) -> str:

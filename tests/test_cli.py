@@ -122,6 +122,13 @@ def test_poll_and_feeds_show_status(
         "3 feeds: 0 ok, 2 not modified, 1 failed; 0 new entries; 0 grouped into stories"
     )
 
+    # the failing source, removed by the ID the table shows
+    code, output = _run("--config", str(path), "remove", broken[0])
+    assert code == 0 and f"removed {feed_server.url('broken')}" in output
+    assert feed_server.url("broken") not in path.read_text()
+    code, output = _run("--config", str(path), "remove", "999")
+    assert code != 0 and "no feed 999" in output
+
 
 def test_db_upgrade_creates_the_database(tmp_path: Path) -> None:
     path = write_config(tmp_path / "agg.toml", f"sqlite:///{tmp_path}/sub/new.db", [])

@@ -289,6 +289,7 @@ def _to_state(row: Row[Any], tags: tuple[str, ...], per_day: float) -> FeedState
         entries_per_day=per_day,
         created_at=row.created_at,
         backoff_count=row.backoff_count,
+        config_url=row.config_url,
     )
 
 
