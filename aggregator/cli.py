@@ -88,6 +88,22 @@ def db_upgrade(state: _State) -> None:
     click.echo(f"database at the newest schema: {config.settings.database_url}")
 
 
+@db.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@pass_state
+def db_backup(state: _State, target: Path) -> None:
+    """Copy the SQLite database into a new file TARGET, consistently, while the service
+    runs (on PostgreSQL, use pg_dump)."""
+    from aggregator.exceptions import StoreError
+
+    config = state.config()
+    try:
+        size = state.store(config).backup(target)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"backed up {config.settings.database_url} to {target} ({size:,} bytes)")
+
+
 @cli.command()
 @click.option("--all", "poll_all", is_flag=True, help="Poll every enabled feed, due or not.")
 @pass_state

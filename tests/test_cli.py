@@ -217,3 +217,12 @@ def test_poll_shows_one_progress_bar_over_overlapping_claims(
     assert code == 0
     assert "2 feeds: 2 ok" in output
     assert output.count("polling") == 1
+
+
+def test_db_backup_copies_the_store_into_a_new_file(tmp_path: Path, sqlite_url: str) -> None:
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [])
+    code, output = _run("--config", str(path), "db", "backup", str(tmp_path / "copy.db"))
+    assert code == 0 and f"to {tmp_path / 'copy.db'}" in output
+    assert (tmp_path / "copy.db").stat().st_size > 0
+    code, output = _run("--config", str(path), "db", "backup", str(tmp_path / "copy.db"))
+    assert code != 0 and "exists" in output

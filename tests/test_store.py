@@ -4,6 +4,7 @@ fenced writes and entry upserts.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from aggregator import store as store_module
+from aggregator.exceptions import StoreError
 from aggregator.models import (
     Enclosure,
     EntryData,
@@ -481,3 +483,42 @@ def test_sqlite_has_no_statistics_to_refresh(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path}/agg.db")
     store.upgrade()
     assert store.refresh_statistics() is False
+
+
+def test_a_backup_is_a_consistent_copy_taken_while_a_writer_works(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """`aggregator db backup`: a SQLite store copied while another connection holds the
+    write lock mid-transaction: the copy opens as a store at the newest schema, with the
+    committed entries and not the uncommitted one; an existing file is never overwritten."""
+    store = Store(sqlite_url)
+    store.upgrade()
+    store.sync_sources(_sources("https://a.example/feed"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("a1"), _entry("a2")])
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    writer.isolation_level = None
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE entries SET title = 'uncommitted'")
+    target = tmp_path / "copy.db"
+    assert store.backup(target) == target.stat().st_size
+    writer.execute("ROLLBACK")
+    writer.close()
+
+    copy = Store(f"sqlite:///{target}")
+    assert copy.schema_is_current()
+    assert sorted(e.key for e in copy.get_latest(10)) == ["a1", "a2"]
+    assert all(e.title != "uncommitted" for e in copy.get_latest(10))
+    copy.close()
+    with pytest.raises(StoreError, match="exists"):
+        store.backup(target)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    store.close()
+
+
+def test_a_postgresql_store_is_not_backed_up_here(postgres_url: str, tmp_path: Path) -> None:
+    store = Store(postgres_url)
+    with pytest.raises(StoreError, match="pg_dump"):
+        store.backup(tmp_path / "copy.db")
+    assert not (tmp_path / "copy.db").exists()
+    store.close()

@@ -7,10 +7,13 @@ package. Write transactions start with `BEGIN IMMEDIATE` on SQLite.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text, update
@@ -156,6 +159,41 @@ class Store:
             migrate.upgrade(self._engine)
         except SQLAlchemyError as e:
             raise StoreError(f"store: migration failed: {e}") from e
+
+    def backup(self, target: Path) -> int:
+        """Copy a SQLite store, consistently, into the new file `target` while workers
+        and the web go on (SQLite's online backup: one read snapshot, WAL included).
+        The copy is written beside `target` and renamed into place when complete.
+
+        Returns:
+            The size of the copy in bytes.
+
+        Raises:
+            StoreError: the store is PostgreSQL (use pg_dump), `target` exists, or the
+                copy failed.
+        """
+        if self._engine.dialect.name != "sqlite":
+            raise StoreError("store: backup copies SQLite stores; on PostgreSQL use pg_dump")
+        if target.exists():
+            raise StoreError(f"store: {target} exists; give a new file")
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            raw = self._engine.raw_connection()
+            try:
+                source = raw.driver_connection
+                assert isinstance(source, sqlite3.Connection)  # the engine's SQLite driver
+                copy = sqlite3.connect(partial)
+                try:
+                    source.backup(copy)
+                finally:
+                    copy.close()
+            finally:
+                raw.close()
+            os.replace(partial, target)
+        except (sqlite3.Error, OSError) as e:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"store: backup to {target} failed: {e}") from e
+        return target.stat().st_size
 
     def schema_is_current(self) -> bool:
         from aggregator.store import migrate
