@@ -41,6 +41,9 @@ __all__ = [
 
 GENERATOR = "aggregator"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+MEDIA_RSS = "http://search.yahoo.com/mrss/"
+"""Media RSS: an item's lead image as `media:thumbnail`, which feed readers show beside
+its title (Atom and RSS have no image of their own; JSON Feed has `image`)."""
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 STORY_OUTLETS = 8
 """Outlets listed for a story beside its lead (a block on `/`) or in its stories-feed
@@ -163,7 +166,14 @@ def item_from_story(
         content_html=f"<p>{sources} sources</p><ul>{''.join(rows)}</ul>",
         categories=story.terms,
         language=story.language_tag,
+        image_url=_story_image(story, entries),
     )
+
+
+def _story_image(story: Story, entries: Sequence[Entry]) -> str | None:
+    """A story's picture: its headline entry's lead image, else the first outlet's."""
+    ranked = sorted(entries, key=lambda e: e.id != story.headline_entry_id)  # stable
+    return next((url for e in ranked if (url := safe_url(e.image_url))), None)
 
 
 # text helpers
@@ -215,7 +225,8 @@ def render_atom(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
     """An Atom 1.0 document with `items` in the given order (newest first)."""
     head = [
         '<?xml version="1.0" encoding="utf-8"?>',
-        f'<feed xmlns="http://www.w3.org/2005/Atom" xml:lang={_attr(meta.language)}>',
+        '<feed xmlns="http://www.w3.org/2005/Atom" '
+        f'xmlns:media="{MEDIA_RSS}" xml:lang={_attr(meta.language)}>',
         _element("id", meta.feed_id),
         _element("title", meta.title, type="text"),
         _element("subtitle", meta.subtitle, type="text"),
@@ -248,6 +259,8 @@ def _atom_entry(item: FeedItem) -> str:
     if item.author:
         parts.append(f"<author>{_element('name', item.author)}</author>")
     parts += [_empty("category", term=tag) for tag in item.categories]
+    if item.image_url:
+        parts.append(_empty("media:thumbnail", url=item.image_url))
     for enclosure in item.enclosures:
         extra = {"length": str(enclosure.length)} if enclosure.length else {}
         parts.append(_link("enclosure", enclosure.url, enclosure.type, **extra))
@@ -286,7 +299,8 @@ def render_rss(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
         '<?xml version="1.0" encoding="utf-8"?>',
         '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" '
         'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
-        'xmlns:dc="http://purl.org/dc/elements/1.1/">',
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        f'xmlns:media="{MEDIA_RSS}">',
         "<channel>",
         _element("title", meta.title),
         _element("link", meta.site_url),
@@ -317,6 +331,8 @@ def _rss_item(item: FeedItem) -> str:
     parts += [_element("category", tag) for tag in item.categories]
     if item.source_title and item.source_feed_url:
         parts.append(_element("source", item.source_title, url=item.source_feed_url))
+    if item.image_url:
+        parts.append(_empty("media:thumbnail", url=item.image_url))
     for enclosure in item.enclosures[:1]:  # RSS readers expect at most one enclosure
         parts.append(
             _empty(

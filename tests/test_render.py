@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ElementTree
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import feedparser
@@ -140,6 +141,17 @@ def test_story_item_lists_outlets_escaped() -> None:
         story, entries, "tag:example.com,2026:story/7", "https://example.com/stories/7"
     )
     assert item.updated == NOW and item.title == "Quake <hits>"
+    assert item.image_url is None  # neither outlet's image is http(s)
+    pictured = [
+        make_entry(1, image_url="https://cdn.example/z-first.jpg"),
+        make_entry(2, feed_id=4, image_url="https://cdn.example/headline.jpg"),
+        make_entry(3, feed_id=5, image_url="https://cdn.example/a-third.jpg"),
+    ]
+    headed = replace(story, headline_entry_id=2)
+    url = "https://example.com/stories/7"
+    assert item_from_story(headed, pictured, "t", url).image_url.endswith("headline.jpg")  # type: ignore[union-attr]
+    headless = replace(story, headline_entry_id=None)  # the first outlet's, in order
+    assert item_from_story(headless, pictured, "t", url).image_url.endswith("z-first.jpg")  # type: ignore[union-attr]
     assert "&lt;script&gt;x&lt;/script&gt;</a> — A &amp; Co" in item.content_html
     assert "javascript" not in item.content_html and "<li>Plain — B</li>" in item.content_html
 
@@ -157,3 +169,18 @@ def test_only_well_formed_language_tags_mark_items() -> None:
         assert language_tag(good) == good
     for bad in (None, "", "english", "x", 'de"><script>alert(1)</script>', "de_at", "de-"):
         assert language_tag(bad) is None, bad
+
+
+def test_the_lead_image_is_a_media_thumbnail_in_atom_and_rss() -> None:
+    """Feed readers show an item's picture from Media RSS's `media:thumbnail` (Atom and
+    RSS have none of their own); only an http(s) image is given, its URL escaped."""
+    image = "https://cdn.example/lead.jpg?w=640&h=360"
+    item = item_from_entry(make_entry(image_url=image), "tag:example.com,2026:entry/1")
+    for body in (render_atom(META, [item]), render_rss(META, [item])):
+        parsed = feedparser.parse(body)
+        assert parsed.bozo == 0
+        assert [t["url"] for t in parsed.entries[0].media_thumbnail] == [image]
+        assert b'url="https://cdn.example/lead.jpg?w=640&amp;h=360"' in body
+    unsafe = item_from_entry(make_entry(), "tag:example.com,2026:entry/1")  # javascript:
+    for body in (render_atom(META, [unsafe]), render_rss(META, [unsafe])):
+        assert b"media:thumbnail" not in body.split(b"<entry", 1)[-1].split(b"<item", 1)[-1]

@@ -99,6 +99,7 @@ def fill_store(store: Store, per_feed: int = 12) -> Filled:
                 tags=("audio", "weekly"),
                 enclosures=(Enclosure(f"https://cdn.example/{name}.mp3", "audio/mpeg", 12345),),
                 content_html="<p>Show <b>notes</b></p>",
+                image_url=f"https://cdn.example/{name}.jpg",  # media:thumbnail for the readers
             ),
         ]
         items += [
