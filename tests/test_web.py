@@ -336,6 +336,8 @@ def test_sources_page_shows_health_and_sparklines(
     assert f'<span class="nowrap">{day}</span> <span class="nowrap">{clock}</span>' in html
     source = _html(client, f"/sources/{filled.feed_ids[0]}")
     assert "Alpha item 1" in source and "<polyline" in source
+    # its rate as the list shows it: 12 entries published within the week, 1.7 a day
+    assert "<dd>12, 1.7 per day" in source and ">1.7</span>" in html
 
 
 def test_stories_page_and_tag_redirect(client: FlaskClient, filled: Filled) -> None:

@@ -210,9 +210,10 @@ class Store:
         with self._read() as conn:
             return feed_rows.get_feeds(conn, now=now)
 
-    def get_feed(self, feed_id: int) -> FeedState | None:
+    def get_feed(self, feed_id: int, now: datetime | None = None) -> FeedState | None:
+        """One feed; with `now`, its entries per day counted up to then (as `get_feeds`)."""
         with self._read() as conn:
-            found = feed_rows.get_feeds(conn, [feed_id])
+            found = feed_rows.get_feeds(conn, [feed_id], now=now)
         return found[0] if found else None
 
     def claim_due_feeds(

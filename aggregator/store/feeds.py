@@ -238,7 +238,9 @@ def _feed_query(counts: bool = True, feed_ids: Sequence[int] | None = None) -> A
     )
 
 
-def _recent_counts(conn: Connection, now: datetime) -> dict[int, int]:
+def _recent_counts(
+    conn: Connection, now: datetime, feed_ids: Sequence[int] | None = None
+) -> dict[int, int]:
     """Entries per feed published within `ENTRIES_PER_DAY_WINDOW` before `now`: by the
     published date, as /sources charts them, not by first sight (the first poll of a
     feed sees its whole back catalogue at once; a month of it is not a week's rate)."""
@@ -248,6 +250,8 @@ def _recent_counts(conn: Connection, now: datetime) -> dict[int, int]:
         .where(entries.c.published_at >= since)
         .group_by(entries.c.feed_id)
     )
+    if feed_ids is not None:
+        query = query.where(entries.c.feed_id.in_(feed_ids))
     return {feed_id: count for feed_id, count in conn.execute(query)}
 
 
@@ -314,6 +318,6 @@ def _states(
     now: datetime | None,
 ) -> list[FeedState]:
     tags = _tags_by_feed(conn, feed_ids)
-    recent = _recent_counts(conn, now) if now is not None else {}
+    recent = _recent_counts(conn, now, feed_ids) if now is not None else {}
     days = ENTRIES_PER_DAY_WINDOW.total_seconds() / 86400
     return [_to_state(row, tags.get(row.id, ()), recent.get(row.id, 0) / days) for row in rows]

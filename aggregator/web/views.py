@@ -153,7 +153,7 @@ def source(feed_id: int) -> Response:
 
     def render(_changed: datetime) -> tuple[bytes, str]:
         store = get_store()
-        feed = store.get_feed(feed_id)
+        feed = store.get_feed(feed_id, now)
         if feed is None:
             abort(404)
         query = EntryQuery(paging.limit + 1, paging.before, paging.after, feed_id=feed_id)
