@@ -263,7 +263,8 @@ def _discovered(config: Config, url: str) -> str:
 def remove(state: _State, url: str) -> None:
     """Remove a source, by URL or by the ID `aggregator feeds` shows, from the config
     file (its table and the comments right above it; everything else is kept). Its
-    stored entries stay until retention prunes them."""
+    entries leave the digest and merged feeds; they stay stored (adding the source
+    again brings them back) until retention prunes them."""
     from aggregator.sources import remove_source
 
     if url.isdigit():

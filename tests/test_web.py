@@ -591,3 +591,33 @@ def test_repeat_feed_requests_skip_flask_with_the_same_answer(
     )
     plain = client.get("/tags/world/feed.rss?limit=5")
     assert "Content-Encoding" not in plain.headers and gzip.decompress(first.data) == plain.data
+
+
+def test_a_source_removed_from_the_config_leaves_the_merged_outputs(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    """Its entries stay stored and on its own page, but the digest and the merged feeds
+    no longer show them, nor list it as another source of an article; listed again,
+    it comes back with them."""
+    configured = [SourceConfig(url=f.url, title=f.title, tags=f.tags) for f in store.get_feeds()]
+    beta = next(s for s in configured if s.url == "https://beta.example/feed.xml")
+    store.sync_sources([s for s in configured if s is not beta], NOW)
+
+    html = _html(client, "/")
+    assert "Beta item 1" not in html and "also in Beta Post" not in html
+    assert "Alpha item 1" in html
+    # an article the removed source carried first, repeated by a listed one, stays
+    alpha = next(s for s in configured if s.url == "https://alpha.example/feed.xml")
+    store.sync_sources([s for s in configured if s is not alpha], NOW)
+    html = _html(client, "/")
+    assert html.count(">Alpha item 1<") == 1 and "also in Beta Post" in html
+    assert "Alpha item 2" not in html
+    store.sync_sources([s for s in configured if s is not beta], NOW)
+    titles = {e.title for e in feedparser.parse(client.get("/feed.atom").data).entries}
+    assert "Alpha item 1" in titles and not any(t.startswith("Beta item") for t in titles)
+    tagged = {e.title for e in feedparser.parse(client.get("/tags/world/feed.atom").data).entries}
+    assert not any(t.startswith("Beta item") for t in tagged)
+    assert "Beta item 1" in _html(client, f"/sources/{filled.feed_ids[1]}")  # its own page
+
+    store.sync_sources(configured, NOW)
+    assert "Beta item 1" in _html(client, "/")

@@ -15,8 +15,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
+from aggregator.models import SourceConfig
 from aggregator.store import Store
 from aggregator.store.pages import DigestQuery, EntryQuery
 from tests.test_web import NOW, fill_store
@@ -48,13 +50,18 @@ def _plans(path: Path, statements: list[tuple[str, Any]], table: str) -> list[st
     return plans
 
 
+@pytest.mark.parametrize("removed", [False, True], ids=["all-listed", "one-removed"])
 def test_digest_reads_newest_originals_and_top_stories_from_their_indexes(
-    tmp_path: Path,
+    tmp_path: Path, removed: bool
 ) -> None:
+    """Also with a source removed from the config (its entries filtered out)."""
     path = tmp_path / "plans.db"
     store = Store(f"sqlite:///{path}")
     store.upgrade()
     fill_store(store)
+    if removed:
+        listed = [SourceConfig(f.url, f.title, f.tags) for f in store.get_feeds()][1:]
+        store.sync_sources(listed, NOW)
     query = DigestQuery(
         latest=EntryQuery(31),
         tag=None,

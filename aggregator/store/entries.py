@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from aggregator.models import Enclosure, Entry, EntryData, EntryText, Retention
 from aggregator.store.schema import entries, entry_tags, feed_tags, feeds, stories
@@ -293,7 +304,12 @@ def _replace_entry_tags(conn: Connection, tags_by_id: dict[int, tuple[str, ...]]
         conn.execute(insert(entry_tags), rows)
 
 
-def _latest_query(feed_id: int | None, tag: str | None, originals_only: bool = True) -> Any:
+def _latest_query(
+    feed_id: int | None, tag: str | None, originals_only: bool = True, removed: bool = False
+) -> Any:
+    """Entries with their feed's titles: of one feed, or merged (`originals_only`: each
+    article once); `removed`: some sources left the config (`has_removed_sources`), whose
+    entries merged outputs leave out."""
     feed_title = func.coalesce(feeds.c.title, feeds.c.feed_title, feeds.c.url)
     query = select(
         entries,
@@ -305,10 +321,31 @@ def _latest_query(feed_id: int | None, tag: str | None, originals_only: bool = T
         query = query.where(entries.c.feed_id == feed_id)
     elif originals_only:  # merged outputs show an article once, with its other sources listed
         query = query.where(entries.c.duplicate_of.is_(None))
+        if removed:
+            # only sources the config still lists: a removed source's entries are kept
+            # (re-adding it brings them back) but no longer merged, unless a listed
+            # source repeats the article (shown once, as before, "also in" that source)
+            query = query.where(or_(feeds.c.in_config.is_(True), _repeated_by_listed()))
     if tag is not None:
         tagged = select(feed_tags.c.feed_id).where(feed_tags.c.tag == tag)
         query = query.where(entries.c.feed_id.in_(tagged))
     return query
+
+
+def has_removed_sources(conn: Connection) -> bool:
+    """Whether a source has left the config (its entries stay stored). Asked first, so
+    that merged reads pay for the removed sources' filter only when there are some."""
+    return bool(conn.execute(select(exists().where(feeds.c.in_config.is_(False)))).scalar())
+
+
+def _repeated_by_listed() -> Any:
+    """Whether a source the config lists carries a copy of the entry (`duplicate_of`)."""
+    copy, source = entries.alias("copy"), feeds.alias("copy_source")
+    return exists().where(
+        copy.c.duplicate_of == entries.c.id,
+        source.c.id == copy.c.feed_id,
+        source.c.in_config.is_(True),
+    )
 
 
 def get_latest(
@@ -320,7 +357,7 @@ def get_latest(
 ) -> list[Entry]:
     """The newest entries, newest first, in a stable order (published time, then id)."""
     query = (
-        _latest_query(feed_id, tag)
+        _latest_query(feed_id, tag, removed=feed_id is None and has_removed_sources(conn))
         .order_by(entries.c.published_at.desc(), entries.c.id.desc())
         .limit(limit)
         .offset(offset)
@@ -357,7 +394,7 @@ def _also_in(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, ...]]
     query = (
         select(entries.c.duplicate_of, feed_title)
         .join(feeds, feeds.c.id == entries.c.feed_id)
-        .where(entries.c.duplicate_of.in_(ids))
+        .where(entries.c.duplicate_of.in_(ids), feeds.c.in_config.is_(True))
         .order_by(entries.c.id)
     )
     found: dict[int, list[str]] = {}

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, literal, or_, select
 
 from aggregator.models import Entry, Story
-from aggregator.store.entries import _latest_query, entries_from_rows
+from aggregator.store.entries import _latest_query, entries_from_rows, has_removed_sources
 from aggregator.store.schema import entries, feed_tags, feeds, stories
 from aggregator.store.stories import _sources, _to_story
 
@@ -50,7 +50,8 @@ def version(conn: Connection) -> tuple[Any, ...]:
 
     Every sub-select is answered from an index or a small table: new and pruned entries
     move the entry id bounds; every saved fetch (and so every edited entry) moves the
-    newest `last_fetch_at`; grouping moves the stories' newest update and count.
+    newest `last_fetch_at`; grouping moves the stories' newest update and count; a
+    source leaving the config (or coming back) moves the sum of the listed sources' ids.
     """
     row = conn.execute(
         select(
@@ -58,6 +59,7 @@ def version(conn: Connection) -> tuple[Any, ...]:
             select(func.min(entries.c.id)).scalar_subquery(),
             select(func.max(feeds.c.last_fetch_at)).scalar_subquery(),
             select(func.count()).select_from(feeds).scalar_subquery(),
+            select(func.sum(feeds.c.id)).where(feeds.c.in_config.is_(True)).scalar_subquery(),
             select(func.max(stories.c.last_updated_at)).scalar_subquery(),
             select(func.count()).select_from(stories).scalar_subquery(),
         )
@@ -94,7 +96,8 @@ def _entry_rows(conn: Connection, query: EntryQuery) -> Sequence[Row[Any]]:
             entries.c.story_id == query.story_id
         )
     else:
-        statement = _latest_query(query.feed_id, query.tag)
+        removed = query.feed_id is None and has_removed_sources(conn)
+        statement = _latest_query(query.feed_id, query.tag, removed=removed)
     if query.since is not None:
         statement = statement.where(entries.c.published_at >= query.since)
     newest_first = (entries.c.published_at.desc(), entries.c.id.desc())
