@@ -190,8 +190,9 @@ class FeedState:
     def failing(self) -> bool:
         """Whether the source needs the operator's eye: its last fetch failed, errors
         are counting, or it was disabled (a 410 sets the reason); a note on a fetch that
-        worked does not count."""
-        return bool(self.error_count or self.disabled_reason or self.last_status == "error")
+        worked does not count, nor a source removed from the config (no longer polled)."""
+        problem = self.error_count or self.disabled_reason or self.last_status == "error"
+        return self.in_config and bool(problem)
 
     @property
     def last_error_is_note(self) -> bool:

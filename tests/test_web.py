@@ -621,3 +621,26 @@ def test_a_source_removed_from_the_config_leaves_the_merged_outputs(
 
     store.sync_sources(configured, NOW)
     assert "Beta item 1" in _html(client, "/")
+
+
+def test_a_failing_source_removed_from_the_config_no_longer_counts_as_failing(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    """It is not polled any more: /sources, /healthz and /metrics stop reporting it."""
+    broken = add_feed(store, "https://broken.example/feed", "Broken", ["tech"])
+    save_entries(
+        store, broken, [], last_status="error", last_error="fetch: HTTP 500", error_count=3
+    )
+    assert "1 failing" in _html(client, "/sources")
+    listed = [
+        SourceConfig(url=f.url, title=f.title, tags=f.tags)
+        for f in store.get_feeds()
+        if f.id != broken
+    ]
+    store.sync_sources(listed, NOW)
+
+    html = _html(client, "/sources")
+    assert "all healthy" in html and '<tr class="failing">' not in html
+    assert "removed from config" in html
+    assert json.loads(client.get("/healthz").data)["broken_feeds"] == 0
+    assert "aggregator_feeds_broken 0" in client.get("/metrics").get_data(as_text=True)

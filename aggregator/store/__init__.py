@@ -446,7 +446,7 @@ class Store:
         with self._read() as conn:
             total = conn.execute(select(func.count()).select_from(feeds)).scalar_one()
             broken = conn.execute(
-                select(func.count()).select_from(feeds).where(feeds.c.error_count > 0)
+                select(func.count()).where(feeds.c.error_count > 0, feeds.c.in_config.is_(True))
             ).scalar_one()
             return {
                 "feeds": total,

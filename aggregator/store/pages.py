@@ -418,11 +418,14 @@ def get_metrics(conn: Connection) -> dict[str, Any]:
     return {
         "feeds": sum(by_status.values()),
         "feeds_by_status": by_status,
+        # a source removed from the config is no longer polled: not counted as broken
         "broken_feeds": conn.execute(
-            select(func.count()).select_from(feeds).where(feeds.c.error_count > 0)
+            select(func.count()).where(feeds.c.error_count > 0, feeds.c.in_config.is_(True))
         ).scalar_one(),
         "disabled_feeds": conn.execute(
-            select(func.count()).select_from(feeds).where(feeds.c.disabled_reason.is_not(None))
+            select(func.count()).where(
+                feeds.c.disabled_reason.is_not(None), feeds.c.in_config.is_(True)
+            )
         ).scalar_one(),
         "entries": conn.execute(select(func.count()).select_from(entries)).scalar_one(),
         "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
