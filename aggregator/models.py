@@ -195,6 +195,12 @@ class FeedState:
         return self.in_config and bool(problem)
 
     @property
+    def polled(self) -> bool:
+        """Whether the worker checks this source: listed and enabled in the config, and
+        not disabled by the publisher (HTTP 410)."""
+        return self.in_config and self.enabled and not self.disabled_reason
+
+    @property
     def last_error_is_note(self) -> bool:
         """Whether `last_error` is a note on a fetch that worked (a document recovered
         from a defect, a switch of the feed's id rule) rather than a failure's message."""

@@ -642,5 +642,10 @@ def test_a_failing_source_removed_from_the_config_no_longer_counts_as_failing(
     html = _html(client, "/sources")
     assert "all healthy" in html and '<tr class="failing">' not in html
     assert "removed from config" in html
+    row = html[html.index(">Broken</a>") :]
+    assert '<td data-label="Next check">—</td>' in row[: row.index("</tr>")]  # not polled
+    page = _html(client, f"/sources/{broken}")
+    assert "<dt>Config</dt><dd>removed from the config: not polled" in page
+    assert "<dt>Next check</dt><dd>—</dd>" in page
     assert json.loads(client.get("/healthz").data)["broken_feeds"] == 0
     assert "aggregator_feeds_broken 0" in client.get("/metrics").get_data(as_text=True)
