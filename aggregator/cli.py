@@ -343,9 +343,7 @@ def feeds(state: _State, failing: bool) -> None:
     for feed in store.get_feeds(now):
         if failing and not feed.failing:
             continue
-        next_check = (
-            "-" if feed.disabled_reason or not feed.in_config else _ago(feed.next_check_at, now)
-        )
+        next_check = _ago(feed.next_check_at, now) if feed.polled else "-"
         click.echo(
             f"{feed.id:>4} {_feed_status(feed):<14} {feed.entry_count:>7} "
             f"{_per_day(feed.entries_per_day):>7} {feed.error_count:>6} "
