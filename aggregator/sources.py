@@ -61,9 +61,9 @@ def remove_source(path: Path, url: str) -> SourceConfig:
     """Take a source out of the config file: its `[[feeds]]` table and the comment lines
     right above it; everything else is kept as written.
 
-    Its stored entries stay (the feed is no longer polled; retention prunes them as it
-    prunes any feed's). The new text is checked to load with exactly the other sources
-    before it is written.
+    Its stored entries stay (the feed is no longer polled, and its entries leave the
+    merged outputs; retention prunes them as it prunes any feed's). The new text is
+    checked to load with exactly the other sources before it is written.
 
     Returns:
         The source removed.
