@@ -267,16 +267,49 @@ def remove(state: _State, url: str) -> None:
     again brings them back) until retention prunes them."""
     from aggregator.sources import remove_source
 
-    if url.isdigit():
-        feed = state.store(state.config()).get_feed(int(url))
-        if feed is None:
-            raise click.ClickException(f"no feed {url} (see `aggregator feeds`)")
-        url = feed.config_url
     try:
-        source = remove_source(state.path, url)
+        source = remove_source(state.path, _config_url(state, url))
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"removed {source.url} from {state.path}")
+
+
+@cli.command()
+@click.argument("url")
+@pass_state
+def pause(state: _State, url: str) -> None:
+    """Stop polling a source, by URL or ID, keeping it and its entries
+    (`enabled = false` in its table of the config file)."""
+    _set_enabled(state, url, False)
+
+
+@cli.command()
+@click.argument("url")
+@pass_state
+def resume(state: _State, url: str) -> None:
+    """Poll a paused source again (`enabled = true`)."""
+    _set_enabled(state, url, True)
+
+
+def _set_enabled(state: _State, url: str, enabled: bool) -> None:
+    from aggregator.sources import set_enabled
+
+    try:
+        source = set_enabled(state.path, _config_url(state, url), enabled)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"{'resumed' if enabled else 'paused'} {source.url} in {state.path}")
+
+
+def _config_url(state: _State, url: str) -> str:
+    """The config URL of the source named by `url`: a URL as is, or the ID that
+    `aggregator feeds` shows."""
+    if not url.isdigit():
+        return url
+    feed: FeedState | None = state.store(state.config()).get_feed(int(url))
+    if feed is None:
+        raise click.ClickException(f"no feed {url} (see `aggregator feeds`)")
+    return feed.config_url
 
 
 @cli.command("import")
@@ -335,6 +368,9 @@ def feeds(state: _State, failing: bool) -> None:
     config = state.config()
     store = state.store(config)
     now = datetime.now(UTC)
+    # the sources as the config lists them now (added, removed, paused), as a worker
+    # would see them at its next tick
+    store.sync_sources(config.sources, now)
     columns = (
         f"{'ID':>4} {'STATUS':<14} {'ENTRIES':>7} {'PER DAY':>7} {'ERRORS':>6} "
         f"{'LAST FETCH':<11} {'LAST OK':<11} {'NEXT':<10}"

@@ -766,6 +766,34 @@ def without_feed_table(text: str, index: int) -> str:
     return newline.join(kept).rstrip("\r\n") + newline
 
 
+def with_feed_flag(text: str, index: int, key: str, value: bool) -> str:
+    """`text` with `key = true|false` in its `index`-th [[feeds]] table: the key's line
+    rewritten in place when the table has one (its comment kept), else a line added
+    after the table's last key (not after the comments that belong to the next table).
+    The text's line endings are kept."""
+    newline = "\r\n" if "\r\n" in text else "\n"
+    lines = _Lines(text)
+    header = lines.feeds[index]
+    _, end = lines.feed_block(index)
+    literal = "true" if value else "false"
+    pattern = re.compile(rf"^(\s*{re.escape(key)}\s*=\s*)(true|false)\b")
+    body = lines.lines
+    for i in range(header + 1, end):
+        if pattern.match(body[i]):
+            body[i] = pattern.sub(rf"\g<1>{literal}", body[i])
+            break
+    else:
+        last = max(
+            (
+                i
+                for i in range(header, end)
+                if body[i].strip() and not body[i].lstrip().startswith("#")
+            ),
+        )
+        body.insert(last + 1, f"{key} = {literal}")
+    return newline.join(body) + newline
+
+
 def find_source(config: Config, url: str) -> SourceConfig | None:
     """Return the source of `config` with the same normalised URL as `url`, if any."""
     key = normalise_url(url)

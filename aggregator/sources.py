@@ -12,6 +12,7 @@ import re
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
 from xml.etree.ElementTree import Element
@@ -87,6 +88,39 @@ def remove_source(path: Path, url: str) -> SourceConfig:
         raise ConfigError(path, source.line, f"{url}: could not be removed safely; edit by hand")
     _write_atomically(path, new_text)
     return source
+
+
+def set_enabled(path: Path, url: str, enabled: bool) -> SourceConfig:
+    """Pause (`enabled = false`) or resume a source in the config file, everything else
+    kept as written; the new text is checked to load with that one change.
+
+    Returns:
+        The source as the file now lists it.
+
+    Raises:
+        ConfigError: the file does not load, does not list `url`, or could not be
+            edited safely (it is then left as it was).
+    """
+    config = cfg.load_config(path)
+    source = cfg.find_source(config, url)
+    if source is None:
+        raise ConfigError(path, None, f"{url}: not in the config file")
+    if source.enabled == enabled:
+        return source
+    index = config.sources.index(source)
+    text = path.read_bytes().decode("utf-8")  # as written: CRLF line endings stay
+    new_text = cfg.with_feed_flag(text, index, "enabled", enabled)
+    wanted = [replace(s, enabled=enabled) if s is source else s for s in config.sources]
+    try:
+        edited = list(cfg.parse_config(path, new_text).sources)
+    except ConfigError:
+        edited = None
+    if edited is None or [replace(s, line=None) for s in edited] != [
+        replace(s, line=None) for s in wanted
+    ]:
+        raise ConfigError(path, source.line, f"{url}: could not be edited safely; edit by hand")
+    _write_atomically(path, new_text)
+    return edited[index]
 
 
 def import_opml(path: Path, opml: bytes) -> tuple[list[str], list[str]]:

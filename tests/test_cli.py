@@ -122,7 +122,13 @@ def test_poll_and_feeds_show_status(
         "3 feeds: 0 ok, 2 not modified, 1 failed; 0 new entries; 0 grouped into stories"
     )
 
-    # the failing source, removed by the ID the table shows
+    # the failing source, paused and resumed, then removed, by the ID the table shows
+    code, output = _run("--config", str(path), "pause", broken[0])
+    assert code == 0 and f"paused {feed_server.url('broken')}" in output
+    code, table = _run("--config", str(path), "feeds")
+    assert any(row.split()[:2] == [broken[0], "off"] for row in table.splitlines())
+    code, output = _run("--config", str(path), "resume", broken[0])
+    assert code == 0 and f"resumed {feed_server.url('broken')}" in output
     code, output = _run("--config", str(path), "remove", broken[0])
     assert code == 0 and f"removed {feed_server.url('broken')}" in output
     assert feed_server.url("broken") not in path.read_text()

@@ -9,7 +9,13 @@ import pytest
 
 from aggregator.config import load_config
 from aggregator.exceptions import ConfigError, FeedExistsError
-from aggregator.sources import add_source, export_opml, import_opml, remove_source
+from aggregator.sources import (
+    add_source,
+    export_opml,
+    import_opml,
+    remove_source,
+    set_enabled,
+)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "aggregator.toml"
 
@@ -234,3 +240,30 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     assert (len(added), skipped) == (len(source.sources), [])
     assert target.read_text(encoding="utf-8").startswith("# imported below\n")
     assert copy.settings.port == 9000
+
+
+def test_pause_and_resume_edit_one_flag_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "aggregator.toml"
+    path.write_text(THREE, encoding="utf-8")
+    paused = set_enabled(path, "https://alpha.example/feed", False)
+    assert paused.enabled is False
+    # added after alpha's last key, not after beta's comments that follow it
+    assert path.read_text(encoding="utf-8") == THREE.replace(
+        'tags = ["world"]\n', 'tags = ["world"]\nenabled = false\n'
+    )
+    with_comment = path.read_text(encoding="utf-8").replace(
+        "enabled = false", "enabled = false  # noisy this week"
+    )
+    path.write_text(with_comment, encoding="utf-8")
+    set_enabled(path, "https://alpha.example/feed", True)  # the line rewritten, comment kept
+    assert "enabled = true  # noisy this week" in path.read_text(encoding="utf-8")
+    assert [s.enabled for s in load_config(path, env={}).sources] == [True, True, True]
+    before = path.read_text(encoding="utf-8")
+    set_enabled(path, "https://beta.example/feed", True)  # already: nothing written
+    assert path.read_text(encoding="utf-8") == before
+    set_enabled(path, "https://gamma.example/feed", False)  # the last table
+    assert path.read_text(encoding="utf-8").endswith(
+        'url = "https://gamma.example/feed"\nenabled = false\n'
+    )
+    with pytest.raises(ConfigError, match="not in the config file"):
+        set_enabled(path, "https://delta.example/feed", False)
