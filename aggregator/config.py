@@ -766,11 +766,12 @@ def without_feed_table(text: str, index: int) -> str:
     return newline.join(kept).rstrip("\r\n") + newline
 
 
-def with_feed_flag(text: str, index: int, key: str, value: bool) -> str:
+def with_feed_flag(text: str, index: int, key: str, value: bool, default: bool) -> str:
     """`text` with `key = true|false` in its `index`-th [[feeds]] table: the key's line
-    rewritten in place when the table has one (its comment kept), else a line added
-    after the table's last key (not after the comments that belong to the next table).
-    The text's line endings are kept."""
+    rewritten in place when the table has one (its comment kept; a bare line giving the
+    `default` is taken out instead, so that a pause and a resume leave the file as it
+    was), else a line added after the table's last key (not after the comments that
+    belong to the next table). The text's line endings are kept."""
     newline = "\r\n" if "\r\n" in text else "\n"
     lines = _Lines(text)
     header = lines.feeds[index]
@@ -780,7 +781,10 @@ def with_feed_flag(text: str, index: int, key: str, value: bool) -> str:
     body = lines.lines
     for i in range(header + 1, end):
         if pattern.match(body[i]):
-            body[i] = pattern.sub(rf"\g<1>{literal}", body[i])
+            if value == default and pattern.sub("", body[i]).strip() == "":
+                del body[i]
+            else:
+                body[i] = pattern.sub(rf"\g<1>{literal}", body[i])
             break
     else:
         last = max(

@@ -109,7 +109,7 @@ def set_enabled(path: Path, url: str, enabled: bool) -> SourceConfig:
         return source
     index = config.sources.index(source)
     text = path.read_bytes().decode("utf-8")  # as written: CRLF line endings stay
-    new_text = cfg.with_feed_flag(text, index, "enabled", enabled)
+    new_text = cfg.with_feed_flag(text, index, "enabled", enabled, default=True)
     wanted = [replace(s, enabled=enabled) if s is source else s for s in config.sources]
     try:
         edited = list(cfg.parse_config(path, new_text).sources)

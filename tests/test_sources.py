@@ -247,6 +247,9 @@ def test_pause_and_resume_edit_one_flag_in_place(tmp_path: Path) -> None:
     path.write_text(THREE, encoding="utf-8")
     paused = set_enabled(path, "https://alpha.example/feed", False)
     assert paused.enabled is False
+    set_enabled(path, "https://alpha.example/feed", True)  # the file as it was
+    assert path.read_text(encoding="utf-8") == THREE
+    set_enabled(path, "https://alpha.example/feed", False)
     # added after alpha's last key, not after beta's comments that follow it
     assert path.read_text(encoding="utf-8") == THREE.replace(
         'tags = ["world"]\n', 'tags = ["world"]\nenabled = false\n'
