@@ -73,20 +73,9 @@ def remove_source(path: Path, url: str) -> SourceConfig:
         ConfigError: the file does not load, does not list `url`, or could not be
             edited safely (it is then left as it was).
     """
-    config = cfg.load_config(path)
-    source = cfg.find_source(config, url)
-    if source is None:
-        raise ConfigError(path, None, f"{url}: not in the config file")
-    index = config.sources.index(source)
-    text = path.read_bytes().decode("utf-8")  # as written: CRLF line endings stay
-    new_text = cfg.without_feed_table(text, index)
-    try:
-        remaining = [s.url for s in cfg.parse_config(path, new_text).sources]
-    except ConfigError:
-        remaining = None
-    if remaining != [s.url for s in config.sources if s is not source]:
-        raise ConfigError(path, source.line, f"{url}: could not be removed safely; edit by hand")
-    _write_atomically(path, new_text)
+    config, source, index, text = _listed(path, url)
+    others = [s for s in config.sources if s is not source]
+    _write_checked(config, source, cfg.without_feed_table(text, index), others)
     return source
 
 
@@ -101,26 +90,39 @@ def set_enabled(path: Path, url: str, enabled: bool) -> SourceConfig:
         ConfigError: the file does not load, does not list `url`, or could not be
             edited safely (it is then left as it was).
     """
+    config, source, index, text = _listed(path, url)
+    if source.enabled == enabled:
+        return source
+    new_text = cfg.with_feed_flag(text, index, "enabled", enabled, default=True)
+    edited = replace(source, enabled=enabled)
+    _write_checked(config, source, new_text, [edited if s is source else s for s in config.sources])
+    return edited
+
+
+def _listed(path: Path, url: str) -> tuple[cfg.Config, SourceConfig, int, str]:
+    """The config file's config, the source it lists for `url`, that source's position
+    and the file's text as written (CRLF line endings included)."""
     config = cfg.load_config(path)
     source = cfg.find_source(config, url)
     if source is None:
         raise ConfigError(path, None, f"{url}: not in the config file")
-    if source.enabled == enabled:
-        return source
-    index = config.sources.index(source)
-    text = path.read_bytes().decode("utf-8")  # as written: CRLF line endings stay
-    new_text = cfg.with_feed_flag(text, index, "enabled", enabled, default=True)
-    wanted = [replace(s, enabled=enabled) if s is source else s for s in config.sources]
+    return config, source, config.sources.index(source), path.read_bytes().decode("utf-8")
+
+
+def _write_checked(
+    config: cfg.Config, source: SourceConfig, new_text: str, wanted: Sequence[SourceConfig]
+) -> None:
+    """Replace the config file with `new_text` if it loads with exactly the `wanted`
+    sources (their lines aside); else refuse, leaving the file as it was."""
+    path = config.path
     try:
-        edited = list(cfg.parse_config(path, new_text).sources)
+        loaded = [replace(s, line=None) for s in cfg.parse_config(path, new_text).sources]
     except ConfigError:
-        edited = None
-    if edited is None or [replace(s, line=None) for s in edited] != [
-        replace(s, line=None) for s in wanted
-    ]:
-        raise ConfigError(path, source.line, f"{url}: could not be edited safely; edit by hand")
+        loaded = None
+    if loaded != [replace(s, line=None) for s in wanted]:
+        message = f"{source.url}: the config could not be edited safely; edit it by hand"
+        raise ConfigError(path, source.line, message)
     _write_atomically(path, new_text)
-    return edited[index]
 
 
 def import_opml(path: Path, opml: bytes) -> tuple[list[str], list[str]]:

@@ -270,3 +270,17 @@ def test_pause_and_resume_edit_one_flag_in_place(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="not in the config file"):
         set_enabled(path, "https://delta.example/feed", False)
+
+
+def test_an_edit_that_would_change_other_sources_is_refused(tmp_path: Path) -> None:
+    """The line scan is fooled by a header written inside a multi-line string; the
+    check before writing catches it, and the file is left as it was."""
+    tricky = (
+        '[[feeds]]\nurl = "https://a.example/feed"\ntitle = """A\n'
+        '[[feeds]] in a title"""\n\n[[feeds]]\nurl = "https://b.example/feed"\n'
+    )
+    path = tmp_path / "aggregator.toml"
+    path.write_text(tricky, encoding="utf-8")
+    with pytest.raises(ConfigError, match="could not be edited safely"):
+        remove_source(path, "https://a.example/feed")
+    assert path.read_text(encoding="utf-8") == tricky
