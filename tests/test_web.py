@@ -312,13 +312,19 @@ def test_headlines_and_summaries_carry_their_language(
     assert "<dc:language>de-de</dc:language>" in item[: item.index("</item>")]
 
 
-def test_sources_page_shows_health_and_sparklines(
-    store: Store, client: FlaskClient, filled: Filled
-) -> None:
-    broken = add_feed(store, "https://broken.example/feed", "Broken <Feed>", ["tech"])
+def _add_broken(store: Store, title: str) -> int:
+    """A source whose last three fetches answered HTTP 500."""
+    broken = add_feed(store, "https://broken.example/feed", title, ["tech"])
     save_entries(
         store, broken, [], last_status="error", last_error="fetch: HTTP 500", error_count=3
     )
+    return broken
+
+
+def test_sources_page_shows_health_and_sparklines(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    _add_broken(store, "Broken <Feed>")
     recovered = add_feed(store, "https://recovered.example/feed", "Recovered", [])
     note = "not well-formed XML, recovered: Entity 'uuml' not defined"
     save_entries(store, recovered, [], last_error=note)
@@ -627,10 +633,7 @@ def test_a_failing_source_removed_from_the_config_no_longer_counts_as_failing(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:
     """It is not polled any more: /sources, /healthz and /metrics stop reporting it."""
-    broken = add_feed(store, "https://broken.example/feed", "Broken", ["tech"])
-    save_entries(
-        store, broken, [], last_status="error", last_error="fetch: HTTP 500", error_count=3
-    )
+    broken = _add_broken(store, "Broken")
     assert "1 failing" in _html(client, "/sources")
     listed = [
         SourceConfig(url=f.url, title=f.title, tags=f.tags)
