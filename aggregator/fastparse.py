@@ -167,6 +167,10 @@ CUT_END_ERRORS = RECOVERABLE_ERRORS | {"ERR_TAG_NOT_FINISHED"}
 elements its end leaves open ("Premature end of data in tag channel"). The head ends
 where the cut entry starts, so every entry in it is whole."""
 
+RECOVERED_WARNING = "not well-formed XML, recovered"
+"""How a note on a document read past its defects begins, on both parse paths (the
+defect and where it is follow)."""
+
 BARE_AMPERSAND_WARNING = 'not well-formed XML, repaired: bare "&" read as "&amp;"'
 """The warning of a document the fast path reads after `_repair_ampersands`."""
 
@@ -282,11 +286,11 @@ def _parse(
         problem = " ".join(exc.msg.split())  # lxml's message may quote lines of the text
         if head is not None:  # cut short inside its last entry: read what precedes it
             root, strict, cut = _recover(head, CUT_END_ERRORS), False, 1
-            warning = f"{CUT_SHORT_WARNING}; not well-formed XML, recovered: {problem}"
+            warning = f"{CUT_SHORT_WARNING}; {RECOVERED_WARNING}: {problem}"
             warning = warning[:WARNING_MAX_CHARS]
         elif repaired is None:
             root, strict = _recover(data), False
-            warning = f"not well-formed XML, recovered: {problem}"[:WARNING_MAX_CHARS]
+            warning = f"{RECOVERED_WARNING}: {problem}"[:WARNING_MAX_CHARS]
         else:
             root, data = repaired
             warning = BARE_AMPERSAND_WARNING

@@ -32,7 +32,12 @@ from defusedxml import DefusedXmlException
 from defusedxml.expatreader import DefusedExpatParser
 
 from aggregator.exceptions import ParseError
-from aggregator.fastparse import ENTRY_END, last_entry_cut_short, parse_fast
+from aggregator.fastparse import (
+    ENTRY_END,
+    RECOVERED_WARNING,
+    last_entry_cut_short,
+    parse_fast,
+)
 from aggregator.jsonfeed import JsonFeedError, read_json_feed
 from aggregator.models import CUT_SHORT_WARNING, ParsedFeed
 from aggregator.normalise import (
@@ -275,7 +280,7 @@ def bozo_warning(result: Mapping[str, Any]) -> str | None:
         return None
     if isinstance(exc, SAXParseException):
         where = f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}"
-        text = f"not well-formed XML, recovered: {exc.getMessage()}, {where}"
+        text = f"{RECOVERED_WARNING}: {exc.getMessage()}, {where}"
     elif isinstance(exc, feedparser.CharacterEncodingOverride):
         text = f"wrong encoding, recovered: {' '.join(str(exc).split())}"
     else:
