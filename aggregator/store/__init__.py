@@ -445,9 +445,7 @@ class Store:
         """Totals for health and metrics."""
         with self._read() as conn:
             total = conn.execute(select(func.count()).select_from(feeds)).scalar_one()
-            broken = conn.execute(
-                select(func.count()).where(feeds.c.error_count > 0, feeds.c.in_config.is_(True))
-            ).scalar_one()
+            broken = conn.execute(select(func.count()).where(feed_rows.broken())).scalar_one()
             return {
                 "feeds": total,
                 "broken_feeds": broken,

@@ -92,6 +92,12 @@ def pollable() -> Any:
     )
 
 
+def broken() -> Any:
+    """The condition for a feed counted as broken in health and metrics: errors counting,
+    and still listed in the config (a removed one is no longer polled)."""
+    return and_(feeds.c.error_count > 0, feeds.c.in_config.is_(True))
+
+
 def claim_due(
     conn: Connection,
     owner: str,

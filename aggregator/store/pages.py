@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, literal, or_, select
 
 from aggregator.models import Entry, Story
+from aggregator.store import feeds as feed_rows
 from aggregator.store.entries import _latest_query, entries_from_rows, has_removed_sources
 from aggregator.store.schema import entries, feed_tags, feeds, stories
 from aggregator.store.stories import _sources, _to_story
@@ -418,10 +419,7 @@ def get_metrics(conn: Connection) -> dict[str, Any]:
     return {
         "feeds": sum(by_status.values()),
         "feeds_by_status": by_status,
-        # a source removed from the config is no longer polled: not counted as broken
-        "broken_feeds": conn.execute(
-            select(func.count()).where(feeds.c.error_count > 0, feeds.c.in_config.is_(True))
-        ).scalar_one(),
+        "broken_feeds": conn.execute(select(func.count()).where(feed_rows.broken())).scalar_one(),
         "disabled_feeds": conn.execute(
             select(func.count()).where(
                 feeds.c.disabled_reason.is_not(None), feeds.c.in_config.is_(True)
