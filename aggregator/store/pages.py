@@ -91,13 +91,20 @@ def _without_content(statement: Any) -> Any:
     return statement.with_only_columns(*columns, maintain_column_froms=False)
 
 
-def _entry_rows(conn: Connection, query: EntryQuery) -> Sequence[Row[Any]]:
+def _entry_rows(
+    conn: Connection, query: EntryQuery, removed: bool | None = None
+) -> Sequence[Row[Any]]:
+    """`removed`: whether some source left the config (`has_removed_sources`), when the
+    caller already knows; else asked here, for merged lists only."""
     if query.story_id is not None:
         statement = _latest_query(None, None, originals_only=False).where(
             entries.c.story_id == query.story_id
         )
     else:
-        removed = query.feed_id is None and has_removed_sources(conn)
+        if query.feed_id is not None:
+            removed = False  # a source's own list shows all its entries
+        elif removed is None:
+            removed = has_removed_sources(conn)
         statement = _latest_query(query.feed_id, query.tag, removed=removed)
     if query.since is not None:
         statement = statement.where(entries.c.published_at >= query.since)
@@ -337,6 +344,7 @@ def get_digest(conn: Connection, query: DigestQuery) -> DigestRows:
     the source names of all its stories, are each read in one query.
     """
     tags = get_tags(conn)
+    removed = has_removed_sources(conn)  # once for the digest's entry lists
     first_page = query.latest.before is None and query.latest.after is None
     top: Sequence[Row[Any]] = []
     sections: dict[str, Sequence[Row[Any]]] = {}
@@ -353,11 +361,11 @@ def get_digest(conn: Connection, query: DigestQuery) -> DigestRows:
             wanted = EntryQuery(
                 query.section_entries, tag=name, since=query.latest.since, content=False
             )
-            entry_rows[name] = _entry_rows(conn, wanted)
+            entry_rows[name] = _entry_rows(conn, wanted, removed)
     story_rows = [*top, *(row for rows in sections.values() for row in rows)]
     story_ids = [row.id for row in story_rows]
     names = _sources(conn, story_ids)
-    latest = _entry_rows(conn, replace(query.latest, content=False))
+    latest = _entry_rows(conn, replace(query.latest, content=False), removed)
     heads = [(row.id, row.headline_entry_id) for row in story_rows]
     lists = [_outlet_rows(conn, heads, query.outlets), latest, *entry_rows.values()]
     everything = entries_from_rows(conn, [row for rows in lists for row in rows])
