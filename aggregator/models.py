@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aggregator.wording import counted
+from aggregator.wording import counted, truncate_words
 
 _LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{1,8})*")
 
@@ -208,6 +208,12 @@ class FeedState:
         return worked and not self.error_count and not self.disabled_reason
 
 
+HEADING_MAX_CHARS = 80
+"""Longest heading made for an entry that has no title (a micro-post): the start of
+its text, cut at a word boundary, as feed readers list such posts."""
+UNTITLED = "(untitled)"
+
+
 @dataclass(frozen=True)
 class Entry:
     """A stored entry, as the web and the renderers see it."""
@@ -241,6 +247,20 @@ class Entry:
     def language_tag(self) -> str | None:
         """The entry's language as pages and feeds mark it (see `language_tag`)."""
         return language_tag(self.language)
+
+    @property
+    def heading(self) -> str:
+        """What lists and feeds show as the entry's title: its title; for an entry
+        without one (micro-posts: Scripting News, micro.blog), the start of its text,
+        else its link without the scheme, else "(untitled)". The stored title stays
+        empty: identity, duplicates and grouping read the feed's own title."""
+        if self.title:
+            return self.title
+        if self.summary:
+            return truncate_words(self.summary, HEADING_MAX_CHARS)
+        if self.link:
+            return truncate_words(self.link.split("://", 1)[-1], HEADING_MAX_CHARS)
+        return UNTITLED
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import nh3
 
 from aggregator.models import Enclosure, EntryData, ParsedFeed
+from aggregator.wording import ELLIPSIS, truncate_words
 
 FEED_TITLE_MAX_CHARS = 300
 MAX_FUTURE_SKEW = timedelta(minutes=10)
@@ -71,7 +72,6 @@ SECONDS_PER_UPDATE_PERIOD = {
 }
 """sy:updatePeriod values (RSS 1.0 syndication module) in seconds."""
 
-ELLIPSIS = "\u2026"
 
 TRACKING_PARAMS = frozenset(
     {
@@ -649,17 +649,6 @@ def collapse_and_truncate(text: str, limit: int) -> str:
         if len(head) > limit:
             return truncate_words(head, limit)
     return truncate_words(collapse_whitespace(text), limit)
-
-
-def truncate_words(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters at a word boundary, with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-\u2013\u2014") + ELLIPSIS
 
 
 def summarise(value: str | None, *, is_text: bool = False) -> str:

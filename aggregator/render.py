@@ -75,10 +75,11 @@ class FeedItem:
     """One item of a feed document, whatever it was built from."""
 
     id: str
-    title: str
+    title: str  # what a list shows: for an untitled entry, the start of its text
     link: str | None
     published: datetime
     updated: datetime
+    titled: bool = True  # False: the source gave no title (JSON Feed then gives none)
     author: str | None = None
     summary: str = ""  # plain text
     content_html: str = ""  # sanitised HTML
@@ -113,7 +114,8 @@ def item_from_entry(entry: Entry, item_id: str) -> FeedItem:
     """A feed item for a stored entry."""
     return FeedItem(
         id=item_id,
-        title=entry.title or "(untitled)",
+        title=entry.heading,
+        titled=bool(entry.title),
         link=safe_url(entry.link),
         published=entry.published_at,
         updated=max(entry.updated_at, entry.published_at),
@@ -145,7 +147,7 @@ def item_from_story(
         if entry.feed_id in listed or len(listed) > STORY_OUTLETS:
             continue
         listed.add(entry.feed_id)
-        title = html.escape(entry.title or "(untitled)")
+        title = html.escape(entry.heading)
         link = safe_url(entry.link)
         headline = f'<a href="{html.escape(link)}">{title}</a>' if link else title
         rows.append(f"<li>{headline} — {html.escape(entry.feed_title)}</li>")
@@ -372,7 +374,9 @@ def render_json(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
 
 
 def _json_item(item: FeedItem) -> dict[str, Any]:
-    value: dict[str, Any] = {"id": item.id, "title": _clean(item.title)}
+    value: dict[str, Any] = {"id": item.id}
+    if item.titled:  # JSON Feed 1.1: micro-posts omit it; readers show their text
+        value["title"] = _clean(item.title)
     if item.language:
         value["language"] = item.language
     if item.link:

@@ -184,3 +184,37 @@ def test_the_lead_image_is_a_media_thumbnail_in_atom_and_rss() -> None:
     unsafe = item_from_entry(make_entry(), "tag:example.com,2026:entry/1")  # javascript:
     for body in (render_atom(META, [unsafe]), render_rss(META, [unsafe])):
         assert b"media:thumbnail" not in body.split(b"<entry", 1)[-1].split(b"<item", 1)[-1]
+
+
+MICRO_POST = (
+    "Reading the new spec this morning. It is shorter than the last one, and every "
+    "example in it works as written, which is rarer than it should be."
+)
+
+
+def test_an_untitled_entry_is_listed_by_the_start_of_its_text() -> None:
+    assert make_entry(title="Kept").heading == "Kept"
+    heading = make_entry(title="", summary=MICRO_POST).heading
+    assert (
+        heading == "Reading the new spec this morning. It is shorter than the last one, and every…"
+    )
+    assert len(heading) <= 80 and MICRO_POST.startswith(heading[:-1])
+    assert make_entry(title="", summary="Short note.").heading == "Short note."
+    link_only = make_entry(title="", summary="", link="https://blog.example/2026/11/25/a-post")
+    assert link_only.heading == "blog.example/2026/11/25/a-post"
+    assert make_entry(title="", summary="", link=None).heading == "(untitled)"
+
+
+def test_untitled_entries_get_a_heading_in_atom_and_rss_and_no_title_in_json() -> None:
+    untitled = item_from_entry(make_entry(title="", summary=MICRO_POST), "tag:x,2026:entry/1")
+    titled = item_from_entry(make_entry(2, title="A headline"), "tag:x,2026:entry/2")
+    for render in (render_atom, render_rss):
+        parsed = feedparser.parse(render(META, [untitled, titled]))
+        assert parsed.bozo == 0
+        assert [e.title for e in parsed.entries] == [
+            "Reading the new spec this morning. It is shorter than the last one, and every…",
+            "A headline",
+        ]
+    items = json.loads(render_json(META, [untitled, titled]))["items"]
+    assert "title" not in items[0] and items[1]["title"] == "A headline"
+    assert items[0]["content_html"]  # JSON Feed: an item without a title keeps its text

@@ -405,6 +405,31 @@ def test_titles_are_escaped_in_pages_and_feeds(store: Store, client: FlaskClient
     assert json.loads(client.get("/feed.json").data)["items"][0]["title"] == XSS_TITLE
 
 
+def test_untitled_micro_posts_each_show_under_the_start_of_their_text(
+    store: Store, client: FlaskClient
+) -> None:
+    feed_id = add_feed(store, "https://micro.example/feed", "Micro", ["world"])
+    posts = [
+        entry("m1", "", 1, summary="First note of the day, about the weather."),
+        entry("m2", "", 2, summary="Second note: the train was late again."),
+        entry("m3", "", 3, summary="Third note: " + "a long thought " * 20),
+    ]
+    save_entries(store, feed_id, posts)
+    html = _html(client, "/")
+    assert "(untitled)" not in html
+    # every post is listed (the page once kept only the first of entries without a
+    # title: they all had the same empty "headline")
+    assert html.count("First note of the day, about the weather.") == 1  # not repeated
+    assert "Second note: the train was late again." in html
+    assert "Third note: a long thought a long thought" in html
+    titles = [e.title for e in feedparser.parse(client.get("/feed.atom").data).entries]
+    assert titles[:2] == [
+        "First note of the day, about the weather.",
+        "Second note: the train was late again.",
+    ]
+    assert titles[2].startswith("Third note: a long thought") and titles[2].endswith("\u2026")
+
+
 def test_stories_feed_item_updates_when_an_outlet_joins(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:

@@ -50,7 +50,9 @@ class Digest:
 
 @dataclass
 class Seen:
-    """What the page already shows."""
+    """What the page already shows. An entry whose title another shown entry or story
+    has is left out (the same headline from two outlets); untitled entries (micro-posts)
+    are told apart by their ids only."""
 
     entries: set[int] = field(default_factory=set)
     stories: set[int] = field(default_factory=set)
@@ -65,7 +67,11 @@ class Seen:
 
     def add(self, entry: Entry) -> None:
         self.entries.add(entry.id)
-        self.titles.add(_title_key(entry.title))
+        self.add_title(entry.title)
+
+    def add_title(self, title: str) -> None:
+        if key := _title_key(title):
+            self.titles.add(key)
 
     def take(self, entries: Iterable[Entry], limit: int | None = None) -> list[Entry]:
         taken: list[Entry] = []
@@ -131,7 +137,7 @@ def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
             others.append(entry)
     for entry in coverage:
         seen.add(entry)
-    seen.titles.add(_title_key(story.headline))
+    seen.add_title(story.headline)
     listed = others[:STORY_OUTLETS]
     more = max(0, story.source_count - (1 if lead else 0) - len(listed))
     return StoryBlock(story, lead, tuple(listed), more)
