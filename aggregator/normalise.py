@@ -247,6 +247,17 @@ _TEXT_NEEDS_CLEANER = re.compile("[\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """What nh3 changes in escaped plain text besides `&nbsp;`: CR and controls."""
 _PARTIAL_TAIL = re.compile(r"<[^>]*\Z|&[#\w]*\Z")
 _TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quoted attrs)
+BLOCK_TAGS = frozenset(
+    {"blockquote", "br", "caption", "dd", "details", "div", "dl", "dt", "figcaption"}
+    | {"figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "ol", "p", "pre"}
+    | {"summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"}
+)
+"""Tags of `ALLOWED_TAGS` that start a block or break a line. Plain text reads a space
+at each of them ("<p>One.</p><p>Two</p>": "One. Two") and nothing at the others
+("<a>socialist</a>.": "socialist.")."""
+_BLOCK_TAG = re.compile(
+    "</?(?:" + "|".join(sorted(BLOCK_TAGS, key=len, reverse=True)) + r")\b[^>]*>"
+)  # in nh3's output tags are lower case and `>` is escaped in attribute values
 URL_ATTRIBUTES = frozenset({"href", "src"})
 """Attributes of `ALLOWED_ATTRIBUTES` that hold a URL."""
 
@@ -409,9 +420,9 @@ def _summary_beside_content(raw: RawEntry, content_html: str) -> str:
     When the summary is the content itself (both parse paths copy the content to a
     missing summary) and no longer than the prefix `summarise` reads, its text is read
     off the sanitised content instead of cleaning the HTML a second time: nh3's
-    text-only cleaner gives exactly the full cleaner's output with the tags removed
-    (both unwrap what they do not keep and drop the same elements with their content;
-    tested over random HTML)."""
+    text-only cleaner and the full cleaner give the same `text_of_markup` (both unwrap
+    what they do not keep and drop the same elements with their content; tested over
+    random HTML)."""
     summary = raw.summary or ""
     if (
         summary == raw.content
@@ -420,7 +431,7 @@ def _summary_beside_content(raw: RawEntry, content_html: str) -> str:
         and "<" in summary
         and len(summary) <= SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR
     ):
-        text = html.unescape(_TAG.sub("", content_html))
+        text = html.unescape(text_of_markup(content_html))
         return collapse_and_truncate(text, SUMMARY_MAX_CHARS)
     return summarise(summary, is_text=raw.summary_is_text)
 
@@ -634,7 +645,7 @@ def plain_text(value: str | None, limit: int | None = None) -> str:
     if not value:
         return ""
     if "<" in value:
-        value = html.unescape(_TEXT_CLEANER.clean(value))
+        value = html.unescape(text_of_markup(_TEXT_CLEANER.clean(value)))
     elif "&" in value:
         value = html.unescape(value)  # entities only: what nh3 would decode
     return collapse_and_truncate(value, limit) if limit else collapse_whitespace(value)
@@ -689,7 +700,7 @@ def _summary_of_head(value: str, is_text: bool) -> str | None:
     elif "<" in value:
         if _TABLE_OR_TEMPLATE.search(head):
             return None
-        text = html.unescape(_TEXT_CLEANER.clean(head))
+        text = html.unescape(text_of_markup(_TEXT_CLEANER.clean(head)))
     else:
         text = html.unescape(head) if "&" in head else head
     return _summary_if_decided(collapse_whitespace(text))
@@ -765,7 +776,7 @@ def summary_of_html(sanitised: str) -> str:
     head = sanitised[: SUMMARY_MAX_CHARS * SUMMARY_PREFIX_FACTOR]
     if len(head) < len(sanitised):
         head = cut_partial_tail(head)
-    return collapse_and_truncate(html.unescape(_TAG.sub(" ", head)), SUMMARY_MAX_CHARS)
+    return collapse_and_truncate(html.unescape(text_of_markup(head)), SUMMARY_MAX_CHARS)
 
 
 def _summary_of_sanitised_head(sanitised: str) -> str | None:
@@ -774,14 +785,14 @@ def _summary_of_sanitised_head(sanitised: str) -> str | None:
 
     In nh3's output `<`, `>` and `&` are escaped in text and attribute values alike,
     and a reference is always complete, so a head ending at a `>` ends at the end of a
-    tag: its stripped text is a prefix of the longer prefix's, ending with the space
-    that replaced that tag. (Should a `>` be left in an attribute value, a head ending
+    tag: its stripped text is a prefix of the longer prefix's (whose text may extend
+    only its last word). (Should a `>` be left in an attribute value, a head ending
     there would leave a `<` behind, and not be used.)
     """
     end = sanitised.rfind(">", 0, SUMMARY_HEAD_CHARS) + 1
     if not end:
         return None
-    stripped = _TAG.sub(" ", sanitised[:end])
+    stripped = text_of_markup(sanitised[:end])
     if "<" in stripped:
         return None
     return _summary_if_decided(collapse_whitespace(html.unescape(stripped)))
@@ -838,7 +849,18 @@ def _html_cleaner(base: str, drop_empty: bool) -> nh3.Cleaner:
     return _cleaner(None, True)  # no usable base: relative URLs are dropped
 
 
-_TEXT_CLEANER = nh3.Cleaner(tags=set(), clean_content_tags=set(CLEAN_CONTENT_TAGS))
+_TEXT_CLEANER = nh3.Cleaner(
+    tags=set(BLOCK_TAGS), attributes={}, clean_content_tags=set(CLEAN_CONTENT_TAGS)
+)
+"""Reads HTML for its text: keeps only the block tags, which `text_of_markup` turns into
+spaces; nh3 parses as the full cleaner does, so the text is the same as the sanitised
+HTML's (tested)."""
+
+
+def text_of_markup(cleaned: str) -> str:
+    """The text of nh3's output, references not yet decoded: a space for each block tag
+    (`BLOCK_TAGS`), nothing for the others."""
+    return _TAG.sub("", _BLOCK_TAG.sub(" ", cleaned))
 
 
 # --- images, tags, enclosures, language ---------------------------------------------
