@@ -47,6 +47,12 @@ TITLE_MAX_CHARS = 1000
 
 AUTHOR_MAX_CHARS = 200
 """Bound on an author name (RSS puts "email (name)" here; still short)."""
+_EMAIL = r"[^\s@()<>]+@[^\s@()<>]+\.[^\s@()<>]+"
+_AUTHOR_WITH_EMAIL = re.compile(
+    rf"(?:{_EMAIL}\s*\((?P<after>[^()]+)\)|(?P<before>[^()<>]+?)\s*[(<]\s*{_EMAIL}\s*[)>])"
+)
+""""email (Name)" (RSS's author), "Name (email)" (feedparser's reading of an Atom author
+with both) and "Name <email>"."""
 
 TAG_MAX_CHARS = 100
 """Bound on one tag."""
@@ -343,7 +349,7 @@ def normalise_entry(
         "link": link,
         "published_at": published or updated,
         "updated_at": updated or published,
-        "author": repaired_text(plain_text(raw.author, AUTHOR_MAX_CHARS)) or None,
+        "author": author_name(repaired_text(plain_text(raw.author, AUTHOR_MAX_CHARS))) or None,
         "summary": repaired_text(summary),
         "content_html": content_html,
         "image_url": lead_image(raw, content_html, feed_url),
@@ -368,6 +374,16 @@ _MOJIBAKE = re.compile(
 )
 """UTF-8 read as Latin-1 or cp1252 ("â€™" for "’", "Ã©" for "é", "Â£" for "£"): the
 character of a lead byte followed by one of a continuation byte."""
+
+
+def author_name(author: str) -> str:
+    """The name of an author field that also gives an email address ("Anthony
+    (noreply@blogger.com)", "redaktion@derStandard.at (derStandard.at Redaktion)"), the
+    field as given otherwise (a bare address is all there is to show)."""
+    match = _AUTHOR_WITH_EMAIL.fullmatch(author)
+    if match is None:
+        return author
+    return (match["after"] or match["before"]).strip() or author
 
 
 def repaired_text(text: str) -> str:

@@ -875,3 +875,35 @@ def test_base_attribute_scan_equals_its_pattern(data: bytes) -> None:
     from aggregator.fastparse import _says_base_attribute
 
     assert _says_base_attribute(data) == (re.search(rb"base\s*=", data) is not None)
+
+
+AUTHORS_ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id>
+<updated>2024-06-30T00:00:00Z</updated>
+<entry><id>urn:1</id><title>Blogger</title><updated>2024-06-30T00:00:00Z</updated>
+<author><name>Anthony</name><email>noreply@blogger.com</email></author></entry>
+<entry><id>urn:2</id><title>Name only</title><updated>2024-06-30T00:00:00Z</updated>
+<author><name>Brent Simmons</name></author></entry>
+</feed>"""
+AUTHORS_RSS = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>c</title>
+<item><title>RSS author</title><guid>a</guid>
+<author>redaktion@derStandard.at (derStandard.at Redaktion)</author></item>
+<item><title>Bare address</title><guid>b</guid><author>lawyer@boyer.net</author></item>
+<item><title>Creator</title><guid>c</guid><dc:creator>know how (news)</dc:creator></item>
+</channel></rss>"""
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_author_given_with_an_email_address_is_shown_by_name(fast: bool) -> None:
+    """Blogger's Atom authors came out as "Anthony (noreply@blogger.com)" and RSS's as
+    "redaktion@derStandard.at (derStandard.at Redaktion)" on the pages and in the
+    merged feeds; a bare address is all there is, and parentheses without one stay."""
+    atom = parse_bytes(AUTHORS_ATOM, fast=fast)
+    assert [e.author for e in atom.entries] == ["Anthony", "Brent Simmons"]
+    rss = parse_bytes(AUTHORS_RSS, fast=fast)
+    assert [e.author for e in rss.entries] == [
+        "derStandard.at Redaktion",
+        "lawyer@boyer.net",
+        "know how (news)",
+    ]

@@ -130,25 +130,32 @@ def test_upgrading_cleans_stored_links_without_storing_or_editing_entries_again(
 
 RSS_WITH_LINKS_IN_TEXT = b"""<?xml version="1.0"?>
 <rss version="2.0"><channel><title>Scripting News</title><link>http://scripting.com/</link>
-<item><description>This is the &lt;a href="https://t.example/1"&gt;human side&lt;/a&gt; of
+<item><author>dave@scripting.com (Dave Winer)</author>
+<description>This is the &lt;a href="https://t.example/1"&gt;human side&lt;/a&gt; of
 &lt;a href="http://scripting.com/x.html"&gt;Health care is socialist&lt;/a&gt;.</description>
 <pubDate>Mon, 26 Jun 2017 19:40:58 GMT</pubDate>
 <guid>http://scripting.com/2017/06/26.html#a030658</guid></item>
 </channel></rss>"""
 
 
-def test_upgrading_refreshes_summaries_read_the_old_way_without_an_edit(
+def test_upgrading_refreshes_text_read_the_old_way_without_an_edit(
     database_url: str,
 ) -> None:
     """An entry stored before summaries were read with no space at inline tags ("...
-    socialist ."): after the upgrade (0009), the next fetch of the same document stores
-    the new summary without reporting an edit or moving its updated time."""
+    socialist .") and authors by name: after the upgrade (0009), the next fetch of the
+    same document stores the new text without reporting an edit or moving its updated
+    time."""
     now = datetime(2026, 12, 7, tzinfo=UTC)
     (entry,) = parse_feed(
         RSS_WITH_LINKS_IN_TEXT, url="http://scripting.com/rss.xml", fetched_at=now
     ).entries
     assert entry.summary == "This is the human side of Health care is socialist."
-    old = replace(entry, summary="This is the human side of Health care is socialist .")
+    assert entry.author == "Dave Winer"
+    old = replace(
+        entry,
+        summary="This is the human side of Health care is socialist .",
+        author="dave@scripting.com (Dave Winer)",
+    )
     old = replace(old, content_hash=content_hash(old))
 
     def fetch(store: Store, items: list[EntryData], at: datetime) -> SaveOutcome:
@@ -169,5 +176,6 @@ def test_upgrading_refreshes_summaries_read_the_old_way_without_an_edit(
     assert (again.new_ids, again.changed_ids) == ((), ())
     (stored,) = store.get_latest(10)
     assert stored.summary == "This is the human side of Health care is socialist."
+    assert stored.author == "Dave Winer"
     assert stored.updated_at == entry.updated_at  # not bumped by the refresh
     store.close()
