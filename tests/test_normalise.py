@@ -583,6 +583,12 @@ def test_tags_deduped_and_plain() -> None:
     assert normalise_tags(tags) == ("Politics", "World")
 
 
+def test_wordpress_placeholder_category_is_not_a_tag() -> None:
+    tags = ["Uncategorized", "Climate", "Non classé", "uncategorised", "Sin categoría"]
+    assert normalise_tags(tags) == ("Climate",)
+    assert normalise_tags(["Uncategorized news"]) == ("Uncategorized news",)
+
+
 def test_enclosures_lengths_and_types() -> None:
     items: list[tuple[str, str | None, str | int | None]] = [
         ("ep.mp3", "Audio/MPEG ", "123"),
