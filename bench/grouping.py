@@ -15,6 +15,9 @@ the constants in ``aggregator/group.py``.
 
 Real-world stress test (``--realfeeds``): every entry of ``realfeeds/`` grouped at
 once; no labels, so it prints what goes wrong rather than a score (see ``realfeeds``).
+With ``--timeline`` the dated entries arrive in the order they were published, at
+their published times (stories expire after the window, as in the worker), and every
+story of several feeds is printed with its headlines, for reading.
 
 Cost (``--cost``): groups 100,000 perturbed headlines (word drops and swaps,
 time advancing so old stories expire) and prints the time per 1,000 entries at
@@ -314,13 +317,16 @@ def cost_runs(data: Path, runs: int) -> None:
     )
 
 
-def realfeeds(data: Path) -> None:
+def realfeeds(data: Path, timeline: bool = False) -> None:
     """Group every entry of the real-world feed corpus (``realfeeds/``, 273 feeds, many
     languages, summaries) as if first seen at once, and print what a reader would see
     go wrong. The corpus has no story labels and spans years, so this is a stress test
     of precision, not a score: the stories of several feeds, the largest ones with
     their labels, the feeds most of whose entries fell into one story, and the stories
-    labelled by function words of their entries' languages."""
+    labelled by function words of their entries' languages. With ``timeline``, only
+    the dated entries, in the order and at the times they were published (most
+    stories then expire before the next feed's entries arrive), and each story of
+    several feeds listed with its headlines."""
     from collections import Counter, defaultdict
     from datetime import UTC, datetime
 
@@ -333,7 +339,8 @@ def realfeeds(data: Path) -> None:
         files = [row["file"] for row in csv.DictReader(handle, delimiter="\t")]
     fetched = datetime(2030, 1, 1, tzinfo=UTC)
     index = StoryIndex()
-    source_of: dict[int, str] = {}
+    items: list[GroupItem] = []
+    titles: dict[int, str] = {}
     function_words: dict[int, frozenset[str]] = {}
     texts: dict[int, tuple[str | None, str]] = {}  # declared language, title and lede
     started = time.process_time()
@@ -343,27 +350,49 @@ def realfeeds(data: Path) -> None:
         except ParseError:
             continue
         for entry in feed.entries:
-            number = len(source_of) + 1
-            source_of[number] = name
+            if timeline and entry.published_at is None:
+                continue
+            number = len(items) + 1
             language = entry.language or feed.language
-            item = GroupItem(
-                number, entry.title, entry.summary, entry.link, name, fetched, language
+            when = entry.published_at if timeline and entry.published_at else fetched
+            items.append(
+                GroupItem(number, entry.title, entry.summary, entry.link, name, when, language)
             )
-            index.add(item)
-            function_words[number] = function_words_of(item)
+            titles[number] = entry.title
             texts[number] = (language, " ".join([entry.title, *entry.summary.split()[:30]]))
+    if timeline:
+        items.sort(key=lambda item: (item.published_at, item.entry_id))
+    story_of: dict[int, int] = {}  # entry -> its story at the end (moves and merges)
+    for item in items:
+        story_of[item.entry_id] = index.add(item).story_id
+        function_words[item.entry_id] = function_words_of(item)
+        for move in index.drain_moves():
+            story_of[move.assignment.entry_id] = move.assignment.story_id
+        for survivor, absorbed in index.drain_merges():
+            for entry_id in [e for e, s in story_of.items() if s == absorbed]:
+                story_of[entry_id] = survivor
     seconds = time.process_time() - started
-    members = {story: index.members(story) for story in index.active_story_ids}
+    source_of = {item.entry_id: item.source for item in items}
+    members: dict[int, list[int]] = defaultdict(list)
+    for entry_id, story in story_of.items():
+        members[story].append(entry_id)
     several = {s: m for s, m in members.items() if len({source_of[e] for e in m}) > 1}
     print(
-        f"{len(source_of)} entries of {len(files)} feeds ({seconds:.1f} CPU s with parsing): "
+        f"{len(items)} entries of {len(files)} feeds ({seconds:.1f} CPU s with parsing): "
         f"{len(members)} stories, {len(several)} of several feeds holding "
         f"{sum(len(m) for m in several.values())} entries"
     )
-    print("largest stories of several feeds (entries, feeds, key terms):")
+    active = set(index.active_story_ids)
+    print("largest stories of several feeds (entries, feeds, key terms or first headline):")
     for story, entries in sorted(several.items(), key=lambda kv: -len(kv[1]))[:10]:
         feeds = len({source_of[e] for e in entries})
-        print(f"  {len(entries):4} {feeds:3}  {', '.join(index.label(story).terms)}")
+        shown = ", ".join(index.label(story).terms) if story in active else titles[min(entries)]
+        print(f"  {len(entries):4} {feeds:3}  {shown[:70]}")
+    if timeline:
+        for entries in sorted(several.values(), key=min):
+            print(f"story of {len(entries)} entries:")
+            for entry_id in sorted(entries):
+                print(f"    {source_of[entry_id].split('/')[-1][:24]:24} {titles[entry_id][:90]}")
     by_feed: dict[str, list[int]] = defaultdict(list)
     for number, name in source_of.items():
         by_feed[name].append(number)
@@ -371,12 +400,14 @@ def realfeeds(data: Path) -> None:
     collapsed = [
         name
         for name, numbers in busy.items()
-        if Counter(index.story_of(n) for n in numbers).most_common(1)[0][1] > len(numbers) / 2
+        if Counter(story_of[n] for n in numbers).most_common(1)[0][1] > len(numbers) / 2
     ]
     print(f"feeds of 10+ entries with more than half in one story: {len(collapsed)} of {len(busy)}")
     labelled = 0
     for story, entries in several.items():
         words = frozenset().union(*(function_words[e] for e in entries))
+        if story not in active:
+            continue  # expired (timeline): no label left to read
         terms = index.label(story).terms
         labelled += sum(word in words for term in terms for word in term.split()) >= 2
     print(f"stories of several feeds labelled by their languages' function words: {labelled}")
@@ -427,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--realfeeds", action="store_true", help="stress test on the real-world feed corpus"
     )
+    ap.add_argument(
+        "--timeline", action="store_true", help="realfeeds: in publication order, with expiry"
+    )
     ap.add_argument("--write", type=Path, default=None, help="write whole-file predictions")
     ap.add_argument("--orders", type=int, default=0, help="also average over N replay orders")
     ap.add_argument(
@@ -447,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif a.cost:
         cost_runs(data, a.runs)
     elif a.realfeeds:
-        realfeeds(data)
+        realfeeds(data, a.timeline)
     else:
         make: Callable[[], StoryIndex] = StoryIndex
         if a.embeddings:
