@@ -121,7 +121,7 @@ def item_from_entry(entry: Entry, item_id: str) -> FeedItem:
         updated=max(entry.updated_at, entry.published_at),
         author=entry.author or None,
         summary=entry.summary,
-        content_html=entry.content_html,
+        content_html=_with_also_in(entry),
         categories=entry.tags,
         enclosures=tuple(e for e in entry.enclosures if safe_url(e.url)),
         image_url=safe_url(entry.image_url),
@@ -130,6 +130,17 @@ def item_from_entry(entry: Entry, item_id: str) -> FeedItem:
         source_site_url=safe_url(entry.feed_link),
         language=entry.language_tag,
     )
+
+
+def _with_also_in(entry: Entry) -> str:
+    """The entry's content, and after it the other sources that carry the same article
+    (the merged feeds show it once, as the pages do: "also in ...")."""
+    if not entry.also_in:
+        return entry.content_html
+    content = entry.content_html or (
+        f"<p>{html.escape(entry.summary)}</p>" if entry.summary else ""
+    )
+    return f"{content}<p>Also in {html.escape(', '.join(entry.also_in))}</p>"
 
 
 def item_from_story(

@@ -392,6 +392,24 @@ def test_entry_feed_carries_author_source_categories_enclosure(
     assert podcast.source.title == "Alpha Times"
 
 
+def test_the_merged_feeds_list_the_other_sources_of_an_article_once_shown(
+    client: FlaskClient, filled: Filled
+) -> None:
+    """Beta Post repeats Alpha's item 1: the merged feeds carry it once, and say where
+    else it ran, as the digest does ("also in Beta Post")."""
+    for fmt in ("atom", "rss"):
+        parsed = feedparser.parse(client.get(f"/feed.{fmt}").data)
+        repeated = [e for e in parsed.entries if e.title == "Alpha item 1"]
+        assert len(repeated) == 1
+        assert "Also in Beta Post" in repeated[0].content[0].value
+        assert "Summary of Alpha item 1" in repeated[0].content[0].value
+        others = [e for e in parsed.entries if e.title != "Alpha item 1"]
+        assert not any("Also in" in e.get("content", [{"value": ""}])[0]["value"] for e in others)
+    items = json.loads(client.get("/feed.json").data)["items"]
+    (repeated,) = [i for i in items if i["title"] == "Alpha item 1"]
+    assert repeated["content_html"].endswith("<p>Also in Beta Post</p>")
+
+
 def test_titles_are_escaped_in_pages_and_feeds(store: Store, client: FlaskClient) -> None:
     feed_id = add_feed(store, "https://x.example/feed", "Feed <A>", ["world"])
     save_entries(store, feed_id, [entry("x", XSS_TITLE, 1)])
