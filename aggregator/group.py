@@ -94,15 +94,18 @@ SIZE_BONUS = 0.3
 # whole file's precision and the held-out half. See docs/grouping.md.
 ONE_WORD_BONUS_SHARE = 0.5
 
-# Word features an entry with a summary must share with a story to join it (an entry
-# with a headline alone needs one). With a summary, an entry brings some forty words,
-# and two reports of one event share its names, places and what happened; one shared
-# word is a coincidence: the only story of several feeds that a first poll of the
+# Word features an entry whose summary adds `SUMMARY_WORDS` words or more to its
+# headline must share with a story to join it; a headline alone (or with a summary that
+# repeats it) needs one. With a summary an entry brings some forty words, and two
+# reports of one event share its names, places and what happened; one shared word among
+# them is a coincidence: the only story of several feeds that a first poll of the
 # 273-feed real-world corpus made joined "Buried alive in the shadow of a Kyushu
 # volcano" (Japan Times) to "Interview: Shadow and a world where 5 companies own all
 # data" (Nextcloud) on "shadow" alone, score 0.095 over a threshold of 0.07, and the
-# digest showed it as its top story. dev.tsv has no summaries: its scores are the same.
+# digest showed it as its top story. dev.tsv has headlines only: its scores are the
+# same. See docs/grouping.md, item 17.
 SUMMARY_MIN_SHARED_WORDS = 2
+SUMMARY_WORDS = 5
 
 # Weight of the character 4-gram block relative to word features. Char grams
 # bridge spelling variants ("MtGox" / "Mt. Gox", "hacker" / "hacked").
@@ -700,7 +703,7 @@ class StoryIndex:
         elif duplicate is not None:
             assignment = Assignment(item.entry_id, duplicate[0], 1.0, (), False, duplicate[1])
         else:
-            assignment = self._decide(item, tf, idf)
+            assignment = self._decide(item, tf, idf, _min_shared_words(counts, headline))
         if detected is not None:
             assignment = assignment._replace(language=detected)
         story = self._stories.get(assignment.story_id)
@@ -780,7 +783,8 @@ class StoryIndex:
         while pending and pending[0][0] <= due:
             when, entry_id, title, summary, link, source, language = pending.popleft()
             item = GroupItem(entry_id, title, summary, link, source, when, language)
-            self._second_look(item, _unit_tf(self._features(item)[0]))
+            counts, _, headline = self._features(item)
+            self._second_look(item, _unit_tf(counts), _min_shared_words(counts, headline))
 
     def resolve(self, story_id: int) -> int:
         """Return the id ``story_id`` now goes by (itself unless absorbed by a merge)."""
@@ -967,9 +971,10 @@ class StoryIndex:
         new = story is None and story_id == item.entry_id
         return Assignment(item.entry_id, story_id, 1.0, shared, new, duplicate_of)
 
-    def _decide(self, item: GroupItem, tf: dict[str, float], idf: dict[str, float]) -> Assignment:
+    def _decide(
+        self, item: GroupItem, tf: dict[str, float], idf: dict[str, float], min_words: int = 1
+    ) -> Assignment:
         doc, query = _query(tf, idf)
-        min_words = _min_shared_words(item)
         best: _Story | None = None
         best_score = 0.0
         scored = self._last_scored
@@ -1231,7 +1236,7 @@ class StoryIndex:
             current = older
         return current.story_id, tuple(absorbed)
 
-    def _second_look(self, item: GroupItem, tf: dict[str, float]) -> None:
+    def _second_look(self, item: GroupItem, tf: dict[str, float], min_words: int = 1) -> None:
         """Decide again where an entry belongs, now that its story and the others have
         grown; move it (see ``SECOND_LOOK``) when another story scores higher."""
         entry_id = item.entry_id
@@ -1243,7 +1248,6 @@ class StoryIndex:
             return  # alone: nothing to compare with (merging joins lone entries)
         idf = self._idfs(tf)
         doc, query = _query(tf, idf)
-        min_words = _min_shared_words(item)
         own = self._score_without(story, query, tf, idf, min_words)
         best: _Story | None = None
         best_score = 0.0
@@ -1482,10 +1486,11 @@ class StoryIndex:
 _BY_WEIGHT_THEN_ID = itemgetter(1, 0)  # a (story id, shared weight) pair's sort key
 
 
-def _min_shared_words(item: GroupItem) -> int:
-    """Word features ``item`` must share with a story to join it (see
-    `SUMMARY_MIN_SHARED_WORDS`)."""
-    return SUMMARY_MIN_SHARED_WORDS if item.summary else 1
+def _min_shared_words(features: Iterable[str], headline: Iterable[str]) -> int:
+    """Word features an entry must share with a story to join it (see
+    `SUMMARY_MIN_SHARED_WORDS`), from its ``features`` and its headline's."""
+    added = sum([term[0] == "w" for term in features]) - sum([t[0] == "w" for t in headline])
+    return SUMMARY_MIN_SHARED_WORDS if added >= SUMMARY_WORDS else 1
 
 
 def _heaviest(shared: dict[int, float], count: int) -> list[tuple[int, float]]:

@@ -698,7 +698,7 @@ SHADOW_DRIVE_AGAIN = (
 )
 
 
-def test_an_entry_with_a_summary_needs_two_shared_words_to_join() -> None:
+def test_an_entry_whose_summary_adds_words_needs_two_shared_words_to_join() -> None:
     """The only story of several feeds that a first poll of the real-world corpus made:
     Japan Times's volcano travelogue joined Nextcloud's interview on "shadow" alone and
     was the digest's top story. Entries with summaries bring some forty words; two
@@ -711,7 +711,10 @@ def test_an_entry_with_a_summary_needs_two_shared_words_to_join() -> None:
         replace(item(3, SHADOW_DRIVE_AGAIN[0], "heise", 10), summary=SHADOW_DRIVE_AGAIN[1])
     )
     assert third.story_id == 2 and len(third.shared_terms) >= 2
-    # headlines alone keep joining on one strong word, as dev.tsv needs
+    # headlines alone keep joining on one strong word, as dev.tsv needs, and so does
+    # an entry whose summary only repeats its headline
     index = StoryIndex()
     index.add(item(1, "Snowden speaks at SXSW", "a"))
     assert index.add(item(2, "Watch: Snowden live", "b", 5)).story_id == 1
+    repeated = replace(item(3, "Snowden, live", "c", 6), summary="Snowden, live.")
+    assert index.add(repeated).story_id == 1
