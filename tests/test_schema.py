@@ -61,6 +61,12 @@ def test_upgrading_a_database_with_feeds_keeps_them_and_starts_their_backoff_at_
     store.close()
 
 
+def _fetch(store: Store, items: list[EntryData], at: datetime) -> SaveOutcome:
+    """Store `items` as the one feed's fetch at `at`, as a worker would."""
+    (feed,) = store.claim_due_feeds("w", at, timedelta(minutes=5), 10)
+    return store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=at), items, at)
+
+
 RSS_WITHOUT_GUIDS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>heise</title><link>https://www.heise.de/</link>
 <item><title>HTC 10</title><link>https://www.heise.de/meldung/HTC-10-3170110.html?wt_mc=rss.ho.beitrag.rdf</link>
@@ -99,14 +105,10 @@ def test_upgrading_cleans_stored_links_without_storing_or_editing_entries_again(
     ]
     old = [replace(e, content_hash=content_hash(e)) for e in old]
 
-    def fetch(store: Store, items: list[EntryData], at: datetime) -> SaveOutcome:
-        (feed,) = store.claim_due_feeds("w", at, timedelta(minutes=5), 10)
-        return store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=at), items, at)
-
     store = Store(database_url)
     store.upgrade()
     store.sync_sources([SourceConfig(url="https://www.heise.de/rss")], now)
-    assert len(fetch(store, old, now).new_ids) == 3
+    assert len(_fetch(store, old, now).new_ids) == 3
     with store._engine.begin() as conn:  # back to what the previous release left
         conn.execute(text("UPDATE alembic_version SET version_num = '0006'"))
         conn.execute(text("ALTER TABLE entries DROP COLUMN detected_language"))  # 0008's
@@ -116,12 +118,12 @@ def test_upgrading_cleans_stored_links_without_storing_or_editing_entries_again(
     store.upgrade()
     links = {e.title: e.link for e in store.get_latest(10)}
     assert links == {"HTC 10": clean[0], "Badlock": clean[1], "Copy": clean[0]}
-    again = fetch(store, fetched.entries, now + timedelta(hours=1))
+    again = _fetch(store, fetched.entries, now + timedelta(hours=1))
     assert (again.new_ids, again.changed_ids) == ((), ())
     updated = {e.title: e.updated_at for e in store.get_latest(10)}
     assert updated["HTC 10"] == fetched.entries[0].updated_at  # not bumped by the refresh
     edited = replace(fetched.entries[0], title="HTC 10, updated")
-    last = fetch(
+    last = _fetch(
         store, [replace(edited, content_hash=content_hash(edited))], now + timedelta(hours=2)
     )
     assert (last.new_ids, len(last.changed_ids)) == ((), 1)
@@ -158,21 +160,17 @@ def test_upgrading_refreshes_text_read_the_old_way_without_an_edit(
     )
     old = replace(old, content_hash=content_hash(old))
 
-    def fetch(store: Store, items: list[EntryData], at: datetime) -> SaveOutcome:
-        (feed,) = store.claim_due_feeds("w", at, timedelta(minutes=5), 10)
-        return store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=at), items, at)
-
     store = Store(database_url)
     store.upgrade()
     store.sync_sources([SourceConfig(url="http://scripting.com/rss.xml")], now)
-    assert len(fetch(store, [old], now).new_ids) == 1
+    assert len(_fetch(store, [old], now).new_ids) == 1
     with store._engine.begin() as conn:  # back to what the previous release left
         conn.execute(text("UPDATE alembic_version SET version_num = '0008'"))
     store.close()
 
     store = Store(database_url)
     store.upgrade()
-    again = fetch(store, [entry], now + timedelta(hours=1))
+    again = _fetch(store, [entry], now + timedelta(hours=1))
     assert (again.new_ids, again.changed_ids) == ((), ())
     (stored,) = store.get_latest(10)
     assert stored.summary == "This is the human side of Health care is socialist."
