@@ -453,7 +453,7 @@ def _explain(store: Any, story_id: int, window: timedelta) -> None:
             why = f"score {score}, shared: {', '.join(entry.group_terms) or '-'}"
         if entry.duplicate_of is not None:
             why += f"; same article as entry {entry.duplicate_of}"
-        click.echo(f"  [{entry.feed_title}] {entry.title}\n      {why}")
+        click.echo(f"  [{entry.feed_title}] {entry.heading}\n      {why}")
 
 
 def _days(age: timedelta) -> str:
