@@ -16,6 +16,7 @@ import calendar
 import functools
 import hashlib
 import html
+import mimetypes
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -966,11 +967,31 @@ def normalise_enclosures(
         if not resolved or resolved in seen:
             continue
         seen.add(resolved)
-        kind = mime.strip().lower() if mime and mime.strip() else None
+        kind = mime.strip().lower() if mime and mime.strip() else _guessed_type(resolved)
         out.append(Enclosure(url=resolved, type=kind, length=_length(length)))
         if len(out) >= MAX_ENCLOSURES:
             break
     return tuple(out)
+
+
+_MIME_TYPES = mimetypes.MimeTypes()  # Python's own table only: the same on every machine
+for _type, _extension in (
+    ("audio/mp4", ".m4a"),  # podcasts' AAC episodes, missing from Python's table
+    ("audio/ogg", ".ogg"),
+    ("audio/ogg", ".oga"),
+    ("audio/flac", ".flac"),
+    ("video/mp4", ".m4v"),
+    ("image/webp", ".webp"),
+):
+    _MIME_TYPES.add_type(_type, _extension)
+
+
+def _guessed_type(url: str) -> str | None:
+    """The media type an enclosure's file name says, for an enclosure that gives none
+    ("image.jpg": image/jpeg, "episode.mp3": audio/mpeg): podcast clients and feed
+    readers decide by it whether an enclosure is an episode to download or a picture."""
+    kind, _ = _MIME_TYPES.guess_type(urlsplit(url).path)
+    return kind
 
 
 def normalise_language(value: str | None) -> str | None:

@@ -589,6 +589,29 @@ def test_wordpress_placeholder_category_is_not_a_tag() -> None:
     assert normalise_tags(["Uncategorized news"]) == ("Uncategorized news",)
 
 
+def test_an_enclosure_without_a_type_takes_the_one_its_file_name_says() -> None:
+    """CTV News's image enclosures and many podcasts give no type; podcast clients and
+    readers decide by it whether an enclosure is an episode or a picture."""
+    items: list[tuple[str, str | None, str | int | None]] = [
+        (
+            "https://ctv.example/1!/httpImage/image.jpg_gen/derivatives/landscape_300/image.jpg",
+            None,
+            None,
+        ),
+        ("https://cdn.example/show/ep12.m4a?source=rss", "", "123"),
+        ("https://cdn.example/show/ep13.mp3", None, None),
+        ("https://cdn.example/download?id=7", None, None),
+        ("https://cdn.example/show/ep14.mp3", "audio/x-mpeg", None),  # given: kept
+    ]
+    assert [e.type for e in normalise_enclosures(items, FEED_URL)] == [
+        "image/jpeg",
+        "audio/mp4",
+        "audio/mpeg",
+        None,
+        "audio/x-mpeg",
+    ]
+
+
 def test_enclosures_lengths_and_types() -> None:
     items: list[tuple[str, str | None, str | int | None]] = [
         ("ep.mp3", "Audio/MPEG ", "123"),
@@ -599,8 +622,8 @@ def test_enclosures_lengths_and_types() -> None:
     ]
     assert normalise_enclosures(items, "https://x.org/f/") == (
         Enclosure("https://x.org/f/ep.mp3", "audio/mpeg", 123),
-        Enclosure("https://x.org/v.mp4", None, None),
-        Enclosure("https://x.org/n.ogg", None, None),
+        Enclosure("https://x.org/v.mp4", "video/mp4", None),  # by its file name
+        Enclosure("https://x.org/n.ogg", "audio/ogg", None),
     )
 
 
