@@ -557,6 +557,7 @@ class _Lines:
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
+        self.newline = "\r\n" if "\r\n" in text else "\n"  # the text's own line endings
         self.headers = [i for i, line in enumerate(self.lines) if self._HEADER.match(line)]
         self.settings = self._find_headers(r"^\s*\[\s*settings\s*\]")
         self.feeds = self._find_headers(r"^\s*\[\[\s*feeds\s*\]\]")
@@ -595,11 +596,11 @@ class _Lines:
         out. Comments right above the next header are that table's, and stay."""
         header = self.feeds[index]
         start = header
-        while start > 0 and self.lines[start - 1].lstrip().startswith("#"):
+        while start > 0 and _is_comment(self.lines[start - 1]):
             start -= 1
         end = self._block_end(header)
         if end < len(self.lines):
-            while end > header + 1 and self.lines[end - 1].lstrip().startswith("#"):
+            while end > header + 1 and _is_comment(self.lines[end - 1]):
                 end -= 1
         return start, end
 
@@ -753,7 +754,6 @@ def _load_sources(
 def without_feed_table(text: str, index: int) -> str:
     """`text` without its `index`-th [[feeds]] table and that table's own comments; the
     blank lines around it are left as one, and the text's line endings as they were."""
-    newline = "\r\n" if "\r\n" in text else "\n"
     lines = _Lines(text)
     start, end = lines.feed_block(index)
     before = lines.lines[:start]
@@ -763,7 +763,7 @@ def without_feed_table(text: str, index: int) -> str:
     while after and not after[0].strip():
         after.pop(0)
     kept = [*before, "", *after] if before and after else [*before, *after]
-    return newline.join(kept).rstrip("\r\n") + newline
+    return lines.newline.join(kept).rstrip("\r\n") + lines.newline
 
 
 def with_feed_flag(text: str, index: int, key: str, value: bool, default: bool) -> str:
@@ -772,7 +772,6 @@ def with_feed_flag(text: str, index: int, key: str, value: bool, default: bool) 
     `default` is taken out instead, so that a pause and a resume leave the file as it
     was), else a line added after the table's last key (not after the comments that
     belong to the next table). The text's line endings are kept."""
-    newline = "\r\n" if "\r\n" in text else "\n"
     lines = _Lines(text)
     header = lines.feeds[index]
     _, end = lines.feed_block(index)
@@ -787,15 +786,13 @@ def with_feed_flag(text: str, index: int, key: str, value: bool, default: bool) 
                 body[i] = pattern.sub(rf"\g<1>{literal}", body[i])
             break
     else:
-        last = max(
-            (
-                i
-                for i in range(header, end)
-                if body[i].strip() and not body[i].lstrip().startswith("#")
-            ),
-        )
+        last = max(i for i in range(header, end) if body[i].strip() and not _is_comment(body[i]))
         body.insert(last + 1, f"{key} = {literal}")
-    return newline.join(body) + newline
+    return lines.newline.join(body) + lines.newline
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
 
 
 def find_source(config: Config, url: str) -> SourceConfig | None:
