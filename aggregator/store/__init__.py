@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -178,17 +178,13 @@ class Store:
             raise StoreError(f"store: {target} exists; give a new file")
         partial = target.with_name(f".{target.name}.partial")
         try:
-            raw = self._engine.raw_connection()
-            try:
+            with (
+                closing(self._engine.raw_connection()) as raw,
+                closing(sqlite3.connect(partial)) as copy,
+            ):
                 source = raw.driver_connection
                 assert isinstance(source, sqlite3.Connection)  # the engine's SQLite driver
-                copy = sqlite3.connect(partial)
-                try:
-                    source.backup(copy)
-                finally:
-                    copy.close()
-            finally:
-                raw.close()
+                source.backup(copy)
             os.replace(partial, target)
         except (sqlite3.Error, OSError) as e:
             partial.unlink(missing_ok=True)
