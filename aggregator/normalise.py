@@ -974,16 +974,27 @@ def normalise_enclosures(
     return tuple(out)
 
 
-_MIME_TYPES = mimetypes.MimeTypes()  # Python's own table only: the same on every machine
-for _type, _extension in (
-    ("audio/mp4", ".m4a"),  # podcasts' AAC episodes, missing from Python's table
+EXTRA_MEDIA_TYPES = (
+    ("audio/mp4", ".m4a"),  # podcasts' AAC episodes
     ("audio/ogg", ".ogg"),
     ("audio/ogg", ".oga"),
     ("audio/flac", ".flac"),
     ("video/mp4", ".m4v"),
     ("image/webp", ".webp"),
-):
-    _MIME_TYPES.add_type(_type, _extension)
+)
+"""Enclosure file endings missing from Python's own media-type table."""
+
+
+def _media_types() -> mimetypes.MimeTypes:
+    """Python's own table only (the same on every machine, unlike the system's files),
+    with `EXTRA_MEDIA_TYPES`."""
+    table = mimetypes.MimeTypes()
+    for kind, extension in EXTRA_MEDIA_TYPES:
+        table.add_type(kind, extension)
+    return table
+
+
+_MIME_TYPES = _media_types()
 
 
 def _guessed_type(url: str) -> str | None:
