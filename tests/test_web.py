@@ -448,6 +448,71 @@ def test_untitled_micro_posts_each_show_under_the_start_of_their_text(
     assert titles[2].startswith("Third note: a long thought") and titles[2].endswith("\u2026")
 
 
+def _latest_lines(html: str) -> list[tuple[str, str]]:
+    """The newest-entries list of a digest page: ("entry", headline) or ("fold", the
+    fold's link) per line, and the page's older cursor as ("older", href)."""
+    tree = html5lib.parse(html, namespaceHTMLElements=False)
+    latest = tree.find(".//section[@class='latest']")
+    lines: list[tuple[str, str]] = []
+    for item in latest.iterfind(".//ol/li"):
+        heading = item.find("h3")
+        if heading is not None:
+            lines.append(("entry", "".join(heading.itertext())))
+        else:
+            link = item.find("a")
+            lines.append(("fold", f"{link.get('href')} {link.text}"))
+    older = latest.find(".//a[@rel='next']")
+    if older is not None:
+        lines.append(("older", older.get("href")))
+    return lines
+
+
+def test_a_batch_of_one_source_folds_in_the_latest_and_leaves_room_for_the_others(
+    store: Store, client: FlaskClient
+) -> None:
+    # a newly added feed without dates: all 30 of its entries take the time they were
+    # first seen, the newest of all, and once filled the whole first page
+    batch_id = add_feed(store, "https://undated.example/feed", "Undated Weekly", [])
+    batch = save_entries(store, batch_id, [entry(f"u{i}", f"Undated {i}", 0) for i in range(30)])
+    for name, offset in (("Daily", 10), ("Hourly", 11)):  # alternating: no runs
+        feed_id = add_feed(store, f"https://{name.lower()}.example/feed", name, [])
+        items = [entry(f"{name}{i}", f"{name} {i}", offset + 2 * i) for i in range(20)]
+        save_entries(store, feed_id, items)
+
+    lines = _latest_lines(_html(client, "/?limit=10"))
+    shown = [text for kind, text in lines if kind == "entry"]
+    folds = [text for kind, text in lines if kind == "fold"]
+    assert len(shown) + len(folds) == 10  # the fold takes one line, not 27
+    others = [f"{name} {i}" for i in range(3) for name in ("Daily", "Hourly")]
+    assert shown == ["Undated 0", "Undated 1", "Undated 2", *others]
+    assert folds == [f"/sources/{batch_id}?before={batch[2]} 27 more entries from Undated Weekly"]
+    behind = _html(client, folds[0].split()[0])  # the fold opens on the rest of the batch
+    assert behind.index(">Undated 3<") < behind.index(">Undated 4<") < behind.index(">Undated 29<")
+    assert ">Undated 2<" not in behind
+
+    # walking older pages, every entry is on a page or behind a fold, none twice
+    seen, folded, path = list(shown), 27, dict(lines).get("older")
+    while path:
+        lines = _latest_lines(_html(client, path))
+        seen += [text for kind, text in lines if kind == "entry"]
+        folded += sum(int(text.split()[1]) for kind, text in lines if kind == "fold")
+        path = dict(lines).get("older")
+    assert len(seen) == len(set(seen)) and len(seen) + folded == 70
+    assert "Hourly 19" in seen
+
+    # a list of one source is not folded: here, the batch's own tag
+    store.sync_sources(
+        [
+            SourceConfig(url="https://undated.example/feed", title="Undated Weekly", tags=("x",)),
+            SourceConfig(url="https://daily.example/feed", title="Daily"),
+            SourceConfig(url="https://hourly.example/feed", title="Hourly"),
+        ],
+        NOW,
+    )
+    lines = _latest_lines(_html(client, "/?tag=x&limit=10"))
+    assert [kind for kind, _ in lines] == ["entry"] * 10 + ["older"]
+
+
 def test_stories_feed_item_updates_when_an_outlet_joins(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:

@@ -1,6 +1,11 @@
 """The digest on `/`: top stories, then a section per tag ("More from world": the tag's
 top stories and newest entries), then the newest single entries.
 
+In the newest entries, a run of one source's entries (a feed that publishes a batch at
+once, or a newly added feed whose entries carry no date and so all take the time they
+were first seen) shows its first `RUN_SHOWN` and links to the rest on the source's page,
+so that one feed cannot fill the page.
+
 Each headline appears once on the page: an entry shown inside a story (or with the same
 title as one already shown) is left out of the later blocks, and the store already
 leaves out entries that repeat another feed's article (`duplicate_of`).
@@ -21,6 +26,8 @@ from aggregator.web.common import Page, Paging, paginate
 TOP_STORIES = 8
 SECTION_STORIES = 3
 SECTION_ENTRIES = 5
+RUN_SHOWN = 3  # entries of one source shown in a row in the newest entries; more fold
+FOLD_READ = 4  # pages' worth of rows read for the newest entries, to fill folded pages
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,27 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Run:
+    """Consecutive newest entries of one source: those shown, and how many more of
+    them the page leaves to the source's own page (after the last one shown)."""
+
+    shown: list[Entry]
+    hidden: int = 0
+
+    @property
+    def last(self) -> Entry:
+        return self.shown[-1]
+
+
+@dataclass(frozen=True)
 class Digest:
     top: list[StoryBlock]
     sections: list[Section]
     latest: Page[Entry]
+
+    @property
+    def latest_runs(self) -> list[Run]:
+        return runs_of(self.latest.items, self.latest.fold_after or RUN_SHOWN)
 
 
 @dataclass
@@ -99,7 +123,7 @@ def build_digest(
     newest entries. The store reads it all in one transaction.
     """
     query = DigestQuery(
-        latest=EntryQuery(paging.limit + 1, paging.before, paging.after, tag=tag, since=since),
+        latest=EntryQuery(_latest_read(paging), paging.before, paging.after, tag=tag, since=since),
         tag=tag,
         stories_since=stories_since,
         top_stories=TOP_STORIES,
@@ -118,9 +142,62 @@ def build_digest(
         entries = seen.take(rows.section_entries.get(name, []), SECTION_ENTRIES)
         if blocks or entries:
             sections.append(Section(name, blocks, entries))
-    page = paginate(rows.latest, paging, lambda entry: entry.id)
-    latest = Page(seen.take(page.items), page.older, page.newer)
-    return Digest(top, sections, latest), rows.tags
+    return Digest(top, sections, _latest(rows.latest, paging, seen)), rows.tags
+
+
+def _latest_read(paging: Paging) -> int:
+    """Rows to read for the newest entries: `FOLD_READ` pages' worth going older (runs
+    fold, see `_latest`), one page and its sentinel going newer."""
+    if paging.after is not None:
+        return paging.limit + 1
+    return paging.limit * FOLD_READ + 1
+
+
+def _latest(rows: Sequence[Entry], paging: Paging, seen: Seen) -> Page[Entry]:
+    """The page of newest entries not shown above. Going older, rows are taken until
+    the page's lines (entries shown, and one line per folded run) fill ``paging.limit``,
+    so a folded run does not leave the page short; going newer, one page of rows."""
+    if paging.after is not None:
+        page = paginate(rows, paging, lambda entry: entry.id)
+        return Page(seen.take(page.items), page.older, page.newer)
+    available = rows[: len(rows) - 1] if len(rows) == _latest_read(paging) else rows
+    # rows of one source (a tag of one feed, or a flood longer than the rows read) are
+    # left whole: folding would hide them behind a link with nothing else to show
+    shown = RUN_SHOWN if len({entry.feed_id for entry in rows}) > 1 else len(rows)
+    taken: list[Entry] = []
+    lines = run = consumed = 0
+    for entry in available:
+        fresh = seen.fresh(entry)
+        if fresh:
+            run = run + 1 if taken and taken[-1].feed_id == entry.feed_id else 1
+            grows = run <= shown + 1  # a fold line takes the place of the rest
+            if lines + grows > paging.limit:
+                break
+            lines += grows
+            seen.add(entry)
+            taken.append(entry)
+        consumed += 1
+    more = consumed < len(rows)
+    older = available[consumed - 1].id if more and consumed else None
+    newer = available[0].id if paging.before is not None and available else None
+    return Page(taken, older, newer, fold_after=shown)
+
+
+def runs_of(entries: Sequence[Entry], shown: int = RUN_SHOWN) -> list[Run]:
+    """`entries` as runs of one source each, a run longer than ``shown`` + 1 cut to its
+    first ``shown`` (folding a single entry would save nothing)."""
+    runs: list[Run] = []
+    start = 0
+    for end in range(1, len(entries) + 1):
+        if end < len(entries) and entries[end].feed_id == entries[start].feed_id:
+            continue
+        run = list(entries[start:end])
+        if len(run) > shown + 1:
+            runs.append(Run(run[:shown], len(run) - shown))
+        else:
+            runs.append(Run(run))
+        start = end
+    return runs
 
 
 def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
