@@ -196,12 +196,16 @@ def web(state: _State) -> None:
 @pass_state
 def run(state: _State) -> None:
     """Run the worker and the web app in one process (the embedded default)."""
-    from aggregator.scheduler import Worker
+    from aggregator.scheduler import Worker, interrupted_by_signals
 
     config = state.config()
     worker = Worker(config, state.store(config))
-    worker.start_background()
-    _serve(config)
+    scheduler = worker.start_background()
+    try:
+        with interrupted_by_signals():  # waitress returns on SIGTERM as on Ctrl-C
+            _serve(config)
+    finally:
+        worker.stop(scheduler)
 
 
 @cli.command()

@@ -152,9 +152,13 @@ class Grouper:
             prime([entry.title for entry in entries])
 
     def run(
-        self, now: datetime | None = None, progress: Callable[[int], None] | None = None
+        self,
+        now: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+        stopping: Callable[[], bool] | None = None,
     ) -> int | None:
-        """Group every ungrouped entry.
+        """Group every ungrouped entry; once ``stopping`` says True, stop after the batch
+        in hand (the rest stays ungrouped for the next run, its labels saved).
 
         Returns:
             How many entries were grouped, or None when another worker holds the lease.
@@ -173,12 +177,17 @@ class Grouper:
             # died or lost the lease before its run ended and labelled what it changed.
             if not self._save_labels(self._index, self._index.active_story_ids):
                 return self._lost(0)
-        return self._group_pending(self._index, progress)
+        return self._group_pending(self._index, progress, stopping)
 
-    def _group_pending(self, index: StoryIndex, progress: Callable[[int], None] | None) -> int:
+    def _group_pending(
+        self,
+        index: StoryIndex,
+        progress: Callable[[int], None] | None,
+        stopping: Callable[[], bool] | None = None,
+    ) -> int:
         index.expire(datetime.now(UTC))
         grouped = 0
-        while batch := self.store.get_ungrouped(BATCH):
+        while not (stopping and stopping()) and (batch := self.store.get_ungrouped(BATCH)):
             if not self._group_batch(index, batch, last=len(batch) < BATCH):
                 return self._lost(grouped)
             grouped += len(batch)
@@ -187,6 +196,12 @@ class Grouper:
         if not self._save_labels(index, self._unlabelled):
             return self._lost(grouped)
         return grouped
+
+    def release(self) -> None:
+        """Give up grouping (the worker stops): another worker's next run takes over at
+        once instead of after the lease, and warm-starts its own index."""
+        self.store.release_lock("grouper", self.name)
+        self._index = None
 
     def _lost(self, grouped: int) -> int:
         """Forget the index once a save found the lease taken: another worker groups

@@ -158,7 +158,10 @@ def _read_frame(stream: IO[bytes]) -> tuple[Any, bytes] | None:
 
 def child_main() -> None:
     """A parser process: read a request from stdin, answer on stdout, until stdin ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    # the parent decides when we stop (closing our stdin): Ctrl-C and a service
+    # manager's SIGTERM reach the whole process group, and the parent stops cleanly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print in a library must not corrupt the replies
     requests = sys.stdin.buffer
@@ -182,8 +185,11 @@ def child_main() -> None:
             reply = ["error", exc.url, exc.message or str(exc)]
         except Exception as exc:  # a parser bug: this document fails, the child goes on
             reply = ["error", url, f"parse: the parser failed ({type(exc).__name__}: {exc})"]
-        replies.write(_frame(reply))
-        replies.flush()
+        try:
+            replies.write(_frame(reply))
+            replies.flush()
+        except BrokenPipeError:  # the parent is gone (killed): nobody to answer
+            return
 
 
 # --- the parent -----------------------------------------------------------------------

@@ -12,6 +12,14 @@ as `aggregator worker` or `python -m aggregator.scheduler`; never inside web wor
 A worker keeps its parser processes (`parse_processes`, started for big polls) across
 ticks and stops them when it exits (`close`). Embedded in the web process (`aggregator
 run`, `start_background`) it parses in a thread: the web process starts no processes.
+
+SIGTERM (what systemd, Docker and Procfile hosts send) or Ctrl-C stops a worker cleanly
+(`request_stop`): the tick in progress claims and fetches no more feeds, saves the
+fetches in flight (each within `request_timeout`), gives the leases of the feeds it
+claimed and did not fetch back at once, and groups no further batch; then the parser
+processes are stopped and the process exits. Whatever was stored is kept and the next
+worker picks up the rest. A second signal stops at once (leases then run out by
+themselves, as after a crash).
 """
 
 from __future__ import annotations
@@ -20,10 +28,13 @@ import gc
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +44,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from aggregator.config import Config, load_config
-from aggregator.exceptions import ConfigError
+from aggregator.exceptions import ConfigError, StoreError
 from aggregator.grouper import Grouper
 from aggregator.models import PollSummary
 from aggregator.store import Store
@@ -155,7 +166,19 @@ class Worker:
         self._embedded = False
         self.grouper = Grouper.from_settings(store, self.name, config.settings)
         self.parsers = Parsers(config.settings.parse_processes)
+        self._stop = threading.Event()
         store.sync_sources(config.sources, datetime.now(UTC))
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker was told to stop (`request_stop`)."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Finish the tick in progress early and start no other (see the module)."""
+        if not self._stop.is_set():
+            log.info("worker: stopping; saving the feeds in flight")
+        self._stop.set()
 
     def close(self) -> None:
         """Stop the parser processes, if any (they finish the document in hand)."""
@@ -185,6 +208,8 @@ class Worker:
         """One tick: reload config, poll what is due, group new entries into stories,
         record the heartbeat.
         """
+        if self.stopping:
+            return PollSummary(())
         self._ticks += 1
         self._heartbeat()
         self.reload_config()
@@ -196,9 +221,11 @@ class Worker:
             now=now,
             progress=self._keep_alive,
             parsers=self.parsers,
+            stopping=self._stop.is_set,
         )
         poll = (time.monotonic() - started, len(summary.results))
-        settle_after_grouping(self.grouper.run(now, progress=self._keep_alive))
+        grouped = self.grouper.run(now, progress=self._keep_alive, stopping=self._stop.is_set)
+        settle_after_grouping(grouped)
         self._heartbeat(poll)
         if summary.results:
             log.info("worker: %s", summary.line())
@@ -271,14 +298,33 @@ class Worker:
         return scheduler
 
     def run_forever(self) -> None:
-        """Block, ticking until interrupted."""
+        """Block, ticking until SIGTERM or Ctrl-C; then stop cleanly (see the module)."""
         scheduler = self.schedule(BlockingScheduler(timezone=UTC))
         try:
-            scheduler.start()
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
+            with interrupted_by_signals():
+                try:
+                    scheduler.start()
+                except KeyboardInterrupt:
+                    pass
+                self.stop(scheduler)
+        except KeyboardInterrupt:  # a second signal: stop at once, as a crash would
+            log.warning("worker: stopped without waiting for the tick in progress")
             self.close()
+            logging.shutdown()
+            os._exit(1)  # not waiting for the tick's thread, as the interpreter would
+
+    def stop(self, scheduler: BaseScheduler) -> None:
+        """Stop ticking: the tick in progress ends early (see the module) and is waited
+        for; then the parser processes are stopped."""
+        self.request_stop()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+        try:
+            self.grouper.release()
+        except StoreError as e:  # the lease runs out by itself
+            log.warning("worker: could not give up grouping: %s", e)
+        self.close()
+        log.info("worker: stopped")
 
     def start_background(self) -> BaseScheduler:
         """Tick on a background thread (for `aggregator run`), parsing in a thread: the
@@ -289,6 +335,21 @@ class Worker:
         scheduler = self.schedule(BackgroundScheduler(timezone=UTC, daemon=True))
         scheduler.start()
         return scheduler
+
+
+@contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C
+    (SIGINT) does: a service manager's stop is a clean stop, not a kill."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main() -> None:

@@ -152,6 +152,7 @@ def poll_due(
     progress: Callable[[UpdateResult], None] | None = None,
     on_claim: Callable[[int], None] | None = None,
     parsers: Parsers | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> PollSummary:
     """Claim the due feeds (every pollable feed with `force`) and update them.
 
@@ -171,11 +172,15 @@ def poll_due(
             are fetched.
         parsers: where to parse (a worker passes the one it keeps); by default, parser
             processes as `options.parse_processes` says, stopped before returning.
+        stopping: asked before each feed is fetched; once it says True (the worker
+            was told to stop), no more feeds are claimed or fetched, the leases of
+            those claimed and not yet fetched are given up, and the poll returns when
+            the fetches in flight are saved.
 
     Returns:
         One result per claimed feed.
     """
-    run = _Run(store, options, owner, now or datetime.now(UTC), force, progress, on_claim)
+    run = _Run(store, options, owner, now or datetime.now(UTC), force, progress, on_claim, stopping)
     own = parsers is None
     parsers = parsers or Parsers(options.parse_processes)
     try:
@@ -197,7 +202,12 @@ class _Run:
     force: bool
     progress: Callable[[UpdateResult], None] | None
     on_claim: Callable[[int], None] | None
+    stopping: Callable[[], bool] | None = None
     started: float = field(default_factory=time.monotonic)
+
+    def stopped(self) -> bool:
+        """Whether the poll was told to stop (see `poll_due`)."""
+        return self.stopping is not None and self.stopping()
 
     def clock(self) -> datetime:
         """The poll's time: `now` (which tests may set) plus the time the poll has run."""
@@ -255,11 +265,16 @@ async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
             failures: list[BaseException] = []
             running: list[asyncio.Task[None]] = []
             held: set[int] = set()  # feeds claimed and not yet finished
+            unfetched: list[int] = []  # claimed, then left alone: the poll was stopped
             renewing = asyncio.create_task(_keep_leases(run, held, threads))
 
             async def work() -> None:
                 while (queued := await queue.get()) is not None:
                     feed, parsing = queued
+                    if run.stopped():
+                        unfetched.append(feed.id)
+                        held.discard(feed.id)
+                        continue
                     try:
                         result = await _update_feed(
                             fetcher,
@@ -285,11 +300,15 @@ async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
                     async with aclosing(_batches(run, parsers, threads)) as batches:
                         async for claimed, parsing in batches:
                             held.update(feed.id for feed in claimed)
-                            for feed in claimed:
+                            for number, feed in enumerate(claimed):
+                                if run.stopped():
+                                    unfetched.extend(f.id for f in claimed[number:])
+                                    held.difference_update(unfetched)
+                                    break
                                 if len(running) < workers:
                                     running.append(asyncio.create_task(work()))
                                 await queue.put((feed, parsing))
-                            if failures:
+                            if failures or run.stopped():
                                 break  # claim no more; what is claimed is still saved
                 except asyncio.CancelledError:  # interrupted: leases run out by themselves
                     for task in running:
@@ -300,6 +319,7 @@ async def _poll(run: _Run, parsers: Parsers) -> list[UpdateResult]:
                     await _stop(queue, running)
                     raise
                 await _stop(queue, running)
+                await _release(run, unfetched, threads)
             finally:
                 renewing.cancel()
                 await asyncio.gather(renewing, return_exceptions=True)
@@ -332,6 +352,20 @@ async def _keep_leases(run: _Run, held: set[int], threads: _Threads) -> None:
             )
         except StoreError as e:
             log.warning("poll: could not renew the leases of %d feeds: %s", len(feed_ids), e)
+
+
+async def _release(run: _Run, feed_ids: list[int], threads: _Threads) -> None:
+    """Give up the leases of feeds claimed and not fetched (the poll was stopped), so
+    another worker, or this one restarted, polls them at once instead of after the
+    lease. Should that fail, the leases run out by themselves."""
+    if not feed_ids:
+        return
+    log.info("poll: stopping; %d claimed feeds left for the next poll", len(feed_ids))
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(threads.store, run.store.release_feeds, feed_ids, run.owner)
+    except StoreError as e:
+        log.warning("poll: could not give up the leases of %d feeds: %s", len(feed_ids), e)
 
 
 async def _stop(queue: asyncio.Queue[_Queued], running: list[asyncio.Task[None]]) -> None:
@@ -424,7 +458,7 @@ async def _update_feed(
         outcome = await writer.save(save)
     except Exception as e:  # one feed's bug must never stop the batch
         log.exception("update: %s failed unexpectedly", feed.url)
-        await loop.run_in_executor(read_pool, store.release_feed, feed.id, owner)
+        await loop.run_in_executor(read_pool, store.release_feeds, [feed.id], owner)
         return UpdateResult(feed.id, feed.url, "error", error=f"update: internal error: {e!r}")
     if not outcome.saved:
         log.warning("update: lease on %s was lost; result discarded", feed.url)

@@ -169,9 +169,10 @@ def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedSe
             assert response.status == 200
         assert (tmp_path / "data" / "agg.db").exists()
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM, as a service manager stops it: a clean stop
         output = process.communicate(timeout=10)[0].decode()
     assert f"Serving on http://127.0.0.1:{port}/" in output
+    assert process.returncode == 0 and "worker: stopped" in output, output
 
 
 def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:

@@ -384,6 +384,24 @@ def test_regrouping_a_long_archive_keeps_only_the_window_in_memory(
     assert len(stories) == days and {s.source_count for s in stories} == {2}
 
 
+def test_a_stopping_worker_groups_no_further_batch_and_the_next_run_groups_the_rest(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aggregator.grouper, "BATCH", 1)
+    ids = _store_entries(store, MERGE_TITLES)
+    grouper = Grouper(store, "stopping")
+    batches: list[int] = []
+
+    grouped = grouper.run(progress=batches.append, stopping=lambda: len(batches) >= 1)
+
+    assert grouped == 1  # the batch in hand, then it stopped
+    assert len(store.get_ungrouped(10)) == len(ids) - 1  # left for the next run
+    assert Grouper(store, "next").run() is None  # the stopping worker still groups...
+    grouper.release()  # ...until it gives grouping up as it exits
+    assert Grouper(store, "next").run() == len(ids) - 1
+    assert store.get_ungrouped(10) == []
+
+
 def test_a_feeds_items_sharing_one_link_are_not_duplicates_of_each_other(store: Store) -> None:
     """A podcast feed whose every episode links to the show's home page: the link says
     nothing about which article an item is, so the episodes are not "the same article"

@@ -320,14 +320,59 @@ def test_worker_exit_stops_its_parser_processes(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
-    if stop == signal.SIGINT:  # a clean stop: the worker closes its pool and exits 0
-        assert worker.returncode == 0, log.read_text()
+    # a clean stop either way (a service manager sends SIGTERM): the worker closes its
+    # pool and exits 0, and says so
+    assert worker.returncode == 0, log.read_text()
+    assert "worker: stopped" in log.read_text()
+    assert "Traceback" not in log.read_text()  # no parser process died on a broken pipe
     # Killed or stopped, the worker leaves no parser process behind: a child whose
     # parent is gone sees its stdin close and exits.
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in parsers):
         assert time.monotonic() < deadline, "parser processes outlived the worker"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sigterm_in_a_long_poll_stops_soon_and_leaves_the_rest_to_the_next_worker(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    body = (Path(__file__).parent / "data" / "world.rss").read_bytes()
+    for n in range(40):  # 40 slow feeds, two at a time: a 20 s poll
+        feed_server.route(
+            f"/slow{n}.rss", body=body, delay=1.0, headers={"Content-Type": "application/rss+xml"}
+        )
+    urls = [feed_server.url(f"slow{n}.rss") for n in range(40)]
+    settings = 'max_connections = 2\nmax_per_host = 2\nlease_seconds = "10m"'
+    path = write_config(tmp_path / "agg.toml", store.database_url, urls, settings)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "--config", str(path), "worker"],
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while store.count_entries() < 3:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, log.read_text()
+    assert time.monotonic() - stopped_at < 5  # the fetches in flight, not the 40 feeds
+    assert "worker: stopped" in log.read_text()
+    fetched = [f for f in store.get_feeds() if f.last_status == "ok"]
+    assert 1 <= len(fetched) < 40 and store.count_entries() == 3 * len(fetched)
+    # nothing is left leased for ten minutes: another worker takes the rest now
+    free = store.claim_due_feeds("next", datetime.now(UTC), timedelta(minutes=5), 100)
+    assert len(free) == 40 - len(fetched)
+    assert store.acquire_lock("grouper", "next", datetime.now(UTC), timedelta(minutes=5))[0]
 
 
 def test_worker_embedded_in_the_web_process_parses_in_a_thread(

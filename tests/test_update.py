@@ -582,6 +582,44 @@ def test_a_failing_progress_callback_stops_claiming_but_saves_what_was_claimed(
     assert len(unleased) == 6  # no lease left behind
 
 
+def test_a_stopped_poll_saves_what_is_in_flight_and_gives_the_rest_back_at_once(
+    tmp_path: Path,
+    store: Store,
+    feed_server: FeedServer,
+    feed_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aggregator.update
+
+    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 4)
+    names = [f"f{n}.rss" for n in range(10)]
+    for name in names:
+        shutil.copy(feed_dir / "world.rss", feed_dir / name)
+    _, options = _setup(tmp_path, store, feed_server, names)
+    fetch = replace(options.fetch, max_connections=1, max_per_host=1)  # one at a time
+    done: list[UpdateResult] = []
+
+    # a SIGTERM arrives while the third feed is fetched
+    summary = poll_due(
+        store,
+        replace(options, fetch=fetch),
+        owner="stopping",
+        progress=done.append,
+        stopping=lambda: len(done) >= 2,
+    )
+
+    assert 2 <= len(summary.results) < 10
+    assert all(r.status == "ok" for r in summary.results)  # in flight: saved, not lost
+    assert len(feed_server.requests) == len(summary.results)
+    assert store.count_entries() == len(summary.results) * 3  # world.rss has 3 items
+    # the feeds it claimed and did not fetch are free now, not after the lease
+    rest = poll_due(store, options, owner="next")
+    assert sorted(r.url for r in (*summary.results, *rest.results)) == sorted(
+        feed_server.url(name) for name in names
+    )
+    assert len(feed_server.requests) == 10  # every feed once
+
+
 def test_a_parser_pool_still_in_use_by_the_poll_is_not_stopped_as_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -56,7 +56,7 @@ def save_entries(
     assert feed_id in {f.id for f in claimed}
     for feed in claimed:
         if feed.id != feed_id:
-            store.release_feed(feed.id, "test")
+            store.release_feeds([feed.id], "test")
     values: dict[str, object] = {"last_success_at": now, "last_status": "ok", **state}
     update = FeedUpdate(last_fetch_at=now, **values)  # type: ignore[arg-type]
     return list(store.save_update(feed_id, "test", update, items, now=now).new_ids)

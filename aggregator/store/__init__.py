@@ -235,9 +235,13 @@ class Store:
         with self._write() as conn:
             return feed_rows.renew(conn, feed_ids, owner, until)
 
-    def release_feed(self, feed_id: int, owner: str) -> None:
+    def release_feeds(self, feed_ids: Sequence[int], owner: str) -> None:
+        """Give up `owner`'s leases on `feed_ids` without polling them (an error, or a
+        worker stopping): any worker may claim them at once."""
+        if not feed_ids:
+            return
         with self._write() as conn:
-            feed_rows.release(conn, feed_id, owner)
+            feed_rows.release(conn, feed_ids, owner)
 
     def save_update(
         self,

@@ -146,10 +146,12 @@ def claim_due(
     return _states(conn, claimed, [row.id for row in claimed], None)
 
 
-def release(conn: Connection, feed_id: int, owner: str) -> None:
+def release(conn: Connection, feed_ids: Sequence[int], owner: str) -> None:
+    """Give up `owner`'s leases on `feed_ids` (those it still holds), leaving the feeds'
+    state as it was: they are due again at once for any worker."""
     conn.execute(
         update(feeds)
-        .where(feeds.c.id == feed_id, feeds.c.lease_owner == owner)
+        .where(feeds.c.id.in_(list(feed_ids)), feeds.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None)
     )
 
