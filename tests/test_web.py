@@ -511,6 +511,8 @@ def test_a_batch_of_one_source_folds_in_the_latest_and_leaves_room_for_the_other
     )
     lines = _latest_lines(_html(client, "/?tag=x&limit=10"))
     assert [kind for kind, _ in lines] == ["entry"] * 10 + ["older"]
+    back = _latest_lines(_html(client, f"/?tag=x&limit=10&after={batch[25]}"))  # newer
+    assert [kind for kind, _ in back] == ["entry"] * 10 + ["older"]
 
 
 def test_stories_feed_item_updates_when_an_outlet_joins(

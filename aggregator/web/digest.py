@@ -157,13 +157,13 @@ def _latest(rows: Sequence[Entry], paging: Paging, seen: Seen) -> Page[Entry]:
     """The page of newest entries not shown above. Going older, rows are taken until
     the page's lines (entries shown, and one line per folded run) fill ``paging.limit``,
     so a folded run does not leave the page short; going newer, one page of rows."""
-    if paging.after is not None:
-        page = paginate(rows, paging, lambda entry: entry.id)
-        return Page(seen.take(page.items), page.older, page.newer)
-    available = rows[: len(rows) - 1] if len(rows) == _latest_read(paging) else rows
     # rows of one source (a tag of one feed, or a flood longer than the rows read) are
     # left whole: folding would hide them behind a link with nothing else to show
     shown = RUN_SHOWN if len({entry.feed_id for entry in rows}) > 1 else len(rows)
+    if paging.after is not None:
+        page = paginate(rows, paging, lambda entry: entry.id)
+        return Page(seen.take(page.items), page.older, page.newer, fold_after=shown)
+    available = rows[: len(rows) - 1] if len(rows) == _latest_read(paging) else rows
     taken: list[Entry] = []
     lines = run = consumed = 0
     for entry in available:
