@@ -224,8 +224,9 @@ class Worker:
             stopping=self._stop.is_set,
         )
         poll = (time.monotonic() - started, len(summary.results))
-        grouped = self.grouper.run(now, progress=self._keep_alive, stopping=self._stop.is_set)
-        settle_after_grouping(grouped)
+        if not self.stopping:  # (a first run would warm its index up first)
+            grouped = self.grouper.run(now, progress=self._keep_alive, stopping=self._stop.is_set)
+            settle_after_grouping(grouped)
         self._heartbeat(poll)
         if summary.results:
             log.info("worker: %s", summary.line())
