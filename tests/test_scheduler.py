@@ -286,6 +286,16 @@ def _big_rss(n: int) -> bytes:
     return f"{head}{items}</channel></rss>".encode()
 
 
+def _start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`aggregator worker` in its own process, its output written to `log`."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aggregator", "--config", str(config), "worker"],
+            stdout=output,
+            stderr=output,
+        )
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -297,12 +307,7 @@ def test_worker_exit_stops_its_parser_processes(
     urls = [feed_server.url(f"p{n}.xml") for n in range(POOL_MIN_FEEDS)]
     path = write_config(tmp_path / "agg.toml", store.database_url, urls, "parse_processes = 2")
     log = tmp_path / "worker.log"
-    with log.open("wb") as output:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "aggregator", "--config", str(path), "worker"],
-            stdout=output,
-            stderr=output,
-        )
+    worker = _start_worker(path, log)
     try:
         deadline = time.monotonic() + 120
         while store.count_entries() < 6 * POOL_MIN_FEEDS:
@@ -346,12 +351,7 @@ def test_sigterm_in_a_long_poll_stops_soon_and_leaves_the_rest_to_the_next_worke
     settings = 'max_connections = 2\nmax_per_host = 2\nlease_seconds = "10m"'
     path = write_config(tmp_path / "agg.toml", store.database_url, urls, settings)
     log = tmp_path / "worker.log"
-    with log.open("wb") as output:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "aggregator", "--config", str(path), "worker"],
-            stdout=output,
-            stderr=output,
-        )
+    worker = _start_worker(path, log)
     try:
         deadline = time.monotonic() + 60
         while store.count_entries() < 3:

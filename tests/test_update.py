@@ -26,7 +26,7 @@ from aggregator.config import load_config
 from aggregator.models import PollSummary, UpdateResult
 from aggregator.scheduler import poll_options
 from aggregator.store import Store
-from aggregator.update import Parsers, poll_due
+from aggregator.update import Parsers, PollOptions, poll_due
 from tests.conftest import DATA, write_config
 from tests.feedserver import FeedServer, RecordedRequest, Response
 
@@ -552,6 +552,18 @@ def test_the_next_batch_is_claimed_while_the_first_is_in_flight_over_the_same_co
     assert len(unleased) == 8  # every lease was handed back
 
 
+def _copies_one_at_a_time(
+    tmp_path: Path, store: Store, server: FeedServer, feed_dir: Path, count: int
+) -> tuple[list[str], PollOptions]:
+    """`count` copies of world.rss as sources, and poll options fetching one at a time."""
+    names = [f"f{n}.rss" for n in range(count)]
+    for name in names:
+        shutil.copy(feed_dir / "world.rss", feed_dir / name)
+    _, options = _setup(tmp_path, store, server, names)
+    fetch = replace(options.fetch, max_connections=1, max_per_host=1)
+    return names, replace(options, fetch=fetch)
+
+
 def test_a_failing_progress_callback_stops_claiming_but_saves_what_was_claimed(
     tmp_path: Path,
     store: Store,
@@ -559,21 +571,15 @@ def test_a_failing_progress_callback_stops_claiming_but_saves_what_was_claimed(
     feed_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import aggregator.update
-
-    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 2)
-    names = [f"f{n}.rss" for n in range(6)]
-    for name in names:
-        shutil.copy(feed_dir / "world.rss", feed_dir / name)
-    _, options = _setup(tmp_path, store, feed_server, names)
+    monkeypatch.setattr(update_module, "CLAIM_BATCH", 2)
     # One connection: the claims cannot run ahead of the first result by more than a batch.
-    fetch = replace(options.fetch, max_connections=1, max_per_host=1)
+    names, options = _copies_one_at_a_time(tmp_path, store, feed_server, feed_dir, 6)
 
     def progress(_result: UpdateResult) -> None:
         raise RuntimeError("display broke")
 
     with pytest.raises(RuntimeError, match="display broke"):
-        poll_due(store, replace(options, fetch=fetch), owner="test", progress=progress)
+        poll_due(store, options, owner="test", progress=progress)
 
     fetched = [f for f in store.get_feeds() if f.last_status == "ok"]
     assert 2 <= len(fetched) < 6  # the batches claimed were saved; no more were claimed
@@ -589,23 +595,13 @@ def test_a_stopped_poll_saves_what_is_in_flight_and_gives_the_rest_back_at_once(
     feed_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import aggregator.update
-
-    monkeypatch.setattr(aggregator.update, "CLAIM_BATCH", 4)
-    names = [f"f{n}.rss" for n in range(10)]
-    for name in names:
-        shutil.copy(feed_dir / "world.rss", feed_dir / name)
-    _, options = _setup(tmp_path, store, feed_server, names)
-    fetch = replace(options.fetch, max_connections=1, max_per_host=1)  # one at a time
+    monkeypatch.setattr(update_module, "CLAIM_BATCH", 4)
+    names, options = _copies_one_at_a_time(tmp_path, store, feed_server, feed_dir, 10)
     done: list[UpdateResult] = []
 
     # a SIGTERM arrives while the third feed is fetched
     summary = poll_due(
-        store,
-        replace(options, fetch=fetch),
-        owner="stopping",
-        progress=done.append,
-        stopping=lambda: len(done) >= 2,
+        store, options, owner="stopping", progress=done.append, stopping=lambda: len(done) >= 2
     )
 
     assert 2 <= len(summary.results) < 10
