@@ -167,8 +167,7 @@ def _latest(rows: Sequence[Entry], paging: Paging, seen: Seen) -> Page[Entry]:
     taken: list[Entry] = []
     lines = run = consumed = 0
     for entry in available:
-        fresh = seen.fresh(entry)
-        if fresh:
+        if seen.fresh(entry):
             run = run + 1 if taken and taken[-1].feed_id == entry.feed_id else 1
             grows = run <= shown + 1  # a fold line takes the place of the rest
             if lines + grows > paging.limit:
