@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -110,12 +111,13 @@ def db_backup(state: _State, target: Path) -> None:
 def poll(state: _State, poll_all: bool) -> None:
     """Fetch the due feeds once, store new entries, group them into stories, and print a
     summary."""
-    from aggregator.scheduler import Worker, poll_options
+    from aggregator.scheduler import Worker, poll_options, stop_on_signals
     from aggregator.update import poll_due
 
     config = state.config()
     store = state.store(config)
     worker = Worker(config, store)
+    stop = threading.Event()
     bar: Any = None
 
     def on_claim(count: int) -> None:  # batches overlap: one bar that grows with each
@@ -133,17 +135,22 @@ def poll(state: _State, poll_all: bool) -> None:
             bar.update(1)
 
     try:
-        summary = poll_due(
-            store,
-            poll_options(config),
-            owner=f"{worker.name}/poll",
-            force=poll_all,
-            progress=progress,
-            on_claim=on_claim,
-        )
+        with stop_on_signals(stop.set):  # Ctrl-C: save what is in flight, free the rest
+            summary = poll_due(
+                store,
+                poll_options(config),
+                owner=f"{worker.name}/poll",
+                force=poll_all,
+                progress=progress,
+                on_claim=on_claim,
+                stopping=stop.is_set,
+            )
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    if stop.is_set():
+        click.echo(f"{summary.line()}; interrupted: the rest is left to the next poll")
+        raise SystemExit(130)  # as a shell reports a command stopped by Ctrl-C
     click.echo(f"{summary.line()}; {_group_now(worker.grouper)}")
 
 

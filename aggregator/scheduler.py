@@ -353,6 +353,28 @@ def interrupted_by_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Within the block, the first SIGINT (Ctrl-C) or SIGTERM calls `stop` (the work in
+    hand ends early and cleanly, see `poll_due`'s `stopping`), a second one raises
+    KeyboardInterrupt (stop at once)."""
+    asked = False
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        nonlocal asked
+        if asked:
+            raise KeyboardInterrupt
+        asked = True
+        stop()
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main() -> None:
     from aggregator.cli import main as cli_main
 

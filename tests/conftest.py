@@ -180,3 +180,13 @@ def write_config(path: Path, database_url: str, feed_urls: list[str], extra: str
         lines += ["", "[[feeds]]", f'url = "{url}"', 'tags = ["world"]']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def slow_feeds(server: FeedServer, count: int, delay: float = 1.0) -> list[str]:
+    """URLs of `count` copies of world.rss that `server` answers after `delay` seconds:
+    polled two at a time, a poll long enough to be interrupted."""
+    body = (DATA / "world.rss").read_bytes()
+    for n in range(count):
+        headers = {"Content-Type": "application/rss+xml"}
+        server.route(f"/slow{n}.rss", body=body, delay=delay, headers=headers)
+    return [server.url(f"slow{n}.rss") for n in range(count)]

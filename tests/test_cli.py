@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -18,7 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
-from tests.conftest import write_config
+from aggregator.exceptions import StoreError
+from aggregator.store import Store
+from tests.conftest import slow_feeds, write_config
 from tests.feedserver import FeedServer
 
 
@@ -224,6 +228,46 @@ def test_poll_shows_one_progress_bar_over_overlapping_claims(
     assert code == 0
     assert "2 feeds: 2 ok" in output
     assert output.count("polling") == 1
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_poll_saves_what_is_in_flight_and_frees_the_rest(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer, stop: signal.Signals
+) -> None:
+    settings = 'max_connections = 2\nmax_per_host = 2\nlease_seconds = "10m"'
+    path = write_config(tmp_path / "agg.toml", sqlite_url, slow_feeds(feed_server, 40), settings)
+    store = Store(sqlite_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aggregator", "--config", str(path), "poll"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _entries(store):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(stop)  # Ctrl-C, or a service manager's stop
+        output = process.communicate(timeout=15)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, output
+    assert "interrupted: the rest is left to the next poll" in output
+    fetched = [f for f in store.get_feeds() if f.last_status == "ok"]
+    assert 1 <= len(fetched) < 40 and store.count_entries() == 3 * len(fetched)
+    free = store.claim_due_feeds("next", datetime.now(UTC), timedelta(minutes=5), 100)
+    assert len(free) == 40 - len(fetched)  # not held for the ten minutes of the lease
+    store.close()
+
+
+def _entries(store: Store) -> int:
+    """Entries stored so far; 0 before the process has created the database."""
+    try:
+        return store.count_entries()
+    except StoreError:
+        return 0
 
 
 def test_db_backup_copies_the_store_into_a_new_file(tmp_path: Path, sqlite_url: str) -> None:

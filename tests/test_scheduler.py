@@ -23,7 +23,7 @@ from aggregator.parse import CUT_SHORT_WARNING
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from aggregator.update import POOL_MIN_FEEDS
-from tests.conftest import write_config
+from tests.conftest import slow_feeds, write_config
 from tests.feedserver import FeedServer, RecordedRequest, Response
 
 
@@ -342,12 +342,7 @@ def test_worker_exit_stops_its_parser_processes(
 def test_sigterm_in_a_long_poll_stops_soon_and_leaves_the_rest_to_the_next_worker(
     tmp_path: Path, store: Store, feed_server: FeedServer
 ) -> None:
-    body = (Path(__file__).parent / "data" / "world.rss").read_bytes()
-    for n in range(40):  # 40 slow feeds, two at a time: a 20 s poll
-        feed_server.route(
-            f"/slow{n}.rss", body=body, delay=1.0, headers={"Content-Type": "application/rss+xml"}
-        )
-    urls = [feed_server.url(f"slow{n}.rss") for n in range(40)]
+    urls = slow_feeds(feed_server, 40)  # two at a time: a 20 s poll
     settings = 'max_connections = 2\nmax_per_host = 2\nlease_seconds = "10m"'
     path = write_config(tmp_path / "agg.toml", store.database_url, urls, settings)
     log = tmp_path / "worker.log"
