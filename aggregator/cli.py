@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -134,8 +134,8 @@ def poll(state: _State, poll_all: bool) -> None:
         if bar is not None:
             bar.update(1)
 
-    try:
-        with stop_on_signals(stop.set):  # Ctrl-C: save what is in flight, free the rest
+    with stop_on_signals(stop.set):  # Ctrl-C: save what is in flight, free the rest
+        try:
             summary = poll_due(
                 store,
                 poll_options(config),
@@ -145,22 +145,24 @@ def poll(state: _State, poll_all: bool) -> None:
                 on_claim=on_claim,
                 stopping=stop.is_set,
             )
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        grouping = "" if stop.is_set() else _group_now(worker.grouper, stop.is_set)
     if stop.is_set():
         click.echo(f"{summary.line()}; interrupted: the rest is left to the next poll")
         raise SystemExit(130)  # as a shell reports a command stopped by Ctrl-C
-    click.echo(f"{summary.line()}; {_group_now(worker.grouper)}")
+    click.echo(f"{summary.line()}; {grouping}")
 
 
-def _group_now(grouper: Any) -> str:
-    """Group what the poll stored, as the worker's tick would, then hand the lease back
-    so a running worker carries on without waiting for it to expire."""
-    grouped = grouper.run()
+def _group_now(grouper: Any, stopping: Callable[[], bool]) -> str:
+    """Group what the poll stored, as the worker's tick would (until `stopping`), then
+    hand the lease back so a running worker carries on without waiting for it to
+    expire."""
+    grouped = grouper.run(stopping=stopping)
     if grouped is None:
         return "grouping left to the worker that holds the grouper lease"
-    grouper.store.release_lock("grouper", grouper.name)
+    grouper.release()
     return f"{grouped} grouped into stories"
 
 
