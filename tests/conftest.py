@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -190,3 +193,25 @@ def slow_feeds(server: FeedServer, count: int, delay: float = 1.0) -> list[str]:
         headers = {"Content-Type": "application/rss+xml"}
         server.route(f"/slow{n}.rss", body=body, delay=delay, headers=headers)
     return [server.url(f"slow{n}.rss") for n in range(count)]
+
+
+def wait_while_running(
+    process: subprocess.Popen[bytes], condition: Callable[[], object], timeout: float = 60.0
+) -> None:
+    """Wait until `condition()` holds; fail if `process` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the process exited"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@contextmanager
+def killed_on_exit(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """`process`, killed when the block ends with it still running (a failed test)."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

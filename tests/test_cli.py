@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from aggregator.cli import cli
 from aggregator.exceptions import StoreError
 from aggregator.store import Store
-from tests.conftest import slow_feeds, write_config
+from tests.conftest import killed_on_exit, slow_feeds, wait_while_running, write_config
 from tests.feedserver import FeedServer
 
 
@@ -237,22 +237,12 @@ def test_an_interrupted_poll_saves_what_is_in_flight_and_frees_the_rest(
     settings = 'max_connections = 2\nmax_per_host = 2\nlease_seconds = "10m"'
     path = write_config(tmp_path / "agg.toml", sqlite_url, slow_feeds(feed_server, 40), settings)
     store = Store(sqlite_url)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(path), "poll"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _entries(store):
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+    command = [sys.executable, "-m", "aggregator", "--config", str(path), "poll"]
+    spawned = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with killed_on_exit(spawned) as process:
+        wait_while_running(process, lambda: _entries(store))
         process.send_signal(stop)  # Ctrl-C, or a service manager's stop
         output = process.communicate(timeout=15)[0].decode()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 130, output
     assert "interrupted: the rest is left to the next poll" in output
     fetched = [f for f in store.get_feeds() if f.last_status == "ok"]

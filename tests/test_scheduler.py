@@ -23,7 +23,7 @@ from aggregator.parse import CUT_SHORT_WARNING
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from aggregator.update import POOL_MIN_FEEDS
-from tests.conftest import slow_feeds, write_config
+from tests.conftest import killed_on_exit, slow_feeds, wait_while_running, write_config
 from tests.feedserver import FeedServer, RecordedRequest, Response
 
 
@@ -307,12 +307,8 @@ def test_worker_exit_stops_its_parser_processes(
     urls = [feed_server.url(f"p{n}.xml") for n in range(POOL_MIN_FEEDS)]
     path = write_config(tmp_path / "agg.toml", store.database_url, urls, "parse_processes = 2")
     log = tmp_path / "worker.log"
-    worker = _start_worker(path, log)
-    try:
-        deadline = time.monotonic() + 120
-        while store.count_entries() < 6 * POOL_MIN_FEEDS:
-            assert worker.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+    with killed_on_exit(_start_worker(path, log)) as worker:
+        wait_while_running(worker, lambda: store.count_entries() >= 6 * POOL_MIN_FEEDS, 120)
         parsers = _children(worker.pid)
         assert len(parsers) == min(2, os.cpu_count() or 1)  # started for the big poll
         # Polling yields the CPU to the web (worker_nice, default 10), children included.
@@ -321,10 +317,6 @@ def test_worker_exit_stops_its_parser_processes(
             assert os.getpriority(os.PRIO_PROCESS, pid) == expected
         worker.send_signal(stop)
         worker.wait(60)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     # a clean stop either way (a service manager sends SIGTERM): the worker closes its
     # pool and exits 0, and says so
     assert worker.returncode == 0, log.read_text()
@@ -346,19 +338,11 @@ def test_sigterm_in_a_long_poll_stops_soon_and_leaves_the_rest_to_the_next_worke
     settings = 'max_connections = 2\nmax_per_host = 2\nlease_seconds = "10m"'
     path = write_config(tmp_path / "agg.toml", store.database_url, urls, settings)
     log = tmp_path / "worker.log"
-    worker = _start_worker(path, log)
-    try:
-        deadline = time.monotonic() + 60
-        while store.count_entries() < 3:
-            assert worker.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+    with killed_on_exit(_start_worker(path, log)) as worker:
+        wait_while_running(worker, lambda: store.count_entries() >= 3)
         worker.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         worker.wait(30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     assert worker.returncode == 0, log.read_text()
     assert time.monotonic() - stopped_at < 5  # the fetches in flight, not the 40 feeds
     assert "worker: stopped" in log.read_text()
