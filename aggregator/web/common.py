@@ -109,7 +109,6 @@ class Page(Generic[T]):
     items: list[T]
     older: int | None  # pass as ?before= for the next (older) page
     newer: int | None  # pass as ?after= for the previous (newer) page
-    fold_after: int | None = None  # a run of one source's items longer than this folds
 
 
 def paginate(rows: Sequence[T], paging: Paging, id_of: Callable[[T], int]) -> Page[T]:

@@ -66,10 +66,7 @@ class Digest:
     top: list[StoryBlock]
     sections: list[Section]
     latest: Page[Entry]
-
-    @property
-    def latest_runs(self) -> list[Run]:
-        return runs_of(self.latest.items, self.latest.fold_after or RUN_SHOWN)
+    latest_runs: list[Run]  # the page's newest entries as shown, runs folded
 
 
 @dataclass
@@ -142,7 +139,8 @@ def build_digest(
         entries = seen.take(rows.section_entries.get(name, []), SECTION_ENTRIES)
         if blocks or entries:
             sections.append(Section(name, blocks, entries))
-    return Digest(top, sections, _latest(rows.latest, paging, seen)), rows.tags
+    latest, runs = _latest(rows.latest, paging, seen)
+    return Digest(top, sections, latest, runs), rows.tags
 
 
 def _latest_read(paging: Paging) -> int:
@@ -153,23 +151,25 @@ def _latest_read(paging: Paging) -> int:
     return paging.limit * FOLD_READ + 1
 
 
-def _latest(rows: Sequence[Entry], paging: Paging, seen: Seen) -> Page[Entry]:
-    """The page of newest entries not shown above. Going older, rows are taken until
-    the page's lines (entries shown, and one line per folded run) fill ``paging.limit``,
-    so a folded run does not leave the page short; going newer, one page of rows."""
+def _latest(rows: Sequence[Entry], paging: Paging, seen: Seen) -> tuple[Page[Entry], list[Run]]:
+    """The page of newest entries not shown above, and its runs as shown. Going older,
+    rows are taken until the page's lines (entries shown, and one line per folded run)
+    fill ``paging.limit``, so a folded run does not leave the page short; going newer,
+    one page of rows."""
     # rows of one source (a tag of one feed, or a flood longer than the rows read) are
     # left whole: folding would hide them behind a link with nothing else to show
-    shown = RUN_SHOWN if len({entry.feed_id for entry in rows}) > 1 else len(rows)
+    fold_after = RUN_SHOWN if len({entry.feed_id for entry in rows}) > 1 else len(rows)
     if paging.after is not None:
         page = paginate(rows, paging, lambda entry: entry.id)
-        return Page(seen.take(page.items), page.older, page.newer, fold_after=shown)
+        newer_items = seen.take(page.items)
+        return Page(newer_items, page.older, page.newer), runs_of(newer_items, fold_after)
     available = rows[: len(rows) - 1] if len(rows) == _latest_read(paging) else rows
     taken: list[Entry] = []
     lines = run = consumed = 0
     for entry in available:
         if seen.fresh(entry):
             run = run + 1 if taken and taken[-1].feed_id == entry.feed_id else 1
-            grows = run <= shown + 1  # a fold line takes the place of the rest
+            grows = run <= fold_after + 1  # a fold line takes the place of the rest
             if lines + grows > paging.limit:
                 break
             lines += grows
@@ -179,7 +179,7 @@ def _latest(rows: Sequence[Entry], paging: Paging, seen: Seen) -> Page[Entry]:
     more = consumed < len(rows)
     older = available[consumed - 1].id if more and consumed else None
     newer = available[0].id if paging.before is not None and available else None
-    return Page(taken, older, newer, fold_after=shown)
+    return Page(taken, older, newer), runs_of(taken, fold_after)
 
 
 def runs_of(entries: Sequence[Entry], shown: int = RUN_SHOWN) -> list[Run]:
