@@ -341,16 +341,14 @@ class Worker:
 @contextmanager
 def interrupted_by_signals() -> Iterator[None]:
     """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C
-    (SIGINT) does: a service manager's stop is a clean stop, not a kill."""
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
+    (SIGINT) does: a service manager's stop is a clean stop, not a kill. For a loop in
+    the main thread that only an exception ends (APScheduler's, waitress's)."""
+    with stop_on_signals(_interrupt):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 @contextmanager
