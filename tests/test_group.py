@@ -718,3 +718,27 @@ def test_an_entry_whose_summary_adds_words_needs_two_shared_words_to_join() -> N
     assert index.add(item(2, "Watch: Snowden live", "b", 5)).story_id == 1
     repeated = replace(item(3, "Snowden, live", "c", 6), summary="Snowden, live.")
     assert index.add(repeated).story_id == 1
+
+
+def test_embedding_stage_merges_stories_whose_headlines_mean_the_same() -> None:
+    titles = [
+        "Danube floods force evacuations in Vienna",
+        "Heavy rain swells rivers across Bavaria",
+        "Danube floods in Vienna as heavy rain swells rivers across Bavaria",
+    ]
+    stream = [item(i, t, f"s{i}", i) for i, t in enumerate(titles, 1)]
+    # Without the stage, the words alone make the third entry merge the two stories.
+    plain = StoryIndex()
+    assert [plain.add(entry).merged for entry in stream] == [(), (), (2,)]
+    # Embeddings that agree merge them too (the stage used to turn merging off) ...
+    agreeing = StoryIndex(embedder=lambda title: (1.0, 0.0))
+    got = [agreeing.add(entry) for entry in stream]
+    assert got[2].story_id == 1 and got[2].merged == (2,)
+    assert agreeing.members(1) == (1, 2, 3)
+    # ... and embeddings saying the first two headlines mean different things keep
+    # the stories apart, though their words converged as much.
+    meanings = {titles[0]: (1.0, 0.0), titles[1]: (0.0, 1.0), titles[2]: (0.6, 0.8)}
+    apart = StoryIndex(embedder=meanings.__getitem__)
+    got = [apart.add(entry) for entry in stream]
+    assert got[2].story_id == 2 and got[2].merged == ()
+    assert set(apart.active_story_ids) == {1, 2}
