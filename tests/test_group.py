@@ -315,15 +315,20 @@ def test_title_embedder_batches_and_caches() -> None:
     from aggregator.embed import TitleEmbedder
 
     calls: list[list[str]] = []
+    options: list[dict[str, object]] = []
 
     class Model:
-        def encode(self, titles: list[str], **_: object) -> list[list[float]]:
+        def encode(self, titles: list[str], **kwargs: object) -> list[list[float]]:
             calls.append(list(titles))
+            options.append(kwargs)
             return [[float(len(t)), 1.0] for t in titles]
 
     embed = TitleEmbedder(Model())
     embed.prime(["a", "bb", "a"])
     assert calls == [["a", "bb"]]
+    # unit vectors, and no progress bar per batch in the worker's log
+    assert options[0]["normalize_embeddings"] is True
+    assert options[0]["show_progress_bar"] is False
     assert embed("bb") == (2.0, 1.0) and calls == [["a", "bb"]]  # cached, no model call
     assert embed("ccc") == (3.0, 1.0) and calls[-1] == ["ccc"]
 
