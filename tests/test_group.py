@@ -747,3 +747,30 @@ def test_embedding_stage_merges_stories_whose_headlines_mean_the_same() -> None:
     got = [apart.add(entry) for entry in stream]
     assert got[2].story_id == 2 and got[2].merged == ()
     assert set(apart.active_story_ids) == {1, 2}
+
+
+def test_embedding_stage_embeds_only_the_models_language() -> None:
+    """The bundled model reads English: other languages' titles are grouped as without
+    the stage (its floor and one-word share too), and never sent to the model."""
+    from aggregator.group import embeds_language
+
+    assert embeds_language("en") and embeds_language("en-GB") and embeds_language("EN_us")
+    assert not embeds_language("fr") and not embeds_language(None)
+    embedded: list[str] = []
+
+    def embedder(title: str) -> tuple[float, ...]:
+        embedded.append(title)
+        return (1.0, 0.0)  # every title "means the same": would join anything it could
+
+    french = [
+        "Grève à la SNCF : trafic très perturbé mardi",
+        "Nouvelle grève à la SNCF, le trafic perturbé",
+        "Le musée du Louvre rouvre ses salles",
+    ]
+    stream = [item(i, t, f"s{i}", i, language="fr") for i, t in enumerate(french, 1)]
+    plain, staged = StoryIndex(), StoryIndex(embedder=embedder)
+    assert [staged.add(e) for e in stream] == [plain.add(e) for e in stream]
+    assert embedded == []
+    # An English entry is embedded, and its stage's floor applies again.
+    staged.add(item(4, "Rail strike disrupts French trains", "s4", 4))
+    assert embedded == ["Rail strike disrupts French trains"]
