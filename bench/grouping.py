@@ -19,6 +19,9 @@ With ``--timeline`` the dated entries arrive in the order they were published, a
 their published times (stories expire after the window, as in the worker), and every
 story of several feeds is printed with its headlines, for reading.
 
+``--embeddings`` (needs the ``embeddings`` extra) adds the optional sentence-embedding
+stage, to the quality replay or to ``--realfeeds``.
+
 Cost (``--cost``): groups 100,000 perturbed headlines (word drops and swaps,
 time advancing so old stories expire) and prints the time per 1,000 entries at
 10k, 50k and 100k entries and the peak memory; ``--runs N`` repeats it and prints
@@ -26,6 +29,8 @@ the best figure per checkpoint over the runs.
 
 usage:
   python bench/grouping.py --data /work/shared/data [--sweep] [--cost [--runs N]]
+  python bench/grouping.py --data D [--orders N] [--embeddings]
+  python bench/grouping.py --data D --realfeeds [--timeline] [--embeddings]
   (or set AGGREGATOR_SHARED_DATA instead of --data)
 """
 
@@ -317,7 +322,9 @@ def cost_runs(data: Path, runs: int) -> None:
     )
 
 
-def realfeeds(data: Path, timeline: bool = False) -> None:
+def realfeeds(
+    data: Path, timeline: bool = False, make: Callable[[], StoryIndex] = StoryIndex
+) -> None:
     """Group every entry of the real-world feed corpus (``realfeeds/``, 273 feeds, many
     languages, summaries) as if first seen at once, and print what a reader would see
     go wrong. The corpus has no story labels and spans years, so this is a stress test
@@ -326,7 +333,8 @@ def realfeeds(data: Path, timeline: bool = False) -> None:
     labelled by function words of their entries' languages. With ``timeline``, only
     the dated entries, in the order and at the times they were published (most
     stories then expire before the next feed's entries arrive), and each story of
-    several feeds listed with its headlines."""
+    several feeds listed with its headlines. ``make`` builds the index (with
+    ``--embeddings``: one with the sentence-embedding stage)."""
     from collections import Counter, defaultdict
     from datetime import UTC, datetime
 
@@ -338,7 +346,7 @@ def realfeeds(data: Path, timeline: bool = False) -> None:
     with open(root / "MANIFEST.tsv", newline="") as handle:
         files = [row["file"] for row in csv.DictReader(handle, delimiter="\t")]
     fetched = datetime(2030, 1, 1, tzinfo=UTC)
-    index = StoryIndex()
+    index = make()
     items: list[GroupItem] = []
     titles: dict[int, str] = {}
     function_words: dict[int, frozenset[str]] = {}
@@ -449,6 +457,24 @@ def mixed_languages(
     )
 
 
+def with_embeddings(data: Path, prime: bool = False) -> Callable[[], StoryIndex]:
+    """A maker of indexes with the sentence-embedding stage (the `embeddings` extra);
+    with ``prime``, dev.tsv's titles are embedded first (and the time printed)."""
+    from aggregator.embed import load_embedder
+
+    embedder = load_embedder()
+    if prime:
+        started = time.process_time()
+        titles = [row["title"] for row in load_rows(data)]
+        embedder.prime(titles)
+        print(f"embedded {len(titles)} titles in {time.process_time() - started:.1f} CPU s")
+
+    def make() -> StoryIndex:
+        return StoryIndex(embedder=embedder)
+
+    return make
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=None, help="shared data dir (has stories/)")
@@ -481,21 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif a.cost:
         cost_runs(data, a.runs)
     elif a.realfeeds:
-        realfeeds(data, a.timeline)
+        realfeeds(data, a.timeline, with_embeddings(data) if a.embeddings else StoryIndex)
     else:
-        make: Callable[[], StoryIndex] = StoryIndex
-        if a.embeddings:
-            from aggregator.embed import load_embedder
-
-            embedder = load_embedder()
-            started = time.process_time()
-            titles = [row["title"] for row in load_rows(data)]
-            embedder.prime(titles)
-            print(f"embedded {len(titles)} titles in {time.process_time() - started:.1f} CPU s")
-
-            def make() -> StoryIndex:
-                return StoryIndex(embedder=embedder)
-
+        make = with_embeddings(data, prime=True) if a.embeddings else StoryIndex
         quality(data, make, a.write)
         if a.orders:
             mean_over_orders(data, make, a.orders)
