@@ -396,8 +396,8 @@ class Settings:
     )
     group_embeddings: bool = _setting(
         False,
-        "Add sentence-embedding similarity to story grouping (needs the `embeddings` extra; "
-        "group_min_cosine is then not used).",
+        "Add sentence-embedding similarity to story grouping, for English entries (needs "
+        "the `embeddings` extra; group_min_cosine then applies to the other entries).",
         _boolean,
         _env_bool,
     )

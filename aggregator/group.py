@@ -615,8 +615,10 @@ class StoryIndex:
             merge (0: never); None takes ``MERGE_THRESHOLD``, or
             ``EMBED_MERGE_THRESHOLD`` when an embedder is given.
         min_cosine: Plain entry-centroid cosine below which a story is not a
-            candidate, whatever its size bonus; None takes ``MIN_COSINE``, or
-            ``EMBED_MIN_COSINE`` when an embedder is given.
+            candidate, whatever its size bonus, for an entry scored on its words
+            alone (every entry without an embedder; with one, those in a language
+            it does not embed, see ``EMBED_LANGUAGES``: the others use
+            ``EMBED_MIN_COSINE``); None takes ``MIN_COSINE``.
         embedder: Optional sentence embedder (title -> unit vector), e.g.
             ``aggregator.embed.load_embedder()``; None (the default) keeps the
             method pure Python.
@@ -644,15 +646,10 @@ class StoryIndex:
             merge_threshold = MERGE_THRESHOLD if embedder is None else EMBED_MERGE_THRESHOLD
         self.merge_threshold = merge_threshold
         self.second_look = second_look if embedder is None else None
-        # the floor and one-word share of entries decided without an embedding (all of
-        # them without an embedder; those in other languages than EMBED_LANGUAGES with)
-        self.plain_min_cosine = MIN_COSINE if min_cosine is None else min_cosine
-        if min_cosine is None:
-            min_cosine = MIN_COSINE if embedder is None else EMBED_MIN_COSINE
-        self.min_cosine = min_cosine
-        self.one_word_share = (
-            ONE_WORD_BONUS_SHARE if embedder is None else EMBED_ONE_WORD_BONUS_SHARE
-        )
+        # the floor and one-word share of entries scored on their words alone: all of
+        # them without an embedder, those it does not embed with one (EMBED_LANGUAGES)
+        self.min_cosine = MIN_COSINE if min_cosine is None else min_cosine
+        self.one_word_share = ONE_WORD_BONUS_SHARE
         self._floor, self._one_word = self.min_cosine, self.one_word_share  # this entry's
         self._df: dict[str, int] = {}  # term -> document frequency
         self._docs = 0.0
@@ -727,12 +724,10 @@ class StoryIndex:
         duplicate = self._duplicate(item, link, tkey)
         self._last_scored = []
         self._vector = None
-        if self.embedder is not None:
-            if embeds_language(item.language):
-                self._vector = self.embedder(item.title)
-                self._floor, self._one_word = self.min_cosine, self.one_word_share
-            else:
-                self._floor, self._one_word = self.plain_min_cosine, ONE_WORD_BONUS_SHARE
+        self._floor, self._one_word = self.min_cosine, self.one_word_share
+        if self.embedder is not None and embeds_language(item.language):
+            self._vector = self.embedder(item.title)
+            self._floor, self._one_word = EMBED_MIN_COSINE, EMBED_ONE_WORD_BONUS_SHARE
         if story_id is not None:
             story_id = self._aliases.get(story_id, story_id)
             assignment = self._replay(item, story_id, tf, idf, duplicate)

@@ -105,7 +105,7 @@ class Grouper:
         self.name = name
         self.window = window
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        # None: the index's default (MIN_COSINE, or EMBED_MIN_COSINE with an embedder).
+        # None: the index's default (MIN_COSINE); see StoryIndex for the embedding stage.
         self.min_cosine = min_cosine
         # Optional semantic stage (aggregator.embed.load_embedder()); None keeps
         # grouping pure Python. A callable with prime(titles) embeds each batch at once.
@@ -121,7 +121,8 @@ class Grouper:
     @classmethod
     def from_settings(cls, store: Store, name: str, settings: Settings) -> Grouper:
         """A grouper as the config asks; with `group_embeddings` the optional semantic
-        stage is loaded (and `group_min_cosine` left to the index: EMBED_MIN_COSINE).
+        stage is loaded (`group_min_cosine` then applies to the entries it does not
+        embed; the others take EMBED_MIN_COSINE).
         Loading the config already refused `group_embeddings` without its extra."""
         embedder = _load_embedder() if settings.group_embeddings else None
         return cls(
@@ -129,7 +130,7 @@ class Grouper:
             name,
             window=timedelta(seconds=settings.group_window),
             threshold=settings.group_threshold,
-            min_cosine=None if embedder else settings.group_min_cosine,
+            min_cosine=settings.group_min_cosine,
             embedder=embedder,
         )
 

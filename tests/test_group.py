@@ -284,19 +284,46 @@ def test_embedding_stage_lifts_paraphrases_and_separates_unrelated_meanings() ->
     assert apart_story == 2
 
 
-def test_embeddings_replace_the_min_cosine_floor_unless_one_is_given() -> None:
+def test_embedded_entries_take_the_stages_floor_and_the_others_the_given_one() -> None:
     from aggregator.group import EMBED_MIN_COSINE, MIN_COSINE
 
     assert StoryIndex().min_cosine == MIN_COSINE
-    assert StoryIndex(embedder=lambda title: (1.0,)).min_cosine == EMBED_MIN_COSINE
-    assert StoryIndex(embedder=lambda title: (1.0,), min_cosine=0.05).min_cosine == 0.05
+    assert StoryIndex(min_cosine=0.05).min_cosine == 0.05
+    assert EMBED_MIN_COSINE < MIN_COSINE
+    # With the stage, the given floor (the config's group_min_cosine) is the one of the
+    # entries it does not embed; an English entry is scored with the stage's floor.
+    headlines = ["Danube floods force evacuations in Vienna", "Vienna residents flee river"]
+
+    def second_joins(language: str) -> bool:
+        index = StoryIndex(embedder=lambda title: (1.0, 0.0), min_cosine=0.9)
+        index.add(item(1, headlines[0], "s1", language=language))
+        return not index.add(item(2, headlines[1], "s2", 1, language=language)).new_story
+
+    assert second_joins("en") and not second_joins("de")
 
 
-def test_embeddings_keep_the_whole_size_bonus_for_one_shared_word() -> None:
+def test_embedded_entries_keep_the_whole_size_bonus_for_one_shared_word() -> None:
     from aggregator.group import EMBED_ONE_WORD_BONUS_SHARE, ONE_WORD_BONUS_SHARE
 
-    assert StoryIndex().one_word_share == ONE_WORD_BONUS_SHARE < 1.0
-    assert StoryIndex(embedder=lambda title: (1.0,)).one_word_share == EMBED_ONE_WORD_BONUS_SHARE
+    assert ONE_WORD_BONUS_SHARE < EMBED_ONE_WORD_BONUS_SHARE == 1.0
+    # A story of three grows by an entry sharing one word ("Sbarro") with it: its score
+    # is the cosine times (1 + bonus), the bonus cut to ONE_WORD_BONUS_SHARE of itself
+    # unless the entry is embedded. The embedding adds EMBED_WEIGHT x (1 - EMBED_FLOOR)
+    # on top, the same for both languages' stories here (every title "means the same").
+    story = ["Sbarro pizza chain files for bankruptcy"] * 3
+    joining = "Sbarro closes"
+
+    def score(language: str) -> float:
+        index = StoryIndex(embedder=lambda title: (1.0, 0.0))
+        for n, title in enumerate(story, 1):
+            index.add(item(n, title, f"s{n}", n, language=language))
+        return index.add(item(9, joining, "s9", 9, language=language)).score
+
+    plain = StoryIndex()
+    for n, title in enumerate(story, 1):
+        plain.add(item(n, title, f"s{n}", n, language="de"))
+    assert score("de") == pytest.approx(plain.add(item(9, joining, "s9", 9, language="de")).score)
+    assert score("en") > score("de")
 
 
 def test_default_grouping_never_imports_torch() -> None:
