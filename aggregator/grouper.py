@@ -31,6 +31,7 @@ from aggregator.group import (
     Assignment,
     GroupItem,
     StoryIndex,
+    embeds_language,
     grouping_language,
 )
 from aggregator.models import Entry, EntryText, StoryAssignment, StoryLabel
@@ -148,9 +149,11 @@ class Grouper:
         )
 
     def _prime(self, entries: Iterable[EntryText]) -> None:
+        """Embed the titles of a batch at once, of the entries the stage embeds (in its
+        model's language: `group.embeds_language`); the model is the costly part."""
         prime = getattr(self.embedder, "prime", None)
         if prime is not None:
-            prime([entry.title for entry in entries])
+            prime([e.title for e in entries if embeds_language(grouping_language(item_of(e)))])
 
     def run(
         self,

@@ -111,9 +111,13 @@ MERGE_TITLES = (
 
 
 def _store_entries(
-    store: Store, titles: tuple[str, ...], ages: tuple[timedelta, ...] = ()
+    store: Store,
+    titles: tuple[str, ...],
+    ages: tuple[timedelta, ...] = (),
+    languages: tuple[str | None, ...] = (),
 ) -> list[int]:
-    """Outlet i's entry titles[i], first seen now and published ages[i] ago (default 0)."""
+    """Outlet i's entry titles[i], first seen now and published ages[i] ago (default 0),
+    declaring the language languages[i] (default none)."""
     from dataclasses import replace
 
     from aggregator.models import SourceConfig
@@ -127,7 +131,8 @@ def _store_entries(
     for i, (feed, title) in enumerate(zip(feeds, titles, strict=True)):
         age = ages[i] if i < len(ages) else timedelta(0)
         data = _entry_data(i, title, now - age)
-        saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [replace(data)])
+        data = replace(data, language=languages[i] if i < len(languages) else None)
+        saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [data])
         ids.extend(saved.new_ids)
     return ids
 
@@ -268,6 +273,23 @@ def test_grouper_passes_an_optional_embedder_and_primes_each_batch(
     assert FLOODS <= set(primed)
     floods = [s for s in store.get_stories() if s.headline in FLOODS]
     assert len(floods) == 1 and floods[0].source_count == 3
+
+
+def test_grouper_primes_only_the_titles_the_embedding_stage_embeds(store: Store) -> None:
+    primed: list[str] = []
+
+    class Embedder:
+        def __call__(self, title: str) -> tuple[float, float]:
+            return (1.0, 0.0)
+
+        def prime(self, titles: list[str]) -> None:
+            primed.extend(titles)
+
+    titles = ("Hochwasser an der Donau: Wien evakuiert", "Donau-Hochwasser erreicht Wien")
+    _store_entries(store, (*titles, MERGE_TITLES[0]), languages=("de", "de", "en-GB"))
+    grouper = Grouper(store, "embedding-worker", embedder=Embedder())
+    assert grouper.run() == 3
+    assert primed == [MERGE_TITLES[0]]  # the model never sees the German titles
 
 
 # the index test's iOS story with its early wrong join, then a headline a day later
