@@ -798,6 +798,6 @@ def test_embedding_stage_embeds_only_the_models_language() -> None:
     plain, staged = StoryIndex(), StoryIndex(embedder=embedder)
     assert [staged.add(e) for e in stream] == [plain.add(e) for e in stream]
     assert embedded == []
-    # An English entry is embedded, and its stage's floor applies again.
+    # An English entry in the same index is embedded.
     staged.add(item(4, "Rail strike disrupts French trains", "s4", 4))
     assert embedded == ["Rail strike disrupts French trains"]
