@@ -646,11 +646,11 @@ class StoryIndex:
             merge_threshold = MERGE_THRESHOLD if embedder is None else EMBED_MERGE_THRESHOLD
         self.merge_threshold = merge_threshold
         self.second_look = second_look if embedder is None else None
-        # the floor and one-word share of entries scored on their words alone: all of
-        # them without an embedder, those it does not embed with one (EMBED_LANGUAGES)
+        # the floor of entries scored on their words alone: all of them without an
+        # embedder, those it does not embed with one (EMBED_LANGUAGES)
         self.min_cosine = MIN_COSINE if min_cosine is None else min_cosine
-        self.one_word_share = ONE_WORD_BONUS_SHARE
-        self._floor, self._one_word = self.min_cosine, self.one_word_share  # this entry's
+        # the floor and one-word bonus share of the entry being added (see `add`)
+        self._floor, self._one_word = self.min_cosine, ONE_WORD_BONUS_SHARE
         self._df: dict[str, int] = {}  # term -> document frequency
         self._docs = 0.0
         self._seen = 0
@@ -724,7 +724,7 @@ class StoryIndex:
         duplicate = self._duplicate(item, link, tkey)
         self._last_scored = []
         self._vector = None
-        self._floor, self._one_word = self.min_cosine, self.one_word_share
+        self._floor, self._one_word = self.min_cosine, ONE_WORD_BONUS_SHARE
         if self.embedder is not None and embeds_language(item.language):
             self._vector = self.embedder(item.title)
             self._floor, self._one_word = EMBED_MIN_COSINE, EMBED_ONE_WORD_BONUS_SHARE
