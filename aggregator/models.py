@@ -9,7 +9,7 @@ and `FetchResult` around `fetch`, `ParsedFeed`/`EntryData` out of `parse`+`norma
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -377,6 +377,19 @@ class WorkerBeat:
 
     def alive(self, now: datetime) -> bool:
         return heartbeat_is_fresh(self.last_tick_at, self.tick_seconds, now)
+
+
+def own_reports(entries: Sequence[Entry]) -> list[Entry]:
+    """The entries, in order, that are not a copy at the same link of another of them
+    (`Entry.duplicate_of`): a page that several feeds carry once, as a story counts its
+    sources (`store.stories.own_report`); the first feed's entry names the others in
+    `also_in`. Wire copy at each outlet's own address stays, one report per outlet."""
+    links = {entry.id: entry.link for entry in entries}
+    return [
+        entry
+        for entry in entries
+        if entry.duplicate_of not in links or links[entry.duplicate_of] != entry.link
+    ]
 
 
 def heartbeat_is_fresh(last_tick_at: datetime, tick_seconds: float, now: datetime) -> bool:

@@ -24,7 +24,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator.models import Enclosure, Entry, Story
+from aggregator.models import Enclosure, Entry, Story, own_reports
 
 __all__ = [
     "STORY_OUTLETS",
@@ -154,7 +154,7 @@ def item_from_story(
     """
     rows = []
     listed: set[int] = set()
-    for entry in entries:
+    for entry in own_reports(entries):
         if entry.feed_id in listed or len(listed) > STORY_OUTLETS:
             continue
         listed.add(entry.feed_id)

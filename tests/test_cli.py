@@ -196,11 +196,13 @@ def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
 def test_poll_groups_the_same_story_from_two_feeds(
     tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer
 ) -> None:
-    """`poll` groups as the worker does: the same articles carried by a second outlet
-    (wire copy) become stories with two sources, listed by `aggregator stories` at once."""
+    """`poll` groups as the worker does: the same articles published by a second outlet
+    at its own addresses (wire copy) become stories with two sources, listed by
+    `aggregator stories` at once."""
     assert recent_feed_server.root is not None
     original = (recent_feed_server.root / "world.rss").read_bytes()
     wire = original.replace(b"Harbour Times", b"Wire Service")
+    wire = wire.replace(b"harbour.example.net", b"wire.example.org")
     recent_feed_server.route(
         "/wire.rss", body=wire, headers={"Content-Type": "application/rss+xml"}
     )
@@ -214,6 +216,27 @@ def test_poll_groups_the_same_story_from_two_feeds(
     rows = [line.split() for line in listing.splitlines()[1:]]
     assert len(rows) == 3, listing
     assert all(row[1] == "2" and row[2] == "2" for row in rows), listing
+
+
+def test_a_page_two_feeds_carry_is_one_source_of_its_story(
+    tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer
+) -> None:
+    """A second feed carrying the same pages (one site's two feeds) adds no source: the
+    stories it joins still have one source each, so `aggregator stories` lists none."""
+    assert recent_feed_server.root is not None
+    original = (recent_feed_server.root / "world.rss").read_bytes()
+    recent_feed_server.route(
+        "/front.rss",
+        body=original.replace(b"Harbour Times", b"Harbour Times: front page"),
+        headers={"Content-Type": "application/rss+xml"},
+    )
+    urls = [recent_feed_server.url("world.rss"), recent_feed_server.url("front.rss")]
+    path = write_config(tmp_path / "agg.toml", sqlite_url, urls)
+    code, output = _run("--config", str(path), "poll")
+    assert code == 0, output
+    code, listing = _run("--config", str(path), "stories")
+    assert code == 0
+    assert listing.splitlines()[1:] == [], listing
 
 
 def test_poll_shows_one_progress_bar_over_overlapping_claims(

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from aggregator.models import EntryData, SourceConfig
+from aggregator.models import EntryData, SourceConfig, StoryAssignment, StoryLabel
 from aggregator.normalise import content_hash
 from aggregator.parse import parse_feed
 from aggregator.store import FeedUpdate, SaveOutcome, Store, migrate
@@ -176,4 +176,43 @@ def test_upgrading_refreshes_text_read_the_old_way_without_an_edit(
     assert stored.summary == "This is the human side of Health care is socialist."
     assert stored.author == "Dave Winer"
     assert stored.updated_at == entry.updated_at  # not bumped by the refresh
+    store.close()
+
+
+def test_upgrading_counts_a_page_two_feeds_carry_as_one_source(database_url: str) -> None:
+    """A story stored by the previous release (0009), which counted a page that a site's
+    two feeds carry (one link) as two sources beside another outlet's report: after the
+    upgrade (0010) it has two sources, not three."""
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    store = Store(database_url)
+    store.upgrade()
+    urls = ["https://site.example/all", "https://site.example/front", "https://other.example/f"]
+    store.sync_sources([SourceConfig(url=url) for url in urls], now)
+    claimed = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.id)
+    ids: list[int] = []
+    links = ["https://site.example/a", "https://site.example/a", "https://other.example/b"]
+    for feed, link in zip(claimed, links, strict=True):
+        item = EntryData(
+            key=link,
+            title="Bridge reopens",
+            link=link,
+            published_at=now,
+            updated_at=None,
+            summary="",
+            content_hash=link,
+        )
+        ids += store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [item], now).new_ids
+    store.save_assignments(
+        [StoryAssignment(entry_id, ids[0], 1.0, ()) for entry_id in ids],
+        [StoryLabel(ids[0], "Bridge reopens", ids[0], ())],
+    )
+    assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
+    with store._engine.begin() as conn:  # back to what the previous release left
+        conn.execute(text("UPDATE stories SET source_count = 3"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+    store.close()
+
+    store = Store(database_url)
+    store.upgrade()
+    assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     store.close()

@@ -258,6 +258,39 @@ def test_story_page_lists_coverage_timeline_and_why(client: FlaskClient, filled:
     assert client.get("/stories/999999").status_code == 404
 
 
+def test_an_article_two_feeds_carry_is_one_report_of_its_story(
+    client: FlaskClient, store: Store, filled: Filled
+) -> None:
+    """Beta Post repeats Alpha's item 1 (one link): in a story with Gamma's report the
+    article counts and shows once, "also in Beta Post", on every page and in the
+    stories feed; the story has two sources, not three."""
+    alpha, beta, gamma = filled.feed_ids
+    original, copy = filled.entry_ids[alpha][4], filled.entry_ids[beta][-1]
+    other = filled.entry_ids[gamma][4]
+    store.save_assignments(
+        [StoryAssignment(e, original, 0.8, ("item",)) for e in (original, copy, other)],
+        [StoryLabel(original, "Alpha item 1", original, ("item",))],
+    )
+
+    page = _html(client, f"/stories/{original}")
+    assert "<strong>2 sources</strong>" in page and "2 entries" in page
+    assert page.count(">Alpha item 1</a></h3>") == 1 and "also in Beta Post" in page
+    assert "Entries per hour: 2 entries" in page
+    stories = _html(client, "/stories")
+    block = stories[stories.index(">Alpha item 1<") :]
+    assert "2 sources" in block[:400] and "Alpha Times, Gamma Wire</p>" in block[:600]
+    digest = _html(client, "/")
+    block = digest[digest.index(">Alpha item 1</a></h3>") :]
+    block = block[: block.index("</article>")]
+    assert "2 sources" in block and "Beta Post" not in block
+    assert re.findall(r">([A-Z]\w+ \w+)</a></li>", block) == ["Gamma Wire"]
+    parsed = feedparser.parse(client.get("/stories/feed.atom").data)
+    (item,) = [e for e in parsed.entries if e.title == "Alpha item 1"]
+    assert item.summary == "2 sources: Alpha Times, Gamma Wire"
+    assert item.content[0].value.startswith("<p>2 sources</p>")
+    assert "Beta Post" not in item.content[0].value
+
+
 def test_an_entry_links_its_coverage_only_when_other_sources_cover_it(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:

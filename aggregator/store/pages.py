@@ -21,7 +21,7 @@ from aggregator.models import Entry, Story
 from aggregator.store import feeds as feed_rows
 from aggregator.store.entries import _latest_query, entries_from_rows, has_removed_sources
 from aggregator.store.schema import entries, feed_tags, feeds, stories
-from aggregator.store.stories import _sources, _to_story
+from aggregator.store.stories import _sources, _to_story, own_report
 
 
 @dataclass(frozen=True)
@@ -256,10 +256,10 @@ def _outlet_rows(
     conn: Connection, stories: Sequence[tuple[int, int | None]], outlets: int
 ) -> Sequence[Row[Any]]:
     """Of each story (its id and headline entry id), the headline entry and the first
-    entry of each of its first `outlets` + 1 feeds (oldest first, without contents):
-    what a story block on `/` and an item of the stories feed show. Reading every entry
-    instead took 11,000 rows and most of `/`'s 1.8 s with 3,000 feeds, whose big stories
-    hold hundreds of entries each.
+    own report (`own_report`) of each of its first `outlets` + 1 feeds (oldest first,
+    without contents): what a story block on `/` and an item of the stories feed show.
+    Reading every entry instead took 11,000 rows and most of `/`'s 1.8 s with 3,000
+    feeds, whose big stories hold hundreds of entries each.
     """
     if not stories:
         return []
@@ -275,7 +275,7 @@ def _outlet_rows(
             )
             .label("in_feed"),
         )
-        .where(entries.c.story_id.in_([story_id for story_id, _ in stories]))
+        .where(entries.c.story_id.in_([story_id for story_id, _ in stories]), own_report())
         .subquery()
     )
     firsts = (

@@ -7,13 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Executable,
     Row,
     bindparam,
+    case,
     delete,
+    exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -87,21 +91,38 @@ def merge_stories(conn: Connection, survivor: int, absorbed: int) -> None:
     conn.execute(delete(stories).where(stories.c.id == absorbed))
 
 
+def own_report() -> ColumnElement[bool]:
+    """Whether an entry is a report of its own in its story: it is not a copy, at the
+    same link, of another entry of the story (`duplicate_of`: one page carried by a
+    site's two feeds, or by a feed that gathers others'). A story counts and lists such
+    a page once, under the feed that brought it first. Wire copy that outlets publish
+    at addresses of their own stays one report per outlet (see `models.own_reports`)."""
+    original = entries.alias("original")
+    repeats = exists().where(
+        original.c.id == entries.c.duplicate_of,
+        original.c.story_id == entries.c.story_id,
+        original.c.link_hash == entries.c.link_hash,
+    )
+    return or_(entries.c.duplicate_of.is_(None), ~repeats)
+
+
 _COUNTS = ("entry_count", "source_count", "first_seen_at", "last_updated_at")
 _LABEL = ("headline", "headline_entry_id", "terms", "language")
 
 
 def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel]) -> None:
-    """Recount the stories' entries and sources and write their labels: one
-    executemany per kind of write (an update with or without a new label, an insert).
+    """Recount the stories' entries and sources (the feeds of their own reports, see
+    `own_report`) and write their labels: one executemany per kind of write (an update
+    with or without a new label, an insert).
     """
     if not story_ids:
         return
+    sources = func.count(func.distinct(case((own_report(), entries.c.feed_id))))
     stats = conn.execute(
         select(
             entries.c.story_id,
             func.count().label("entry_count"),
-            func.count(func.distinct(entries.c.feed_id)).label("source_count"),
+            sources.label("source_count"),
             func.min(entries.c.first_seen_at).label("first_seen_at"),
             func.max(entries.c.first_seen_at).label("last_updated_at"),
         )
@@ -188,7 +209,7 @@ def _sources(conn: Connection, story_ids: Sequence[int]) -> dict[int, tuple[str,
     query = (
         select(entries.c.story_id, title)
         .join(feeds, feeds.c.id == entries.c.feed_id)
-        .where(entries.c.story_id.in_(story_ids))
+        .where(entries.c.story_id.in_(story_ids), own_report())
         .order_by(entries.c.first_seen_at, entries.c.id)
     )
     found: dict[int, list[str]] = {}

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from aggregator.wording import counted
+
 TIMELINE_MAX_BARS = 48
 CHART_HEIGHT = 40
 BAR_WIDTH = 8
@@ -41,7 +43,7 @@ class Timeline:
     def description(self) -> str:
         unit = "hour" if self.hours_per_bar == 1 else f"{self.hours_per_bar} hours"
         total = sum(bar.count for bar in self.bars)
-        return f"{total} entries, at most {self.peak} per {unit}"
+        return f"{counted(total, 'entry', 'entries')}, at most {self.peak} per {unit}"
 
 
 def timeline(times: Sequence[datetime], max_bars: int = TIMELINE_MAX_BARS) -> Timeline | None:

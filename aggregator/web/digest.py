@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aggregator.models import Entry, Story
+from aggregator.models import Entry, Story, own_reports
 from aggregator.render import STORY_OUTLETS
 from aggregator.store import Store
 from aggregator.store.pages import DigestQuery, EntryQuery
@@ -201,7 +201,11 @@ def runs_of(entries: Sequence[Entry], shown: int = RUN_SHOWN) -> list[Run]:
 
 def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
     """The story's lead (its headline entry) and the first entry of its first
-    `STORY_OUTLETS` other outlets (`coverage`: what `pages.get_digest` read of it)."""
+    `STORY_OUTLETS` other outlets (`coverage`: what `pages.get_digest` read of it), an
+    article carried by several feeds once."""
+    for entry in coverage:
+        seen.add(entry)
+    coverage = own_reports(coverage)
     lead = next((e for e in coverage if e.id == story.headline_entry_id), None)
     if lead is None and coverage:
         lead = coverage[0]
@@ -211,8 +215,6 @@ def _block(story: Story, coverage: Sequence[Entry], seen: Seen) -> StoryBlock:
         if entry.feed_id not in outlets:
             outlets.add(entry.feed_id)
             others.append(entry)
-    for entry in coverage:
-        seen.add(entry)
     seen.add_title(story.headline)
     listed = others[:STORY_OUTLETS]
     more = max(0, story.source_count - (1 if lead else 0) - len(listed))

@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from aggregator.models import heartbeat_is_fresh
+from aggregator.models import heartbeat_is_fresh, own_reports
 from aggregator.store.pages import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
@@ -114,7 +114,7 @@ def story(story_id: int) -> Response:
         found = store.get_story(story_id)
         if found is None:
             abort(404)
-        coverage = store.get_story_coverage([story_id]).get(story_id, [])
+        coverage = own_reports(store.get_story_coverage([story_id]).get(story_id, []))
         body = _html(
             "story.html",
             story=found,
