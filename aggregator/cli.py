@@ -163,7 +163,13 @@ def _group_now(grouper: Any, stopping: Callable[[], bool]) -> str:
     if grouped is None:
         return "grouping left to the worker that holds the grouper lease"
     grouper.release()
-    return f"{grouped} grouped into stories"
+    kept = grouper.kept_apart
+    if not kept:
+        return f"{grouped} grouped into stories"
+    return (
+        f"{grouped - kept} grouped into stories, {kept} kept apart as old news "
+        f"(published more than {_days(grouper.index_window)} before first seen)"
+    )
 
 
 @cli.command()
@@ -445,7 +451,7 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
 
 
 def _explain(store: Any, story_id: int, window: timedelta) -> None:
-    from aggregator.grouper import is_backlog
+    from aggregator.models import is_backlog
 
     story = store.get_story(story_id)
     if story is None:

@@ -34,7 +34,7 @@ from aggregator.group import (
     embeds_language,
     grouping_language,
 )
-from aggregator.models import Entry, EntryText, StoryAssignment, StoryLabel
+from aggregator.models import EntryText, StoryAssignment, StoryLabel, is_backlog
 from aggregator.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,20 +56,6 @@ def item_of(entry: EntryText) -> GroupItem:
         published_at=entry.first_seen_at,
         language=entry.language,
     )
-
-
-def is_backlog(entry: EntryText | Entry, window: timedelta) -> bool:
-    """Whether `entry` was published more than `window` before it was first seen: the
-    back catalogue of a feed just added, or an old item a feed re-published.
-
-    Grouping goes by when entries were first seen, so such an entry would count as
-    news of today: a three-week-old article would join (and revive) today's story of
-    the same subject, and a new feed's whole archive would pile into the current
-    stories. It is kept out of the index instead, a story of its own (shown as a
-    single entry, never as coverage), which also spares grouping the bulk of a first
-    poll's work.
-    """
-    return entry.published_at < entry.first_seen_at - window
 
 
 def _stored(decided: Assignment) -> StoryAssignment:
@@ -118,6 +104,9 @@ class Grouper:
         # touched it: a first poll's big stories were relabelled in each of its ~30
         # batches (13,146 labels for 3,348 stories, a tenth of its grouping time).
         self._unlabelled: set[int] = set()
+        # Of the entries the last run grouped, those kept out of stories as old news
+        # (`is_backlog`): each a single entry, never coverage (told apart by `poll`).
+        self.kept_apart = 0
 
     @classmethod
     def from_settings(cls, store: Store, name: str, settings: Settings) -> Grouper:
@@ -142,7 +131,7 @@ class Grouper:
 
     def _new_index(self) -> StoryIndex:
         return StoryIndex(
-            window=self.window or DEFAULT_WINDOW,
+            window=self.index_window,
             threshold=self.threshold,
             min_cosine=self.min_cosine,
             embedder=self.embedder,
@@ -154,6 +143,11 @@ class Grouper:
         prime = getattr(self.embedder, "prime", None)
         if prime is not None:
             prime([e.title for e in entries if embeds_language(grouping_language(item_of(e)))])
+
+    @property
+    def index_window(self) -> timedelta:
+        """The grouping window in force (`window`, or the index's default)."""
+        return self.window or DEFAULT_WINDOW
 
     def run(
         self,
@@ -190,7 +184,7 @@ class Grouper:
         stopping: Callable[[], bool] | None = None,
     ) -> int:
         index.expire(datetime.now(UTC))
-        grouped = 0
+        grouped = self.kept_apart = 0
         while not (stopping and stopping()) and (batch := self.store.get_ungrouped(BATCH)):
             if not self._group_batch(index, batch, last=len(batch) < BATCH):
                 return self._lost(grouped)
@@ -287,6 +281,7 @@ class Grouper:
             founded = {a.story_id for a in assignments if a.story_id == a.entry_id}
             labels |= self._take_labels(index, live & founded)
         singles = [_single(entry) for entry in backlog]
+        self.kept_apart += len(singles)
         assignments += [assignment for assignment, _ in singles]
         saved = [*labels.values(), *(label for _, label in singles)]
         return self.store.save_assignments(assignments, saved, fence=self._fence(), merges=merges)

@@ -379,6 +379,20 @@ class WorkerBeat:
         return heartbeat_is_fresh(self.last_tick_at, self.tick_seconds, now)
 
 
+def is_backlog(entry: EntryText | Entry, window: timedelta) -> bool:
+    """Whether `entry` was published more than `window` before it was first seen: the
+    back catalogue of a feed just added, or an old item a feed re-published.
+
+    Grouping goes by when entries were first seen, so such an entry would count as
+    news of today: a three-week-old article would join (and revive) today's story of
+    the same subject, and a new feed's whole archive would pile into the current
+    stories. It is kept out of the index instead, a story of its own (shown as a
+    single entry, never as coverage), which also spares grouping the bulk of a first
+    poll's work.
+    """
+    return entry.published_at < entry.first_seen_at - window
+
+
 def own_reports(entries: Sequence[Entry]) -> list[Entry]:
     """The entries, in order, that are not a copy at the same link of another of them
     (`Entry.duplicate_of`): a page that several feeds carry once, as a story counts its

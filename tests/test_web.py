@@ -291,6 +291,23 @@ def test_an_article_two_feeds_carry_is_one_report_of_its_story(
     assert "Beta Post" not in item.content[0].value
 
 
+def test_an_old_entry_kept_out_of_grouping_says_so_on_its_story_page(
+    client: FlaskClient, store: Store
+) -> None:
+    """An entry published 40 days before it was first seen is old news, a story of its
+    own (`is_backlog`): its page says it was not grouped and why, not "Founded"."""
+    feed_id = add_feed(store, "https://archive.example/feed.xml", "Archive", [])
+    (old,) = save_entries(store, feed_id, [entry("old", "Bridge opens", 40 * 24 * 60)])
+    store.save_assignments(
+        [StoryAssignment(old, old, 1.0, ())], [StoryLabel(old, "Bridge opens", old, ())]
+    )
+
+    page = _html(client, f"/stories/{old}")
+    assert "Not grouped: published 40 days before it was first seen" in page
+    assert "Founded the story" not in page and "Why these are grouped" not in page
+    assert "1 source" in page and "Entries per hour: 1 entry," in page
+
+
 def test_an_entry_links_its_coverage_only_when_other_sources_cover_it(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:
@@ -673,6 +690,7 @@ def test_healthz_follows_the_worker_heartbeat(store: Store, client: FlaskClient)
     store.record_tick("w", datetime.now(UTC), 30)
     ok = client.get("/healthz")
     assert ok.status_code == 200 and ok.json is not None and ok.json["status"] == "ok"
+    assert (ok.json["stories"], ok.json["covered_stories"]) == (0, 0)
     store.record_tick("w", datetime.now(UTC) - timedelta(seconds=91), 30)
     assert client.get("/healthz").status_code == 503
 
@@ -680,6 +698,8 @@ def test_healthz_follows_the_worker_heartbeat(store: Store, client: FlaskClient)
 def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: Filled) -> None:
     store.record_tick("w", datetime.now(UTC), 30, poll=(1.25, 3))
     store.record_tick("w", datetime.now(UTC), 30)  # a heartbeat keeps the last poll
+    single = filled.entry_ids[filled.feed_ids[2]][5]  # a story of one entry
+    store.save_assignments([StoryAssignment(single, single, 1.0, ())], [])
     response = client.get("/metrics")
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = {
@@ -688,7 +708,8 @@ def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: F
         if line and not line.startswith("#")
     }
     assert samples["aggregator_feeds"] == 3 and samples["aggregator_feeds_broken"] == 0
-    assert samples["aggregator_entries"] == 37 and samples["aggregator_stories"] == 2
+    assert samples["aggregator_entries"] == 37 and samples["aggregator_stories"] == 3
+    assert samples["aggregator_stories_covered"] == 2  # shown as coverage: two sources
     assert samples['aggregator_feeds_by_status{status="ok"}'] == 3
     assert 0 <= samples["aggregator_last_tick_age_seconds"] < 60
     assert samples['aggregator_poll_duration_seconds{worker="w"}'] == 1.25

@@ -451,6 +451,7 @@ class Store:
                 "broken_feeds": broken,
                 "entries": entry_rows.count_entries(conn),
                 "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
+                "covered_stories": page_rows.count_covered_stories(conn),
             }
 
     # web reads (pages.py)

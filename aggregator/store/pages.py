@@ -416,6 +416,13 @@ def get_daily_counts(conn: Connection, since: datetime) -> dict[int, dict[date, 
     return found
 
 
+def count_covered_stories(conn: Connection) -> int:
+    """Stories of two or more sources: those pages show as coverage (the others are
+    single entries: old news, or an entry no other has matched yet)."""
+    statement = select(func.count()).where(stories.c.source_count >= 2)
+    return int(conn.execute(statement).scalar_one())
+
+
 def get_metrics(conn: Connection) -> dict[str, Any]:
     """Totals for /metrics: feeds by status, entries, stories, worker heartbeats."""
     by_status = {
@@ -435,5 +442,6 @@ def get_metrics(conn: Connection) -> dict[str, Any]:
         ).scalar_one(),
         "entries": conn.execute(select(func.count()).select_from(entries)).scalar_one(),
         "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
+        "covered_stories": count_covered_stories(conn),
         "newest_fetch": conn.execute(select(func.max(feeds.c.last_fetch_at))).scalar_one(),
     }

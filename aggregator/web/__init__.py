@@ -4,11 +4,12 @@ merged feeds; it never fetches a feed and never starts a scheduler.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 
-from aggregator.config import load_config, resolve_config_path
+from aggregator.config import Settings, load_config, resolve_config_path
 from aggregator.render import safe_url
 from aggregator.store import Store
 from aggregator.web.cache import FastPath, ResponseCache
@@ -28,7 +29,8 @@ SECURITY_HEADERS = {
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. Settings come from the config file (see `aggregator.config`);
     `test_config` may override `DATABASE_URL`, `SITE_TITLE`, `BASE_URL`, `CONFIG_PATH`,
-    and the render cache's `VERSION_TTL` and `STALE_SECONDS` (see `web/cache.py`).
+    `GROUP_WINDOW`, and the render cache's `VERSION_TTL` and `STALE_SECONDS` (see
+    `web/cache.py`).
     """
     app = Flask(__name__)
     overrides = dict(test_config or {})
@@ -38,8 +40,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             DATABASE_URL=settings.database_url,
             SITE_TITLE=settings.site_title,
             BASE_URL=settings.base_url,
+            GROUP_WINDOW=timedelta(seconds=settings.group_window),
         )
     app.config.setdefault("SITE_TITLE", "Aggregator")
+    # tells old news apart on story pages (`views._old_news`)
+    app.config.setdefault("GROUP_WINDOW", timedelta(seconds=Settings().group_window))
     app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
     app.config.update(overrides)
     app.extensions["store"] = Store(app.config["DATABASE_URL"])

@@ -63,7 +63,18 @@ def metrics_text(store: Store, now: datetime) -> str:
             [(f'{{status="{_escape(status)}"}}', count) for status, count in by_status],
         ),
         *_metric("aggregator_entries", "gauge", "Entries stored.", [("", totals["entries"])]),
-        *_metric("aggregator_stories", "gauge", "Stories stored.", [("", totals["stories"])]),
+        *_metric(
+            "aggregator_stories",
+            "gauge",
+            "Stories stored, single entries included (old news, or no match yet).",
+            [("", totals["stories"])],
+        ),
+        *_metric(
+            "aggregator_stories_covered",
+            "gauge",
+            "Stories of two or more sources, which pages show as coverage.",
+            [("", totals["covered_stories"])],
+        ),
         *_metric(
             "aggregator_workers",
             "gauge",

@@ -16,12 +16,22 @@ and is always served through Flask; the others repeat through `FastPath`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
-from aggregator.models import heartbeat_is_fresh, own_reports
+from aggregator.models import Entry, Story, heartbeat_is_fresh, is_backlog, own_reports
 from aggregator.store.pages import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
@@ -120,6 +130,7 @@ def story(story_id: int) -> Response:
             story=found,
             coverage=coverage,
             reasons=store.get_group_reasons(story_id),
+            old_news=_old_news(found, coverage),
             timeline=charts.timeline([entry.published_at for entry in coverage]),
             outlets=len({entry.feed_id for entry in coverage}),
             feeds=feed_links(f"/stories/{story_id}/", f"Story: {found.headline}"),
@@ -127,6 +138,17 @@ def story(story_id: int) -> Response:
         return body, "text/html"
 
     return serve(("story", story_id), render, PAGE_MAX_AGE, fast=True)
+
+
+def _old_news(story: Story, coverage: Sequence[Entry]) -> str | None:
+    """How long before it was first seen the story's only entry was published, when
+    that kept it out of grouping as old news (`is_backlog`); else None."""
+    if len(coverage) != 1 or coverage[0].id != story.id:
+        return None
+    entry = coverage[0]
+    if not is_backlog(entry, current_app.config["GROUP_WINDOW"]):
+        return None
+    return counted((entry.first_seen_at - entry.published_at).days, "day")
 
 
 @bp.route("/sources")
