@@ -245,11 +245,12 @@ def add(
     The URL is fetched first (as the worker would fetch it): a feed is added as is; of
     a web page, the feed it advertises is added instead. --no-check skips this.
     """
-    from aggregator.sources import add_source
+    from aggregator.sources import add_source, check_options
 
-    if not no_check:
-        url = _discovered(state.config(), url)
     try:
+        check_options(state.path, url, title, tags, interval)  # before any fetch
+        if not no_check:
+            url = _discovered(state.config(), url)
         add_source(state.path, url, title=title, tags=tags, interval=interval)
     except (ConfigError, FeedExistsError) as e:
         raise click.ClickException(str(e)) from e

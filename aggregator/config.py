@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from aggregator import __version__
 from aggregator.exceptions import ConfigError
@@ -178,7 +178,8 @@ def check_url(value: object) -> str:
 
 def normalise_url(url: str) -> str:
     """Trivially normalise a URL to compare sources: lower-case scheme and host, no
-    default port, "/" for an empty path. The path, query and fragment are kept."""
+    default port, "/" for an empty path, the path's "." and ".." segments resolved (as
+    the request does: "/a/../feed" asks for "/feed"). The query and fragment are kept."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = parts.hostname or ""
@@ -189,7 +190,8 @@ def normalise_url(url: str) -> str:
         host = f"{host}:{port}"
     if "@" in parts.netloc:
         host = parts.netloc.rsplit("@", 1)[0] + "@" + host
-    return urlunsplit((scheme, host, parts.path or "/", parts.query, parts.fragment))
+    path = urlsplit(urljoin("http://host/", parts.path)).path if "." in parts.path else parts.path
+    return urlunsplit((scheme, host, path or "/", parts.query, parts.fragment))
 
 
 def _base_url(value: object) -> str:

@@ -58,6 +58,24 @@ def add_source(
     _append_entries(config, [entry])
 
 
+def check_options(
+    path: Path, url: str, title: str | None, tags: Sequence[str], interval: str | None
+) -> None:
+    """Raise `ConfigError` (naming `url`) when the title, tags or interval that `add_source`
+    would write are invalid, or the file does not load: checked before `url` is fetched,
+    which may be a web page's address, not yet the feed's."""
+    config = cfg.load_config(path)
+    entry = _new_entry(OPTIONS_PROBE_URL, title, tags, interval)
+    try:
+        cfg.parse_source(entry, config.settings)
+    except cfg.InvalidValue as e:
+        raise ConfigError(config.path, None, f"cannot add {url!r}: {e}") from None
+
+
+OPTIONS_PROBE_URL = "https://options.invalid/"
+"""A valid URL that stands for the one to add while its options are checked."""
+
+
 def remove_source(path: Path, url: str) -> SourceConfig:
     """Take a source out of the config file: its `[[feeds]]` table and the comment lines
     right above it; everything else is kept as written.

@@ -49,6 +49,19 @@ def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
         assert code != 0 and f"{path}:2:" in output, command
 
 
+def test_add_checks_its_options_before_fetching_anything(tmp_path: Path, sqlite_url: str) -> None:
+    """A bad tag or interval is refused before the URL is fetched (nothing listens on
+    port 9 here: a fetch would fail with a connection error instead), and nothing is
+    written."""
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [])
+    before = path.read_text()
+    for option in (["--tag", "Bad Tag"], ["--interval", "2m"]):
+        code, output = _run("--config", str(path), "add", "http://127.0.0.1:9/feed.xml", *option)
+        assert code != 0 and "cannot add 'http://127.0.0.1:9/feed.xml'" in output, output
+        assert "refused" not in output.lower() and "feed:" not in output
+    assert path.read_text() == before
+
+
 def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) -> None:
     path = write_config(tmp_path / "agg.toml", sqlite_url, [])
     path.write_text("# my feeds, keep this comment\n" + path.read_text())

@@ -151,6 +151,10 @@ def test_format_duration() -> None:
 def test_normalise_url() -> None:
     assert normalise_url("HTTPS://Example.COM:443") == "https://example.com/"
     assert normalise_url("http://example.com:8080/A?b") == "http://example.com:8080/A?b"
+    # dot segments as the request resolves them; a dot elsewhere stays
+    assert normalise_url("http://h.example/a/../b/./feed.xml") == "http://h.example/b/feed.xml"
+    assert normalise_url("http://h.example/a/..") == "http://h.example/"
+    assert normalise_url("http://h.example/v1.2/rss?x=../y") == "http://h.example/v1.2/rss?x=../y"
 
 
 # -- errors, each with its file and line ----------------------------------------------------

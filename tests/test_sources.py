@@ -93,6 +93,8 @@ def test_add_to_a_file_without_feeds(tmp_path: Path) -> None:
 def test_add_refuses_a_duplicate(path: Path) -> None:
     with pytest.raises(FeedExistsError, match="line 6"):
         add_source(path, "HTTPS://Example.com:443/feed.xml")
+    with pytest.raises(FeedExistsError, match="line 6"):  # the same document asked for
+        add_source(path, "https://example.com/news/../feed.xml")
     assert path.read_text(encoding="utf-8") == FILE
 
 
