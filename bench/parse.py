@@ -92,17 +92,22 @@ def timed(docs: list[Doc], modes: list[Mode]) -> dict[str, tuple[float, int]]:
 def report(title: str, docs: list[Doc], modes: list[Mode]) -> dict[str, tuple[float, int]]:
     megabytes = sum(len(d.data) for d in docs) / 1e6
     print(f"\n{title}: {len(docs)} documents, {megabytes:.1f} MB")
-    baseline = 0.0
     results = timed(docs, modes)
+    print_rates(results, megabytes, "  ")
+    return results
+
+
+def print_rates(results: dict[str, tuple[float, int]], megabytes: float, indent: str) -> None:
+    """One line per mode: CPU seconds, entries/s, MB/s and the speed-up over the first."""
+    baseline = 0.0
     for label, (seconds, entries) in results.items():
         rate = entries / seconds
         baseline = baseline or rate
         speedup = f"{rate / baseline:5.1f}x" if entries else ""
         print(
-            f"  {label:<22}{seconds:7.2f} s {rate:8.0f} entries/s "
+            f"{indent}{label:<{24 - len(indent)}}{seconds:7.2f} s {rate:8.0f} entries/s "
             f"{megabytes / seconds:7.1f} MB/s {speedup}"
         )
-    return results
 
 
 PerDocument = dict[str, dict[str, tuple[float, int]]]  # mode -> document -> (s, entries)
@@ -128,17 +133,11 @@ def paired(docs: list[Doc], modes: list[Mode]) -> PerDocument:
 def report_paired(title: str, docs: list[Doc], per_document: PerDocument) -> None:
     megabytes = sum(len(d.data) for d in docs) / 1e6
     print(f"  {title}: {len(docs)} documents, {megabytes:.1f} MB")
-    baseline = 0.0
-    for label, times in per_document.items():
-        seconds = sum(times[d.name][0] for d in docs)
-        entries = sum(times[d.name][1] for d in docs)
-        rate = entries / seconds
-        baseline = baseline or rate
-        speedup = f"{rate / baseline:5.1f}x" if entries else ""
-        print(
-            f"    {label:<20}{seconds:7.2f} s {rate:8.0f} entries/s "
-            f"{megabytes / seconds:7.1f} MB/s {speedup}"
-        )
+    totals = {
+        label: (sum(times[d.name][0] for d in docs), sum(times[d.name][1] for d in docs))
+        for label, times in per_document.items()
+    }
+    print_rates(totals, megabytes, "    ")
 
 
 def pooled(docs: list[Doc], cpu: dict[str, tuple[float, int]]) -> None:
