@@ -43,7 +43,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from aggregator.config import Config, load_config
+from aggregator.config import Config, Settings, load_config
 from aggregator.exceptions import ConfigError, StoreError
 from aggregator.grouper import Grouper
 from aggregator.models import PollSummary
@@ -129,6 +129,15 @@ def settle_after_grouping(grouped: int | None) -> None:
         gc.collect()
 
 
+def _grouping_settings(settings: Settings) -> tuple[object, ...]:
+    return (
+        settings.group_window,
+        settings.group_threshold,
+        settings.group_min_cosine,
+        settings.group_embeddings,
+    )
+
+
 class _SkippedWhileRunning(logging.Filter):
     """Drops APScheduler's warning that a job was skipped because its last run is still
     going. A tick longer than the tick interval is expected (the first poll of a big
@@ -167,6 +176,7 @@ class Worker:
         self.grouper = Grouper.from_settings(store, self.name, config.settings)
         self.parsers = Parsers(config.settings.parse_processes)
         self._stop = threading.Event()
+        self._scheduler: BaseScheduler | None = None  # set by `schedule`
         store.sync_sources(config.sources, datetime.now(UTC))
 
     @property
@@ -195,7 +205,8 @@ class Worker:
         except ConfigError as e:
             log.error("worker: config not reloaded, keeping the previous one: %s", e)
             return False
-        self.config = config
+        before, self.config = self.config.settings, config
+        self._apply_changed_settings(before, config.settings)
         wanted = Parsers(config.settings.parse_processes)
         if wanted.processes != self.parsers.processes and not self._embedded:
             self.parsers.close()
@@ -203,6 +214,17 @@ class Worker:
         self.store.sync_sources(config.sources, datetime.now(UTC))
         log.info("worker: config reloaded, %d sources", len(config.sources))
         return True
+
+    def _apply_changed_settings(self, before: Settings, after: Settings) -> None:
+        """What a reloaded config changes besides the sources: the tick's interval (the
+        heartbeat promises it), and grouping's settings (a new grouper, which
+        warm-starts from the stored stories with them)."""
+        if after.tick_interval != before.tick_interval and self._scheduler is not None:
+            self._scheduler.reschedule_job("tick", trigger="interval", seconds=after.tick_interval)
+            log.info("worker: ticking every %ss", after.tick_interval)
+        if _grouping_settings(after) != _grouping_settings(before):
+            self.grouper = Grouper.from_settings(self.store, self.name, after)
+            log.info("worker: grouping settings changed; grouping goes on with them")
 
     def tick(self, now: datetime | None = None) -> PollSummary:
         """One tick: reload config, poll what is due, group new entries into stories,
@@ -285,6 +307,7 @@ class Worker:
         logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_WHILE_RUNNING)
         common = {"max_instances": 1, "coalesce": True, "next_run_time": datetime.now(UTC)}
         seconds = self.config.settings.tick_interval
+        self._scheduler = scheduler
         scheduler.add_job(
             self._safe(self.tick), "interval", seconds=seconds, id="tick", name="tick", **common
         )

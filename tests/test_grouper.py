@@ -81,6 +81,40 @@ def test_a_worker_that_lost_the_grouping_lets_its_index_go(
     assert first.grouper.index is None
 
 
+def test_a_worker_groups_into_the_stories_a_regroup_made(store: Store) -> None:
+    """`regroup` (here with a stricter threshold) while a worker keeps its index: the
+    worker's next run starts from the regrouped stories, so a new entry repeating one
+    headline joins that headline's story, not the story the worker's old index had."""
+    from aggregator.models import SourceConfig
+    from aggregator.store import FeedUpdate
+
+    now = datetime.now(UTC)
+    urls = [f"https://outlet{i}.example/feed" for i in range(3)]
+    store.sync_sources([SourceConfig(url=url, title=url) for url in urls], now)
+    feeds = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.url)
+    titles = ("Oil prices surge as OPEC cuts output", "Oil prices surge after OPEC output cut")
+
+    def publish(i: int, title: str, at: datetime) -> int:
+        saved = store.save_update(
+            feeds[i].id, "w", FeedUpdate(last_fetch_at=at), [_entry_data(i, title, at)]
+        )
+        (entry_id,) = saved.new_ids
+        return entry_id
+
+    first, second = publish(0, titles[0], now), publish(1, titles[1], now)
+    worker = Grouper(store, "worker")
+    assert worker.run(now) == 2
+    assert store.get_story(first).entry_count == 2  # type: ignore[union-attr]
+
+    assert Grouper(store, "regroup", threshold=0.99).regroup() == 2  # one story each
+    later = now + timedelta(minutes=1)
+    third = publish(2, titles[1], later)
+    assert worker.run(later) == 1
+    story_of_second = {e.id for e in store.get_story_entries(second)}
+    assert story_of_second == {second, third}
+    assert store.get_story(first).entry_count == 1  # type: ignore[union-attr]
+
+
 def test_only_one_worker_groups_at_a_time(tmp_path: Path, store: Store) -> None:
     now = datetime.now(UTC)
     assert Grouper(store, "a").run(now) == 0

@@ -69,6 +69,32 @@ def test_invalid_config_edit_keeps_the_previous_config(
     assert worker.config.sources[0].url == feed_server.url("world.rss")
 
 
+def test_a_config_edit_applies_a_new_tick_interval_and_grouping_threshold(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """The tick runs at the interval the heartbeat promises (a shorter one kept at the
+    old pace made /healthz answer 503 between ticks), and grouping goes on with the new
+    threshold."""
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")])
+    worker = Worker(load_config(path), store)
+    scheduler = worker.schedule(BackgroundScheduler(timezone=UTC))
+    scheduler.start(paused=True)
+    try:
+        assert scheduler.get_job("tick").trigger.interval == timedelta(seconds=1)  # the test's
+        write_config(
+            path,
+            store.database_url,
+            [feed_server.url("world.rss")],
+            extra='tick_interval = "7s"\ngroup_threshold = 0.3',
+        )
+        _touch_later(path)
+        worker.tick()
+        assert scheduler.get_job("tick").trigger.interval == timedelta(seconds=7)
+        assert worker.grouper.threshold == 0.3
+    finally:
+        scheduler.shutdown(wait=False)
+
+
 def test_tick_writes_a_heartbeat(tmp_path: Path, store: Store, feed_server: FeedServer) -> None:
     path = write_config(tmp_path / "agg.toml", store.database_url, [])
     before = datetime.now(UTC)

@@ -361,6 +361,18 @@ def test_named_lock_has_one_holder_until_it_expires(store: Store) -> None:
     assert store.acquire_lock("grouper", "w2", NOW + 2 * ttl, ttl) == (True, "w1")
 
 
+def test_a_released_lock_is_free_at_once_and_names_who_gave_it_up(store: Store) -> None:
+    """The next holder learns who held the lease last (a grouper that did not must warm
+    start), and the one that gave it up can no longer write under it."""
+    ttl = timedelta(minutes=5)
+    assert store.acquire_lock("grouper", "regroup", NOW, ttl) == (True, None)
+    store.release_lock("grouper", "regroup")
+    assert not store.save_assignments([], fence=("grouper", "regroup", NOW + ttl))
+    assert store.acquire_lock("grouper", "w1", NOW + ttl / 10, ttl) == (True, "regroup")
+    store.release_lock("grouper", "someone else")  # not the holder: nothing changes
+    assert store.acquire_lock("grouper", "w2", NOW + ttl / 5, ttl) == (False, "w1")
+
+
 def test_a_fenced_write_extends_the_lock_and_never_shortens_it(store: Store) -> None:
     ttl = timedelta(minutes=1)
     store.acquire_lock("grouper", "w1", NOW, 10 * ttl)

@@ -35,7 +35,7 @@ def renew(conn: Connection, name: str, owner: str, until: datetime) -> bool:
     row = conn.execute(
         select(locks.c.owner, locks.c.until).where(locks.c.name == name).with_for_update()
     ).one_or_none()
-    if row is None or row.owner != owner:
+    if row is None or row.owner != owner or row.until is None:  # gone, or given up
         return False
     if row.until is None or row.until < until:
         conn.execute(update(locks).where(locks.c.name == name).values(until=until))
@@ -49,8 +49,9 @@ def take(conn: Connection, name: str, owner: str, until: datetime) -> None:
 
 
 def release(conn: Connection, name: str, owner: str) -> None:
+    """Give `name` up: anyone may take it at once. The owner's name stays, so that the
+    next holder learns who held it last (a grouper that did not warm-starts: `regroup`
+    or `poll` changed the stories while its index stood still), and `renew` fails."""
     conn.execute(
-        update(locks)
-        .where(locks.c.name == name, locks.c.owner == owner)
-        .values(owner=None, until=None)
+        update(locks).where(locks.c.name == name, locks.c.owner == owner).values(until=None)
     )
