@@ -250,6 +250,9 @@ class Worker:
             grouped = self.grouper.run(now, progress=self._keep_alive, stopping=self._stop.is_set)
             settle_after_grouping(grouped)
         self._heartbeat(poll)
+        for result in summary.results:
+            if result.error:  # each failed fetch (backoff spaces a broken feed's out)
+                log.warning("worker: %s: %s", result.url, result.error)
         if summary.results:
             log.info("worker: %s", summary.line())
         return summary

@@ -95,6 +95,19 @@ def test_a_config_edit_applies_a_new_tick_interval_and_grouping_threshold(
         scheduler.shutdown(wait=False)
 
 
+def test_the_worker_logs_each_feed_that_failed_and_why(
+    tmp_path: Path, store: Store, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    urls = [feed_server.url("world.rss"), feed_server.url("broken")]
+    worker = Worker(
+        load_config(write_config(tmp_path / "agg.toml", store.database_url, urls)), store
+    )
+    with caplog.at_level(logging.WARNING, logger="aggregator.scheduler"):
+        worker.tick()
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert failures == [f"worker: {feed_server.url('broken')}: fetch: HTTP 404"]  # unserved
+
+
 def test_tick_writes_a_heartbeat(tmp_path: Path, store: Store, feed_server: FeedServer) -> None:
     path = write_config(tmp_path / "agg.toml", store.database_url, [])
     before = datetime.now(UTC)
