@@ -307,8 +307,13 @@ def pause(state: _State, url: str) -> None:
 @click.argument("url")
 @pass_state
 def resume(state: _State, url: str) -> None:
-    """Poll a paused source again (`enabled = true`)."""
-    _set_enabled(state, url, True)
+    """Poll a paused source again (`enabled = true`), or one the service disabled
+    because its server answered 410 Gone (when the feed came back)."""
+    config_url = _config_url(state, url)
+    _set_enabled(state, config_url, True)
+    reason = state.store(state.config()).enable_feed(config_url, datetime.now(UTC))
+    if reason is not None:
+        click.echo(f"enabled again (it was disabled: {reason}); polled at the next tick")
 
 
 def _set_enabled(state: _State, url: str, enabled: bool) -> None:

@@ -49,6 +49,30 @@ def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
         assert code != 0 and f"{path}:2:" in output, command
 
 
+def test_resume_polls_again_a_feed_disabled_by_410_once_it_is_back(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+) -> None:
+    """A 410 disables the feed (the worker never asks again on its own); when the
+    publisher brings it back, `resume` is how the operator says so."""
+    feed_server.route("/comeback", status=410)
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [feed_server.url("comeback")])
+    assert _run("--config", str(path), "poll")[0] == 0
+    code, table = _run("--config", str(path), "feeds")
+    assert "disabled" in table and "410" in table, table
+    feed_server.route(
+        "/comeback",
+        body=(feed_server.root / "world.rss").read_bytes(),  # type: ignore[operator]
+        headers={"Content-Type": "application/rss+xml"},
+    )
+    assert "0 feeds" in _run("--config", str(path), "poll", "--all")[1]  # still disabled
+
+    code, output = _run("--config", str(path), "resume", "1")
+    assert code == 0 and "enabled again (it was disabled: " in output and "410" in output
+    code, output = _run("--config", str(path), "poll")
+    assert code == 0 and "1 feed: 1 ok" in output and "3 new entries" in output, output
+    assert "enabled again" not in _run("--config", str(path), "resume", "1")[1]
+
+
 def test_add_checks_its_options_before_fetching_anything(tmp_path: Path, sqlite_url: str) -> None:
     """A bad tag or interval is refused before the URL is fetched (nothing listens on
     port 9 here: a fetch would fail with a connection error instead), and nothing is

@@ -202,6 +202,11 @@ class Store:
         with self._write() as conn:
             feed_rows.sync_sources(conn, sources, now)
 
+    def enable_feed(self, config_url: str, now: datetime) -> str | None:
+        """Poll again a feed the service disabled (HTTP 410); see `feeds.enable`."""
+        with self._write() as conn:
+            return feed_rows.enable(conn, config_url, now)
+
     def get_feeds(self, now: datetime | None = None) -> list[FeedState]:
         with self._read() as conn:
             return feed_rows.get_feeds(conn, now=now)

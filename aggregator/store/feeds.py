@@ -33,6 +33,23 @@ ENTRIES_PER_DAY_WINDOW = timedelta(days=7)
 SYNC_LOCK_KEY = 7_345_001  # PostgreSQL advisory lock serialising config syncs
 
 
+def enable(conn: Connection, config_url: str, now: datetime) -> str | None:
+    """Undo the service's own disabling of the feed listed as `config_url` (an HTTP 410
+    answer): it is due at once, its error counts start again from zero. Returns the
+    reason it was disabled for, or None when it was not."""
+    row = conn.execute(
+        select(feeds.c.id, feeds.c.disabled_reason).where(feeds.c.config_url == config_url)
+    ).first()
+    if row is None or row.disabled_reason is None:
+        return None
+    conn.execute(
+        update(feeds)
+        .where(feeds.c.id == row.id)
+        .values(disabled_reason=None, next_check_at=now, error_count=0, backoff_count=0)
+    )
+    return str(row.disabled_reason)
+
+
 def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetime) -> None:
     """Make the feeds table match the config: add new sources, update changed ones, and
     mark removed ones `in_config = false` (they stop being polled and keep their entries).
