@@ -267,6 +267,10 @@ def _table(entry: Mapping[str, object]) -> Table:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    """Replace the file's text at once (a reader sees the old file or the new one). A
+    config reached through a symbolic link is written where the link points, and the
+    link stays."""
+    path = path.resolve()
     mode = path.stat().st_mode & 0o777
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -90,6 +90,18 @@ def test_add_to_a_file_without_feeds(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8").startswith("# empty\n\n[[feeds]]\n")
 
 
+def test_a_config_reached_through_a_symlink_is_edited_where_it_lives(
+    path: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "etc").mkdir()
+    real = path.rename(tmp_path / "etc" / "real.toml")
+    link = tmp_path / "link.toml"
+    link.symlink_to(Path("etc") / "real.toml")
+    add_source(link, "https://linked.example/feed")
+    assert link.is_symlink()
+    assert "https://linked.example/feed" in real.read_text(encoding="utf-8")
+
+
 def test_add_refuses_a_duplicate(path: Path) -> None:
     with pytest.raises(FeedExistsError, match="line 6"):
         add_source(path, "HTTPS://Example.com:443/feed.xml")
