@@ -176,6 +176,16 @@ def check_url(value: object) -> str:
     return url
 
 
+def without_feed_scheme(url: str) -> str:
+    """`url` with a "feed:" scheme read as the web address it names: "feed://host/x"
+    is http://host/x and "feed:https://host/x" is https://host/x; other URLs as given."""
+    url = url.strip()
+    if not url.lower().startswith("feed:"):
+        return url
+    rest = url[len("feed:") :]
+    return rest if rest.lower().startswith(("http://", "https://")) else "http:" + rest
+
+
 def normalise_url(url: str) -> str:
     """Trivially normalise a URL to compare sources: lower-case scheme and host, no
     default port, "/" for an empty path, the path's "." and ".." segments resolved (as

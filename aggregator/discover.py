@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
+from aggregator.config import without_feed_scheme
 from aggregator.exceptions import AggregatorError, ParseError
 from aggregator.fetch import fetch_all_sync
 from aggregator.models import FetchOptions, FetchRequest, FetchResult, ParsedFeed
@@ -97,8 +98,7 @@ def as_web_url(url: str) -> str:
     ("example.com/news") is taken as https. Anything else is left as it is."""
     url = url.strip()
     if url.lower().startswith("feed:"):
-        rest = url[len("feed:") :]
-        return rest if rest.lower().startswith(("http://", "https://")) else "http:" + rest
+        return without_feed_scheme(url)
     if url.startswith("//"):  # scheme-relative
         return "https:" + url
     if "://" not in url and not url.lower().startswith(("mailto:", "javascript:", "data:")):

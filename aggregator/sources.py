@@ -301,7 +301,7 @@ def _read_opml(opml: bytes) -> Iterator[dict[str, object]]:
 
 def _walk(parent: Element, tags: tuple[str, ...]) -> Iterator[dict[str, object]]:
     for outline in parent.findall("outline"):
-        url = (outline.get("xmlUrl") or "").strip()
+        url = cfg.without_feed_scheme(outline.get("xmlUrl") or "")
         if url:
             yield _opml_entry(outline, url, tags)
         group = _slug(outline.get("text") or outline.get("title") or "")

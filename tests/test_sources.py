@@ -202,6 +202,17 @@ def test_import_takes_nested_outlines_with_tags(path: Path) -> None:
     assert text.startswith(FILE.rstrip("\n"))
 
 
+def test_import_reads_feed_urls_as_web_addresses(path: Path) -> None:
+    """OPML exported by some readers names feeds "feed://...": read as http, as `add`
+    reads them, instead of refusing the whole file."""
+    opml = (
+        b'<opml version="2.0"><body><outline text="A" xmlUrl="feed://a.example/rss"/>'
+        b'<outline text="B" xmlUrl="feed:https://b.example/atom"/></body></opml>'
+    )
+    added, _ = import_opml(path, opml)
+    assert added == ["http://a.example/rss", "https://b.example/atom"]
+
+
 def test_import_twice_skips_everything(path: Path) -> None:
     import_opml(path, OPML)
     before = path.read_text(encoding="utf-8")
