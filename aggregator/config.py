@@ -637,7 +637,7 @@ def _load_settings(path: Path, table: object, env: Mapping[str, str], lines: _Li
     values.update(_env_overrides(env))
     settings = Settings(**values)
     _check_intervals(path, settings, lines)
-    _check_extras(path, settings, lines)
+    _check_extras(path, settings, lines, env)
     return settings
 
 
@@ -656,16 +656,19 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _check_extras(path: Path, settings: Settings, lines: _Lines) -> None:
-    """Settings that need an optional extra fail at load time, not in the worker."""
+def _check_extras(path: Path, settings: Settings, lines: _Lines, env: Mapping[str, str]) -> None:
+    """Settings that need an optional extra fail at load time, not in the worker; the
+    error names where the setting came from (the environment wins over the file)."""
     if settings.group_embeddings and not all(
         importlib.util.find_spec(module) for module in EMBEDDINGS_MODULES
     ):
-        message = (
-            "group_embeddings = true needs the embeddings extra: "
-            "pip install 'aggregator[embeddings]' (see README)"
+        needs = "needs the embeddings extra: pip install 'aggregator[embeddings]' (see README)"
+        variable = env_name("group_embeddings")
+        if variable in env:
+            raise ConfigError(ENV_PATH, None, f"{variable}: group_embeddings {needs}")
+        raise ConfigError(
+            path, lines.in_settings("group_embeddings"), f"group_embeddings = true {needs}"
         )
-        raise ConfigError(path, lines.in_settings("group_embeddings"), message)
 
 
 def _check_intervals(path: Path, settings: Settings, lines: _Lines) -> None:

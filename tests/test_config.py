@@ -277,6 +277,11 @@ def test_embeddings_without_the_extra_name_the_line_and_the_fix(tmp_path: Path) 
     error = config_error(path)
     assert error.line == 3
     assert "pip install 'aggregator[embeddings]'" in error.message
+    # set by the environment: the error names the variable, not a line of the file
+    path = write(tmp_path, '[settings]\nsite_title = "x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"AGGREGATOR_GROUP_EMBEDDINGS": "true"})
+    assert str(caught.value).startswith("environment: AGGREGATOR_GROUP_EMBEDDINGS: ")
 
 
 # -- environment --------------------------------------------------------------------------
