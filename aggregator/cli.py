@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from aggregator import __version__
-from aggregator.config import Config, load_config, resolve_config_path
+from aggregator.config import Config, find_source, load_config, normalise_url, resolve_config_path
 from aggregator.exceptions import AggregatorError, ConfigError, FeedExistsError
 from aggregator.models import FeedState, UpdateResult
 from aggregator.wording import counted
@@ -328,9 +328,15 @@ def _set_enabled(state: _State, url: str, enabled: bool) -> None:
 
 def _config_url(state: _State, url: str) -> str:
     """The config URL of the source named by `url`: a URL as is, or the ID that
-    `aggregator feeds` shows."""
+    `aggregator feeds` shows, or the URL a listed feed moved to (a permanent redirect
+    the worker followed: `feeds` shows that one)."""
     if not url.isdigit():
-        return url
+        config = state.config()
+        if find_source(config, url) is not None:
+            return url
+        key = normalise_url(url)
+        moved = [f for f in state.store(config).get_feeds() if normalise_url(f.url) == key]
+        return moved[0].config_url if len(moved) == 1 and moved[0].in_config else url
     feed: FeedState | None = state.store(state.config()).get_feed(int(url))
     if feed is None:
         raise click.ClickException(f"no feed {url} (see `aggregator feeds`)")

@@ -73,6 +73,18 @@ def test_resume_polls_again_a_feed_disabled_by_410_once_it_is_back(
     assert "enabled again" not in _run("--config", str(path), "resume", "1")[1]
 
 
+def test_remove_finds_a_source_by_the_url_its_feed_moved_to(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+) -> None:
+    """`feeds` shows where a feed moved (301); `remove` takes that URL too."""
+    feed_server.route_redirect("/old", "/world.rss", status=301)
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [feed_server.url("old")])
+    assert _run("--config", str(path), "poll")[0] == 0
+    code, output = _run("--config", str(path), "remove", feed_server.url("world.rss"))
+    assert code == 0 and f"removed {feed_server.url('old')}" in output, output
+    assert feed_server.url("old") not in path.read_text()
+
+
 def test_add_checks_its_options_before_fetching_anything(tmp_path: Path, sqlite_url: str) -> None:
     """A bad tag or interval is refused before the URL is fetched (nothing listens on
     port 9 here: a fetch would fail with a connection error instead), and nothing is

@@ -246,6 +246,25 @@ def test_r4_permanent_redirect_moves_the_feed_and_flags_duplicates(
     assert len(store.get_feeds()) == 3
 
 
+def test_listing_a_moved_feed_at_its_new_url_keeps_the_same_feed(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """The worker followed a 301 (the stored URL moved); the operator then writes the
+    new URL into the config in place of the old one: it is the same feed, with its
+    entries and history, not a second source polling the same document."""
+    feed_server.route_redirect("/old", "/world.rss", status=301)
+    _, options = _setup(tmp_path, store, feed_server, ["old"])
+    poll_due(store, options, owner="test")
+    (before,) = store.get_feeds()
+    assert before.url == feed_server.url("world.rss") and before.entry_count == 3
+
+    _setup(tmp_path, store, feed_server, ["world.rss"])  # the config edited, and synced
+
+    (after,) = store.get_feeds()
+    assert (after.id, after.in_config, after.entry_count) == (before.id, True, 3)
+    assert after.config_url == feed_server.url("world.rss")
+
+
 def test_r5_gone_feed_is_disabled_and_never_requested_again(
     tmp_path: Path, store: Store, feed_server: FeedServer
 ) -> None:

@@ -53,6 +53,8 @@ def enable(conn: Connection, config_url: str, now: datetime) -> str | None:
 def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetime) -> None:
     """Make the feeds table match the config: add new sources, update changed ones, and
     mark removed ones `in_config = false` (they stop being polled and keep their entries).
+    A source listed at the URL its feed moved to (a permanent redirect the worker
+    followed), in place of the URL it was listed at, is that feed.
 
     Only differences are written, so the sync each worker runs at start and on every
     config reload is cheap; on PostgreSQL an advisory lock makes concurrent syncs by
@@ -61,10 +63,22 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(SYNC_LOCK_KEY)))
     existing = {row.config_url: row for row in conn.execute(select(feeds))}
+    configured = {source.url for source in sources}
+    moved = {  # feeds that moved permanently (301/308), by their new URL, no longer listed
+        row.url: row
+        for row in existing.values()
+        if row.url != row.config_url and row.config_url not in configured
+    }
     tags = _tags_by_feed(conn, None)
     for source in sources:
         wanted = _source_values(source)
         row = existing.get(source.url)
+        if row is None and (row := moved.pop(source.url, None)) is not None:
+            # the operator listed the feed at the URL it moved to: the same feed, with
+            # its entries and history, not a new one polling the same document
+            conn.execute(update(feeds).where(feeds.c.id == row.id).values(config_url=source.url))
+            del existing[row.config_url]
+            existing[source.url] = row
         if row is None:
             feed_id = conn.execute(
                 insert(feeds)
@@ -79,7 +93,6 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
                 conn.execute(update(feeds).where(feeds.c.id == feed_id).values(**wanted))
         if tags.get(feed_id, ()) != tuple(sorted(set(source.tags))):
             _set_tags(conn, feed_id, source.tags)
-    configured = {source.url for source in sources}
     removed = [row.id for url, row in existing.items() if url not in configured and row.in_config]
     if removed:
         conn.execute(update(feeds).where(feeds.c.id.in_(removed)).values(in_config=False))
