@@ -202,9 +202,12 @@ def _serve(config: Config) -> None:
 @pass_state
 def web(state: _State) -> None:
     """Serve the web app only (production: gunicorn, see the Procfile)."""
+    from aggregator.scheduler import interrupted_by_signals
+
     config = state.config()
     state.store(config)
-    _serve(config)
+    with interrupted_by_signals():  # SIGTERM stops waitress cleanly, as Ctrl-C does
+        _serve(config)
 
 
 @cli.command()

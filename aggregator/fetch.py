@@ -420,7 +420,7 @@ def _describe_connect_error(exc: aiohttp.ClientConnectorError) -> str:
         return f"fetch: TLS error with {exc.host} ({cause})"
     if isinstance(cause, ConnectionRefusedError):
         return "fetch: connection refused"
-    reason = cause.strerror or str(cause)
+    reason = cause.strerror or str(cause) or type(cause).__name__  # some say nothing
     return f"fetch: cannot connect to {exc.host}:{exc.port} ({reason})"
 
 

@@ -232,6 +232,29 @@ def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedSe
     assert process.returncode == 0 and "worker: stopped" in output, output
 
 
+def test_web_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """A service manager stops `aggregator web` with SIGTERM: exit 0, as `run` does."""
+    path = write_config(tmp_path / "agg.toml", "sqlite:///data/agg.db", [])
+    port = _free_port()
+    executable = shutil.which("aggregator") or str(Path(sys.executable).with_name("aggregator"))
+    env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}
+    process = subprocess.Popen(
+        [executable, "web"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0].decode()
+    assert process.returncode == 0, output
+
+
 def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

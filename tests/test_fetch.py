@@ -477,3 +477,19 @@ def test_polls_run_on_asyncio_where_uvloop_is_missing(monkeypatch: pytest.Monkey
         return type(asyncio.get_running_loop()).__module__
 
     assert run_loop(loop_module()).startswith("asyncio")
+
+
+def test_a_connection_error_that_says_nothing_is_still_named() -> None:
+    """Some failures carry an OSError without a message (a server that closes the
+    connection at once): the feed's error still says what happened."""
+    from types import SimpleNamespace
+
+    import aiohttp
+
+    from aggregator.fetch import _describe_connect_error
+
+    key = SimpleNamespace(host="127.0.0.1", port=8701, ssl=True)
+    error = aiohttp.ClientConnectorError(key, ConnectionResetError())  # type: ignore[arg-type]
+    assert _describe_connect_error(error) == (
+        "fetch: cannot connect to 127.0.0.1:8701 (ConnectionResetError)"
+    )
