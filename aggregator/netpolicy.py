@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from aggregator.exceptions import BlockedAddressError, FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -168,7 +170,15 @@ class AddressPolicy:
         if scheme not in ALLOWED_SCHEMES:
             shown = scheme or "none"
             raise FetchError(url, f"fetch: unsupported URL scheme {shown!r} (http/https only)")
-        host = (parts.hostname or "").rstrip(".")
+        if not parts.hostname:
+            raise FetchError(url, "fetch: URL has no host")
+        # the host as the HTTP client will connect to it: yarl maps a Unicode host to
+        # IDNA after NFKC, so "127。0。0。1" or circled digits become an IP literal that
+        # the client connects to without a DNS lookup (and so without the resolver's check)
+        try:
+            host = (URL(url).raw_host or "").rstrip(".")
+        except ValueError as exc:
+            raise FetchError(url, f"fetch: invalid URL ({exc})") from exc
         if not host:
             raise FetchError(url, "fetch: URL has no host")
         if is_ip_literal(host):

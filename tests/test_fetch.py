@@ -380,6 +380,8 @@ def test_s1_refused_before_any_connect(server: FeedServer) -> None:
         f"http://127.0.0.1:{port}/feed.xml",
         f"http://[::1]:{port}/",
         f"http://[::ffff:127.0.0.1]:{port}/",
+        f"http://127\u30020\u30020\u30021:{port}/",  # NFKC makes it 127.0.0.1
+        f"http://\u2460\u2461\u2466.0.0.1:{port}/",  # circled digits, the same
         "http://169.254.169.254/latest/meta-data/",
         "http://10.0.0.1/",
         "http://100.64.0.1/",

@@ -107,6 +107,11 @@ def test_check_url_rejects_bad_urls(url: str, message: str) -> None:
         "http://10.0.0.1/",
         "http://100.64.0.1/",
         "http://0.0.0.0/",
+        # written with Unicode that the HTTP client normalises to an IP literal
+        "http://127\u30020\u30020\u30021:8099/",  # ideographic full stops
+        "http://\u2460\u2461\u2466.0.0.1/",  # circled digits: 127.0.0.1
+        "http://\uff11\uff10.0.0.1/",  # full-width digits: 10.0.0.1
+        "http://\u2460\u2465\u2468.\u2461\u2464\u2463.\u2460\u2465\u2468.\u2461\u2464\u2463/",
     ],
 )
 def test_check_url_refuses_ip_literals(url: str) -> None:
@@ -120,6 +125,9 @@ def test_check_url_returns_the_host() -> None:
     assert policy.check_url("HTTPS://Example.COM./feed") == "example.com"
     assert policy.check_url("http://127.0.0.1:8080/") == "127.0.0.1"
     assert policy.check_url("http://[2606:4700::1111]/") == "2606:4700::1111"
+    assert policy.check_url("http://b\u00fccher.example/") == "xn--bcher-kva.example"
+    with pytest.raises(BlockedAddressError):  # allowed: 127.0.0.1 only
+        policy.check_url("http://127\u30020\u30020\u30022/")
 
 
 def test_is_ip_literal() -> None:
