@@ -612,8 +612,14 @@ def test_unknown_feeds_are_404(client: FlaskClient, filled: Filled) -> None:
         "/sources/999/feed.rss",
         "/stories/999/feed.json",
         "/feed.xml",
+        # ids beyond any database row: 404, not an overflow in the query (500)
+        "/stories/9223372036854775808",
+        "/sources/99999999999999999999999999",
+        "/stories/99999999999999999999999/feed.atom",
+        "/sources/9223372036854775808/feed.rss",
     ):
         assert client.get(path).status_code == 404, path
+    assert client.get("/stories/2147483648").status_code == 404  # PostgreSQL's int4
 
 
 # caching

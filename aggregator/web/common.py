@@ -22,6 +22,12 @@ TAG_PATTERN = re.compile(r"[a-z0-9_-]{1,32}")
 MAX_HOURS = 24 * 90
 
 
+ROW_ID = "int(max=2147483647)"
+"""The URL converter of a story's or source's id: beyond the largest id a row can have
+(ids are 32-bit integers on PostgreSQL), the path matches no route (404) instead of
+overflowing the query (500)."""
+
+
 def get_store() -> Store:
     store: Store = current_app.extensions["store"]
     return store

@@ -34,6 +34,7 @@ from aggregator.render import (
 )
 from aggregator.store.pages import EntryQuery
 from aggregator.web.common import (
+    ROW_ID,
     Page,
     Paging,
     absolute,
@@ -97,12 +98,12 @@ def tag_feed(fmt: str, tag: str) -> Response:
     return _entries_feed(fmt, lambda: _tag_scope(tag))
 
 
-@bp.route(f"/sources/<int:feed_id>/feed.{FORMAT}")
+@bp.route(f"/sources/<{ROW_ID}:feed_id>/feed.{FORMAT}")
 def source_feed(fmt: str, feed_id: int) -> Response:
     return _entries_feed(fmt, lambda: _source_scope(feed_id))
 
 
-@bp.route(f"/stories/<int:story_id>/feed.{FORMAT}")
+@bp.route(f"/stories/<{ROW_ID}:story_id>/feed.{FORMAT}")
 def story_feed(fmt: str, story_id: int) -> Response:
     return _entries_feed(fmt, lambda: _story_scope(story_id))
 

@@ -35,6 +35,7 @@ from aggregator.models import Entry, Story, heartbeat_is_fresh, is_backlog, own_
 from aggregator.store.pages import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
+    ROW_ID,
     get_store,
     hours_arg,
     paginate,
@@ -117,7 +118,7 @@ def stories() -> Response:
     return serve(("stories", paging), render, PAGE_MAX_AGE, fast=True)
 
 
-@bp.route("/stories/<int:story_id>")
+@bp.route(f"/stories/<{ROW_ID}:story_id>")
 def story(story_id: int) -> Response:
     def render(_changed: datetime) -> tuple[bytes, str]:
         store = get_store()
@@ -168,7 +169,7 @@ def sources() -> Response:
     return serve(("sources", _minute(now)), render, PAGE_MAX_AGE)
 
 
-@bp.route("/sources/<int:feed_id>")
+@bp.route(f"/sources/<{ROW_ID}:feed_id>")
 def source(feed_id: int) -> Response:
     paging = paging_args(PAGE_SIZE, PAGE_MAX)
     now = _now()
