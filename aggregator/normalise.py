@@ -1021,7 +1021,8 @@ def _length(value: str | int | None) -> int | None:
 def normalise_enclosures(
     items: Sequence[tuple[str, str | None, str | int | None]], base: str
 ) -> tuple[Enclosure, ...]:
-    """Enclosures with absolute http(s) URLs, lower-cased type, int length or None."""
+    """Enclosures with absolute http(s) URLs, lower-cased type (guessed from the URL when
+    the feed gives none, or something that is not a media type), int length or None."""
     seen: set[str] = set()
     out: list[Enclosure] = []
     for url, mime, length in items:
@@ -1029,11 +1030,16 @@ def normalise_enclosures(
         if not resolved or resolved in seen:
             continue
         seen.add(resolved)
-        kind = mime.strip().lower() if mime and mime.strip() else _guessed_type(resolved)
+        given = mime.split(";", 1)[0].strip().lower() if mime else ""  # no parameters
+        kind = given if _MEDIA_TYPE.fullmatch(given) else _guessed_type(resolved)
         out.append(Enclosure(url=resolved, type=kind, length=_length(length)))
         if len(out) >= MAX_ENCLOSURES:
             break
     return tuple(out)
+
+
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+"""A media type, type/subtype (RFC 6838 names), without parameters."""
 
 
 EXTRA_MEDIA_TYPES = (

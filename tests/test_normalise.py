@@ -602,6 +602,9 @@ def test_an_enclosure_without_a_type_takes_the_one_its_file_name_says() -> None:
         ("https://cdn.example/show/ep13.mp3", None, None),
         ("https://cdn.example/download?id=7", None, None),
         ("https://cdn.example/show/ep14.mp3", "audio/x-mpeg", None),  # given: kept
+        ("https://cdn.example/show/ep15.mp3", 'audio/mpeg"><script>x()</script>', None),
+        ("https://cdn.example/show/ep16.mp3", "mp3", None),  # not a media type either
+        ("https://cdn.example/show/ep17.ogg", "Audio/Ogg; codecs=opus", None),
     ]
     assert [e.type for e in normalise_enclosures(items, FEED_URL)] == [
         "image/jpeg",
@@ -609,6 +612,9 @@ def test_an_enclosure_without_a_type_takes_the_one_its_file_name_says() -> None:
         "audio/mpeg",
         None,
         "audio/x-mpeg",
+        "audio/mpeg",
+        "audio/mpeg",
+        "audio/ogg",
     ]
 
 
