@@ -205,17 +205,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedServer) -> None:
-    path = write_config(
-        tmp_path / "agg.toml", "sqlite:///data/agg.db", [feed_server.url("world.atom")]
-    )
+def _start(command: str, tmp_path: Path, feeds: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    """`aggregator COMMAND` in a process of its own on a free port, SQLite in tmp_path."""
+    path = write_config(tmp_path / "agg.toml", "sqlite:///data/agg.db", feeds)
     port = _free_port()
     executable = shutil.which("aggregator") or str(Path(sys.executable).with_name("aggregator"))
     env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}
-    process = subprocess.Popen(
-        [executable, "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    pipe, merged = subprocess.PIPE, subprocess.STDOUT
+    process = subprocess.Popen([executable, command], cwd=tmp_path, env=env, stdout=pipe, stderr=merged)
+    return process, port
+
+
+@pytest.mark.slow
+def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedServer) -> None:
+    process, port = _start("run", tmp_path, [feed_server.url("world.atom")])
     try:
         entries = _wait_for_entries(f"http://127.0.0.1:{port}/feed.atom", 2)
         assert {e.title for e in entries} == {
@@ -234,13 +237,7 @@ def test_run_serves_polled_entries_over_http(tmp_path: Path, feed_server: FeedSe
 
 def test_web_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """A service manager stops `aggregator web` with SIGTERM: exit 0, as `run` does."""
-    path = write_config(tmp_path / "agg.toml", "sqlite:///data/agg.db", [])
-    port = _free_port()
-    executable = shutil.which("aggregator") or str(Path(sys.executable).with_name("aggregator"))
-    env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}
-    process = subprocess.Popen(
-        [executable, "web"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    process, port = _start("web", tmp_path, [])
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
