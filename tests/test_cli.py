@@ -212,7 +212,9 @@ def _start(command: str, tmp_path: Path, feeds: list[str]) -> tuple[subprocess.P
     executable = shutil.which("aggregator") or str(Path(sys.executable).with_name("aggregator"))
     env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}
     pipe, merged = subprocess.PIPE, subprocess.STDOUT
-    process = subprocess.Popen([executable, command], cwd=tmp_path, env=env, stdout=pipe, stderr=merged)
+    process = subprocess.Popen(
+        [executable, command], cwd=tmp_path, env=env, stdout=pipe, stderr=merged
+    )
     return process, port
 
 
