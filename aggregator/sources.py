@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -328,6 +329,12 @@ def _categories(category: str) -> list[str]:
 
 
 def _slug(text: str) -> str:
-    """Return `text` as a tag (lower-case, blanks to '-'), or "" if it cannot be one."""
-    slug = re.sub(r"\s+", "-", text.strip().lower())
+    """Return `text` as a tag (lower-case, blanks to '-', accents dropped, cut to a tag's
+    32 characters), or "" if it cannot be one (other scripts, punctuation: "C++")."""
+    folded = unicodedata.normalize("NFKD", text.strip().lower())
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    slug = re.sub(r"\s+", "-", folded)[:TAG_MAX_CHARS].strip("-")
     return slug if re.match(cfg.TAG_PATTERN, slug) else ""
+
+
+TAG_MAX_CHARS = 32  # as `config.TAG_PATTERN` allows

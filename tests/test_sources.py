@@ -213,6 +213,24 @@ def test_import_reads_feed_urls_as_web_addresses(path: Path) -> None:
     assert added == ["http://a.example/rss", "https://b.example/atom"]
 
 
+def test_import_keeps_folder_names_with_accents_or_too_long_as_tags(path: Path) -> None:
+    """Folders named in French or Spanish, or at length, still tag their feeds; a name
+    in another script or of punctuation cannot be a tag and is left out."""
+    opml = (
+        "<opml version='2.0'><body>"
+        "<outline text='\u00dcn\u00efcode \u00d1ews'><outline xmlUrl='https://a.example/f'/>"
+        "</outline><outline text='A very long folder name that is longer than a tag'>"
+        "<outline xmlUrl='https://b.example/f'/></outline>"
+        "<outline text='\u65e5\u672c'><outline xmlUrl='https://c.example/f' category='C++'/>"
+        "</outline></body></opml>"
+    ).encode()
+    import_opml(path, opml)
+    tags = {s.url: s.tags for s in load_config(path, env={}).sources}
+    assert tags["https://a.example/f"] == ("unicode-news",)
+    assert tags["https://b.example/f"] == ("a-very-long-folder-name-that-is",)
+    assert tags["https://c.example/f"] == ()
+
+
 def test_import_twice_skips_everything(path: Path) -> None:
     import_opml(path, OPML)
     before = path.read_text(encoding="utf-8")
