@@ -273,13 +273,13 @@ _NEEDS_CLEANER = re.compile("[<&\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 (newlines are normalised) and controls. Over the real-world corpus 4,972 of 8,452
 sanitised values have none of them; skipping nh3 for those saves its fixed cost."""
 _TEXT_NEEDS_CLEANER = re.compile("[\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""What nh3 changes in escaped plain text besides `&nbsp;`: CR and controls."""
 _START_OR_END_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)[^>]*?(/?)>")
 _ANY_TAG = re.compile(r"<[^>]*>")
 _SELF_CLOSING = frozenset(
     "area base br col embed hr img input link meta param source track wbr "  # void
     "p li dt dd tr td th option optgroup rt rp tbody thead tfoot colgroup".split()
 )  # and elements a sibling closes: they do not deepen the nesting the way a div does
-"""What nh3 changes in escaped plain text besides `&nbsp;`: CR and controls."""
 _PARTIAL_TAIL = re.compile(r"<[^>]*\Z|&[#\w]*\Z")
 _TAG = re.compile(r'<[^>"]*(?:"[^"]*"[^>"]*)*>')  # a tag of nh3's output (quoted attrs)
 BLOCK_TAGS = frozenset(

@@ -37,7 +37,7 @@ def renew(conn: Connection, name: str, owner: str, until: datetime) -> bool:
     ).one_or_none()
     if row is None or row.owner != owner or row.until is None:  # gone, or given up
         return False
-    if row.until is None or row.until < until:
+    if row.until < until:
         conn.execute(update(locks).where(locks.c.name == name).values(until=until))
     return True
 
