@@ -312,14 +312,14 @@ def pause(state: _State, url: str) -> None:
 def resume(state: _State, url: str) -> None:
     """Poll a paused source again (`enabled = true`), or one the service disabled
     because its server answered 410 Gone (when the feed came back)."""
-    config_url = _config_url(state, url)
-    _set_enabled(state, config_url, True)
+    config_url = _set_enabled(state, url, True)
     reason = state.store(state.config()).enable_feed(config_url, datetime.now(UTC))
     if reason is not None:
         click.echo(f"enabled again (it was disabled: {reason}); polled at the next tick")
 
 
-def _set_enabled(state: _State, url: str, enabled: bool) -> None:
+def _set_enabled(state: _State, url: str, enabled: bool) -> str:
+    """Pause or resume the source `url` names (see `_config_url`); its config URL."""
     from aggregator.sources import set_enabled
 
     try:
@@ -327,6 +327,7 @@ def _set_enabled(state: _State, url: str, enabled: bool) -> None:
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"{'resumed' if enabled else 'paused'} {source.url} in {state.path}")
+    return source.url
 
 
 def _config_url(state: _State, url: str) -> str:
@@ -466,7 +467,7 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
 
 
 def _explain(store: Any, story_id: int, window: timedelta) -> None:
-    from aggregator.models import is_backlog
+    from aggregator.models import backlog_age
 
     story = store.get_story(story_id)
     if story is None:
@@ -477,8 +478,8 @@ def _explain(store: Any, story_id: int, window: timedelta) -> None:
         f"{counted(story.source_count, 'source')}, {counted(story.entry_count, 'entry', 'entries')}"
     )
     for entry in store.get_story_entries(story_id):
-        if entry.id == story.id and is_backlog(entry, window):
-            age = _days(entry.first_seen_at - entry.published_at)
+        age = backlog_age(entry, window) if entry.id == story.id else None
+        if age is not None:
             why = f"not grouped: published {age} before it was first seen (old news)"
         elif entry.id == story.id:
             why = "founded the story"
@@ -491,7 +492,7 @@ def _explain(store: Any, story_id: int, window: timedelta) -> None:
 
 
 def _days(age: timedelta) -> str:
-    return f"{age.days} days" if age.days != 1 else "1 day"
+    return counted(age.days, "day")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

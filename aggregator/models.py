@@ -393,6 +393,14 @@ def is_backlog(entry: EntryText | Entry, window: timedelta) -> bool:
     return entry.published_at < entry.first_seen_at - window
 
 
+def backlog_age(entry: Entry, window: timedelta) -> str | None:
+    """How long before it was first seen `entry` was published ("40 days"), when that
+    kept it out of grouping as old news (`is_backlog`); else None."""
+    if not is_backlog(entry, window):
+        return None
+    return counted((entry.first_seen_at - entry.published_at).days, "day")
+
+
 def own_reports(entries: Sequence[Entry]) -> list[Entry]:
     """The entries, in order, that are not a copy at the same link of another of them
     (`Entry.duplicate_of`): a page that several feeds carry once, as a story counts its

@@ -31,7 +31,7 @@ from flask import (
     url_for,
 )
 
-from aggregator.models import Entry, Story, heartbeat_is_fresh, is_backlog, own_reports
+from aggregator.models import Entry, Story, backlog_age, heartbeat_is_fresh, own_reports
 from aggregator.store.pages import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
@@ -146,10 +146,7 @@ def _old_news(story: Story, coverage: Sequence[Entry]) -> str | None:
     that kept it out of grouping as old news (`is_backlog`); else None."""
     if len(coverage) != 1 or coverage[0].id != story.id:
         return None
-    entry = coverage[0]
-    if not is_backlog(entry, current_app.config["GROUP_WINDOW"]):
-        return None
-    return counted((entry.first_seen_at - entry.published_at).days, "day")
+    return backlog_age(coverage[0], current_app.config["GROUP_WINDOW"])
 
 
 @bp.route("/sources")
