@@ -485,10 +485,15 @@ def _language_stopwords(language: str | None) -> frozenset[str]:
     real-world feeds grouped at once made a story of 311 French, Spanish and undeclared
     entries whose key terms were "de", "la", "les", "sur", "et".
     """
-    primary = (language or "").replace("_", "-").split("-")[0].lower()
+    primary = _primary_language(language)
     if primary in ("", "en") or primary not in LANGUAGE_MAPPING:
         return frozenset()
     return _listed_function_words(primary)
+
+
+def _primary_language(language: str | None) -> str:
+    """A language tag's primary subtag, lower-case ("pt_BR" -> "pt"); "" for none."""
+    return (language or "").replace("_", "-").split("-")[0].lower()
 
 
 @functools.cache
@@ -1585,9 +1590,7 @@ def _cosine(vector: Sequence[float], total: Sequence[float]) -> float:
 def embeds_language(language: str | None) -> bool:
     """Whether the embedding stage embeds an entry in `language` (see
     `EMBED_LANGUAGES`); an entry whose language is unknown is not embedded."""
-    if language is None:
-        return False
-    return language.replace("_", "-").split("-")[0].casefold() in EMBED_LANGUAGES
+    return _primary_language(language) in EMBED_LANGUAGES
 
 
 def _compatible(first: str | None, second: str | None) -> bool:
