@@ -38,7 +38,7 @@ from aggregator.store import locks as lock_rows
 from aggregator.store import pages as page_rows
 from aggregator.store import stories as story_rows
 from aggregator.store.engine import make_engine
-from aggregator.store.schema import feeds, stories, workers
+from aggregator.store.schema import workers
 
 __all__ = ["Store", "FeedUpdate", "PendingSave", "SaveOutcome"]
 
@@ -449,15 +449,7 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Totals for health and metrics."""
         with self._read() as conn:
-            total = conn.execute(select(func.count()).select_from(feeds)).scalar_one()
-            broken = conn.execute(select(func.count()).where(feed_rows.broken())).scalar_one()
-            return {
-                "feeds": total,
-                "broken_feeds": broken,
-                "entries": entry_rows.count_entries(conn),
-                "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
-                "covered_stories": page_rows.count_covered_stories(conn),
-            }
+            return page_rows.get_totals(conn)
 
     # web reads (pages.py)
 

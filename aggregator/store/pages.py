@@ -423,8 +423,20 @@ def count_covered_stories(conn: Connection) -> int:
     return int(conn.execute(statement).scalar_one())
 
 
+def get_totals(conn: Connection) -> dict[str, int]:
+    """Totals for /healthz and /metrics: feeds, broken feeds, entries, stories."""
+    count = select(func.count())
+    return {
+        "feeds": conn.execute(count.select_from(feeds)).scalar_one(),
+        "broken_feeds": conn.execute(count.where(feed_rows.broken())).scalar_one(),
+        "entries": conn.execute(count.select_from(entries)).scalar_one(),
+        "stories": conn.execute(count.select_from(stories)).scalar_one(),
+        "covered_stories": count_covered_stories(conn),
+    }
+
+
 def get_metrics(conn: Connection) -> dict[str, Any]:
-    """Totals for /metrics: feeds by status, entries, stories, worker heartbeats."""
+    """`get_totals` and more for /metrics: feeds by status and disabled, the newest fetch."""
     by_status = {
         (status or "new"): count
         for status, count in conn.execute(
@@ -432,16 +444,12 @@ def get_metrics(conn: Connection) -> dict[str, Any]:
         )
     }
     return {
-        "feeds": sum(by_status.values()),
+        **get_totals(conn),
         "feeds_by_status": by_status,
-        "broken_feeds": conn.execute(select(func.count()).where(feed_rows.broken())).scalar_one(),
         "disabled_feeds": conn.execute(
             select(func.count()).where(
                 feeds.c.disabled_reason.is_not(None), feeds.c.in_config.is_(True)
             )
         ).scalar_one(),
-        "entries": conn.execute(select(func.count()).select_from(entries)).scalar_one(),
-        "stories": conn.execute(select(func.count()).select_from(stories)).scalar_one(),
-        "covered_stories": count_covered_stories(conn),
         "newest_fetch": conn.execute(select(func.max(feeds.c.last_fetch_at))).scalar_one(),
     }
