@@ -697,6 +697,7 @@ def test_healthz_follows_the_worker_heartbeat(store: Store, client: FlaskClient)
     ok = client.get("/healthz")
     assert ok.status_code == 200 and ok.json is not None and ok.json["status"] == "ok"
     assert (ok.json["stories"], ok.json["covered_stories"]) == (0, 0)
+    assert (ok.json["entries"], ok.json["ungrouped_entries"]) == (0, 0)
     store.record_tick("w", datetime.now(UTC) - timedelta(seconds=91), 30)
     assert client.get("/healthz").status_code == 503
 
@@ -715,6 +716,7 @@ def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: F
     }
     assert samples["aggregator_feeds"] == 3 and samples["aggregator_feeds_broken"] == 0
     assert samples["aggregator_entries"] == 37 and samples["aggregator_stories"] == 3
+    assert samples["aggregator_entries_ungrouped"] == 37 - 6  # 3 + 2 in stories, 1 alone
     assert samples["aggregator_stories_covered"] == 2  # shown as coverage: two sources
     assert samples['aggregator_feeds_by_status{status="ok"}'] == 3
     assert 0 <= samples["aggregator_last_tick_age_seconds"] < 60

@@ -424,12 +424,15 @@ def count_covered_stories(conn: Connection) -> int:
 
 
 def get_totals(conn: Connection) -> dict[str, int]:
-    """Totals for /healthz and /metrics: feeds, broken feeds, entries, stories."""
+    """Totals for /healthz and /metrics: feeds, broken feeds, entries, entries the
+    grouping has yet to read (a count that keeps rising means no worker is grouping),
+    stories."""
     count = select(func.count())
     return {
         "feeds": conn.execute(count.select_from(feeds)).scalar_one(),
         "broken_feeds": conn.execute(count.where(feed_rows.broken())).scalar_one(),
         "entries": conn.execute(count.select_from(entries)).scalar_one(),
+        "ungrouped_entries": conn.execute(count.where(entries.c.story_id.is_(None))).scalar_one(),
         "stories": conn.execute(count.select_from(stories)).scalar_one(),
         "covered_stories": count_covered_stories(conn),
     }

@@ -64,6 +64,12 @@ def metrics_text(store: Store, now: datetime) -> str:
         ),
         *_metric("aggregator_entries", "gauge", "Entries stored.", [("", totals["entries"])]),
         *_metric(
+            "aggregator_entries_ungrouped",
+            "gauge",
+            "Entries stored and not yet grouped into stories (rising: no worker is grouping).",
+            [("", totals["ungrouped_entries"])],
+        ),
+        *_metric(
             "aggregator_stories",
             "gauge",
             "Stories stored, single entries included (old news, or no match yet).",
