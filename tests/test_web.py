@@ -602,6 +602,10 @@ def test_feed_paging_follows_rfc5005_links(client: FlaskClient, filled: Filled) 
     default = feedparser.parse(client.get("/feed.atom").data)
     assert len(default.entries) == 36  # under the default limit of 50
     assert client.get("/feed.atom?limit=201").status_code == 400
+    for digits in ("%C2%B2", "%EF%BC%95", "-1", "1e3"):  # "²" and "５" are str.isdigit()
+        for param in ("limit", "before", "after"):
+            assert client.get(f"/feed.atom?{param}={digits}").status_code == 400, (param, digits)
+        assert client.get(f"/?hours={digits}").status_code == 400, digits
     newer = json.loads(client.get(f"/feed.json?limit=5&after={ids[7].rsplit('/', 1)[1]}").data)
     assert [i["id"] for i in newer["items"]] == ids[2:7]
 

@@ -82,7 +82,7 @@ def int_arg(name: str, minimum: int = 1, maximum: int | None = None) -> int | No
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:  # not "²", not "５"
         abort(400, f"{name} must be a positive integer")
     value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
