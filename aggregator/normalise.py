@@ -355,7 +355,7 @@ def normalise_entry(
         raw = replace(raw, summary=without_syndication_footer(raw.summary, raw.summary_is_text))
     base = absolute_url(raw.base, feed_url) or feed_url
     link = canonical_link(raw.link, feed_url)
-    title = repaired_text(plain_text(raw.title, TITLE_MAX_CHARS))
+    title = repaired_text(plain_title(raw.title, TITLE_MAX_CHARS))
     guid = (raw.id or "").strip()
     if not guid and link is None and not title:
         return None
@@ -694,6 +694,54 @@ def plain_text(value: str | None, limit: int | None = None) -> str:
     elif "&" in value:
         value = html.unescape(value)  # entities only: what nh3 would decode
     return collapse_and_truncate(value, limit) if limit else collapse_whitespace(value)
+
+
+def plain_title(value: str | None, limit: int) -> str:
+    """`plain_text` of a title that is markup (`looks_like_markup`); of any other title,
+    the text as written. A title is plain text in Atom (`type="text"`, the default),
+    JSON Feed and most RSS, where "Vec<T> in Rust" or "Using the <details> element"
+    mean what they say; feeds that do send HTML titles close their elements
+    ("<i>Legend</i>", "1930ft<sup>2</sup>"). Entities are decoded either way: titles
+    escaped twice ("AT&amp;amp;T") are common."""
+    if value and "<" in value and not looks_like_markup(value):
+        text = html.unescape(value) if "&" in value else value
+        return collapse_and_truncate(text, limit)
+    return plain_text(value, limit)
+
+
+_TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)")
+_TITLE_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)([^<>]*)>")
+HTML_ELEMENTS = (
+    ALLOWED_TAGS
+    | frozenset(nh3.ALLOWED_TAGS)
+    | frozenset(
+        "big blink body center font head html label main marquee nobr option picture section "
+        "title".split()
+    )
+)
+"""Element names that make a title HTML when closed, self-closed or given attributes."""
+ACTIVE_ELEMENTS = frozenset(
+    "audio base button embed form frame iframe img input link math meta noscript object "
+    "script select source style svg template textarea video".split()
+)
+"""Element names that make a title HTML wherever they appear: a title is never stored
+with them (a reader that renders titles as HTML would run or load them)."""
+VOID_ELEMENTS = frozenset({"br", "hr", "wbr"})
+
+
+def looks_like_markup(text: str) -> bool:
+    """Whether text holding "<" is HTML: it names an active element (script, img, svg,
+    ...), or has a tag of an HTML element that is closed, self-closed, void or given
+    attributes ("<i>Legend</i>", "30ft<sup>2</sup>", "<br/>", "<p class=x>"). A start
+    tag alone is text ("Using the <details> element"), as is an unknown name ("<T>")."""
+    names = {name.lower() for name in _TAG_NAME.findall(text)}
+    if names & ACTIVE_ELEMENTS:
+        return True
+    for closing, name, rest in _TITLE_TAG.findall(text):
+        name = name.lower()
+        if name in HTML_ELEMENTS and (closing or rest.strip() or name in VOID_ELEMENTS):
+            return True
+    return False
 
 
 def collapse_and_truncate(text: str, limit: int) -> str:
@@ -1178,7 +1226,7 @@ def normalised_feed(
     )
     return ParsedFeed(
         format=format,
-        title=plain_text(title, FEED_TITLE_MAX_CHARS) or None,
+        title=plain_title(title, FEED_TITLE_MAX_CHARS) or None,
         link=absolute_url(link, feed_url),
         language=feed_language,
         entries=normalised.entries,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from datetime import UTC, datetime
@@ -732,6 +733,40 @@ def test_fast_path_reads_a_title_with_inline_markup_as_feedparser_does() -> None
     assert fast is not None, refusal(data)
     assert fast.entries == parse_bytes(data, fast=False).entries
     assert [entry.title for entry in fast.entries] == ["Hello bold & co", "t"]
+
+
+TEXT_TITLES = ["Using the <details> element", "Vec<T> and Option<T> in Rust", "x < y > z"]
+HTML_TITLES = {"La case BD: <i>Tintin</i>": "La case BD: Tintin", "30ft<sup>2</sup>": "30ft2"}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_titles_in_plain_text_keep_what_looks_like_a_tag(fast: bool) -> None:
+    """Atom titles are text unless typed html; a "<details>" or "<T>" in them is part of
+    the headline, not a tag to strip. RSS titles that close HTML elements are HTML."""
+    atom = "".join(
+        f"<entry><id>urn:{n}</id><title>{escape(title)}</title></entry>"
+        for n, title in enumerate(TEXT_TITLES)
+    )
+    data = (
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>Edge &lt;Feed&gt; &amp; Co</title><id>urn:f</id>{atom}</feed>"
+    ).encode()
+    parsed = parse_bytes(data, fast=fast)
+    assert [entry.title for entry in parsed.entries] == TEXT_TITLES
+    assert parsed.title == "Edge <Feed> & Co"
+    rss = "".join(
+        f"<item><title>{escape(title)}</title><guid>g{n}</guid></item>"
+        for n, title in enumerate([*HTML_TITLES, *TEXT_TITLES])
+    )
+    parsed = parse_bytes(_rss(channel_extra=rss), fast=fast)
+    assert [entry.title for entry in parsed.entries][:-1] == [*HTML_TITLES.values(), *TEXT_TITLES]
+
+
+def test_json_feed_titles_in_plain_text_keep_what_looks_like_a_tag() -> None:
+    items = [{"id": str(n), "title": title} for n, title in enumerate(TEXT_TITLES)]
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "J <3", "items": items}
+    parsed = parse_bytes(json.dumps(doc).encode())
+    assert [entry.title for entry in parsed.entries] == TEXT_TITLES and parsed.title == "J <3"
 
 
 FOREIGN_XHTML = [
