@@ -53,6 +53,7 @@ from aggregator.normalise import (
     text_of_markup,
     truncate_words,
 )
+from aggregator.parse import parse_feed
 
 FETCHED = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
 FEED_URL = "https://feeds.example.org/feed.xml"
@@ -347,6 +348,14 @@ def test_text_cleaner_gives_the_sanitised_html_without_its_tags(drop_empty: bool
             assert text_of_markup(text) == text_of_markup(cleaner.clean(value)), value
 
 
+def _twice(text: str) -> str:
+    """`text` encoded in UTF-8 and read as cp1252, the bytes it lacks kept (Latin-1)."""
+    return "".join(
+        chr(byte) if byte in (0x81, 0x8D, 0x8F, 0x90, 0x9D) else bytes([byte]).decode("cp1252")
+        for byte in text.encode()
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "repaired"),
     [
@@ -363,6 +372,13 @@ def test_text_cleaner_gives_the_sanitised_html_without_its_tags(drop_empty: bool
             "SÃO PAULO: naïve café au château — “quoted”",
         ),
         ("Pão de Açúcar, à côté", "Pão de Açúcar, à côté"),
+        ("Déjà vu… «café» É", "Déjà vu… «café» É"),
+        # other scripts: the bytes cp1252 lacks were kept as C1 controls
+        (_twice("Яндекс.Новости: Москва"), "Яндекс.Новости: Москва"),
+        (_twice("Ξέρω τι είναι το Παρίσι"), "Ξέρω τι είναι το Παρίσι"),
+        # no-break spaces collapsed into spaces: "и\xa0Костромской", "РИА", "à la"
+        (_twice("и\xa0Костромской, РИА Новости"), "и\xa0Костромской, РИА Новости"),
+        (_twice("Beaucoup à gauche, l’ancien"), "Beaucoup à gauche, l’ancien"),
     ],
 )
 def test_text_encoded_twice_is_repaired(text: str, repaired: str) -> None:
@@ -370,6 +386,21 @@ def test_text_encoded_twice_is_repaired(text: str, repaired: str) -> None:
     entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
     assert entry is not None
     assert (entry.title, entry.summary, entry.author) == (repaired, repaired, repaired)
+
+
+def test_a_cut_summary_encoded_twice_is_repaired_up_to_the_cut() -> None:
+    """A summary cut inside a character's two mojibake characters loses that character."""
+    text = "Из-за морозов над Москвой появилась зимняя радуга. " * 20
+    raw = RawEntry(id="g", title="t", summary=_twice(text))
+    entry = normalise_entry(raw, feed_url=FEED_URL, feed_language=None, fetched_at=FETCHED)
+    assert entry is not None and entry.summary.endswith("…")
+    assert text.startswith(entry.summary[:-1].rstrip()) and len(entry.summary) > 100
+
+
+def test_a_feed_title_encoded_twice_is_repaired() -> None:
+    title = _twice("Яндекс.Новости: Москва")
+    data = f'<rss version="2.0"><channel><title>{title}</title></channel></rss>'.encode()
+    assert parse_feed(data, url=FEED_URL, fetched_at=FETCHED).title == "Яндекс.Новости: Москва"
 
 
 WORDPRESS_FOOTER = (
