@@ -216,3 +216,43 @@ def test_upgrading_counts_a_page_two_feeds_carry_as_one_source(database_url: str
     store.upgrade()
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     store.close()
+
+
+def test_upgrading_leaves_removed_sources_out_of_story_counts(database_url: str) -> None:
+    """A story of three outlets, one of them removed from the config under the previous
+    release (0010), which went on counting it: after the upgrade (0011), two sources."""
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    store = Store(database_url)
+    store.upgrade()
+    sources = [SourceConfig(url=f"https://{name}.example/feed") for name in ("a", "b", "c")]
+    store.sync_sources(sources, now)
+    ids: list[int] = []
+    for feed in sorted(
+        store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.id
+    ):
+        link = f"{feed.url}/bridge"
+        item = EntryData(
+            key=link,
+            title="Bridge reopens",
+            link=link,
+            published_at=now,
+            updated_at=None,
+            summary="",
+            content_hash=link,
+        )
+        ids += store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [item], now).new_ids
+    store.save_assignments(
+        [StoryAssignment(entry_id, ids[0], 1.0, ()) for entry_id in ids],
+        [StoryLabel(ids[0], "Bridge reopens", ids[0], ())],
+    )
+    store.sync_sources(sources[:2], now)
+    assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
+    with store._engine.begin() as conn:  # back to what the previous release left
+        conn.execute(text("UPDATE stories SET source_count = 3"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0010'"))
+    store.close()
+
+    store = Store(database_url)
+    store.upgrade()
+    assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
+    store.close()

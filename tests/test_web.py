@@ -805,6 +805,34 @@ def test_a_source_removed_from_the_config_leaves_the_merged_outputs(
     assert "Beta item 1" in _html(client, "/")
 
 
+def test_a_source_removed_from_the_config_leaves_its_stories(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    """Its reports no longer count as sources of the stories they joined, nor show on
+    the story pages and feeds, nor its tags on the digest; listed again, they are back."""
+    configured = [SourceConfig(url=f.url, title=f.title, tags=f.tags) for f in store.get_feeds()]
+    gamma = next(s for s in configured if s.url == "https://gamma.example/feed.xml")
+    store.sync_sources([s for s in configured if s is not gamma], NOW)
+
+    story = store.get_story(filled.big_story)
+    assert story is not None and story.source_count == 2
+    assert story.sources == ("Alpha Times", "Beta Post")
+    page = _html(client, f"/stories/{filled.big_story}")
+    assert "Gamma Wire" not in page and "Earthquake shakes the capital (gamma)" not in page
+    story_feed = client.get(f"/stories/{filled.big_story}/feed.atom").get_data(as_text=True)
+    assert "(gamma)" not in story_feed and "(alpha)" in story_feed
+    stories_feed = client.get("/stories/feed.atom").get_data(as_text=True)
+    assert "Gamma Wire" not in stories_feed and "2 sources" in stories_feed
+    digest = _html(client, "/")
+    assert "Gamma Wire" not in digest and 'href="/?tag=tech"' not in digest
+    assert "3 sources" not in digest and 'href="/?tag=world"' in digest
+
+    store.sync_sources(configured, NOW)
+    story = store.get_story(filled.big_story)
+    assert story is not None and story.source_count == 3
+    assert "Gamma Wire" in _html(client, f"/stories/{filled.big_story}")
+
+
 def test_a_failing_source_removed_from_the_config_no_longer_counts_as_failing(
     store: Store, client: FlaskClient, filled: Filled
 ) -> None:

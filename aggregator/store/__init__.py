@@ -200,7 +200,7 @@ class Store:
 
     def sync_sources(self, sources: Sequence[SourceConfig], now: datetime) -> None:
         with self._write() as conn:
-            feed_rows.sync_sources(conn, sources, now)
+            story_rows.recount_stories_of(conn, feed_rows.sync_sources(conn, sources, now))
 
     def enable_feed(self, config_url: str, now: datetime) -> str | None:
         """Poll again a feed the service disabled (HTTP 410); see `feeds.enable`."""

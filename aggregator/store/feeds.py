@@ -50,7 +50,7 @@ def enable(conn: Connection, config_url: str, now: datetime) -> str | None:
     return str(row.disabled_reason)
 
 
-def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetime) -> None:
+def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetime) -> list[int]:
     """Make the feeds table match the config: add new sources, update changed ones, and
     mark removed ones `in_config = false` (they stop being polled and keep their entries).
     A source listed at the URL its feed moved to (a permanent redirect the worker
@@ -59,6 +59,9 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
     Only differences are written, so the sync each worker runs at start and on every
     config reload is cheap; on PostgreSQL an advisory lock makes concurrent syncs by
     several workers take turns (SQLite's `BEGIN IMMEDIATE` already does).
+
+    Returns:
+        The feeds that left the config or came back to it (their stories' sources change).
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(SYNC_LOCK_KEY)))
@@ -70,6 +73,7 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
         if row.url != row.config_url and row.config_url not in configured
     }
     tags = _tags_by_feed(conn, None)
+    relisted = [row.id for url, row in existing.items() if url in configured and not row.in_config]
     for source in sources:
         wanted = _source_values(source)
         row = existing.get(source.url)
@@ -96,6 +100,7 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
     removed = [row.id for url, row in existing.items() if url not in configured and row.in_config]
     if removed:
         conn.execute(update(feeds).where(feeds.c.id.in_(removed)).values(in_config=False))
+    return removed + relisted
 
 
 def _source_values(source: SourceConfig) -> dict[str, Any]:

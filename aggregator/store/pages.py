@@ -98,7 +98,7 @@ def _entry_rows(
     caller already knows; else asked here, for merged lists only."""
     if query.story_id is not None:
         statement = _latest_query(None, None, originals_only=False).where(
-            entries.c.story_id == query.story_id
+            entries.c.story_id == query.story_id, feeds.c.in_config.is_(True)
         )
     else:
         if query.feed_id is not None:
@@ -229,7 +229,8 @@ def _has_tag(tag: str) -> Any:
 
 
 def get_story_coverage(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[Entry]]:
-    """Every entry of each story (duplicates included), oldest first."""
+    """Every entry of each story (duplicates included) from a source the config lists,
+    oldest first."""
     return _by_story(story_ids, entries_from_rows(conn, _coverage_rows(conn, story_ids)))
 
 
@@ -238,7 +239,7 @@ def _coverage_rows(conn: Connection, story_ids: Sequence[int]) -> Sequence[Row[A
         return []
     statement = (
         _latest_query(None, None, originals_only=False)
-        .where(entries.c.story_id.in_(list(story_ids)))
+        .where(entries.c.story_id.in_(list(story_ids)), feeds.c.in_config.is_(True))
         .order_by(entries.c.published_at, entries.c.id)
     )
     return conn.execute(statement).all()
@@ -299,7 +300,7 @@ def _outlet_rows(
     shown.update(entry_id for _, entry_id in stories if entry_id is not None)
     statement = (
         _latest_query(None, None, originals_only=False)
-        .where(entries.c.id.in_(sorted(shown)))
+        .where(entries.c.id.in_(sorted(shown)), feeds.c.in_config.is_(True))
         .order_by(entries.c.published_at, entries.c.id)
     )
     return conn.execute(_without_content(statement)).all()
@@ -385,8 +386,14 @@ def get_digest(conn: Connection, query: DigestQuery) -> DigestRows:
 
 
 def get_tags(conn: Connection) -> list[str]:
-    """Every tag a feed carries, alphabetically."""
-    statement = select(feed_tags.c.tag).distinct().order_by(feed_tags.c.tag)
+    """Every tag a feed listed in the config carries, alphabetically."""
+    statement = (
+        select(feed_tags.c.tag)
+        .join(feeds, feeds.c.id == feed_tags.c.feed_id)
+        .where(feeds.c.in_config.is_(True))
+        .distinct()
+        .order_by(feed_tags.c.tag)
+    )
     return list(conn.execute(statement).scalars())
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Connection,
     Executable,
     Row,
+    and_,
     bindparam,
     case,
     delete,
@@ -92,18 +93,41 @@ def merge_stories(conn: Connection, survivor: int, absorbed: int) -> None:
 
 
 def own_report() -> ColumnElement[bool]:
-    """Whether an entry is a report of its own in its story: it is not a copy, at the
-    same link, of another entry of the story (`duplicate_of`: one page carried by a
-    site's two feeds, or by a feed that gathers others'). A story counts and lists such
-    a page once, under the feed that brought it first. Wire copy that outlets publish
-    at addresses of their own stays one report per outlet (see `models.own_reports`)."""
-    original = entries.alias("original")
+    """Whether an entry is a report of its own in its story: its feed is listed in the
+    config (a removed source leaves the stories it reported in, as it leaves the merged
+    outputs), and it is not a copy, at the same link, of a listed feed's entry of the
+    story (`duplicate_of`: one page carried by a site's two feeds, or by a feed that
+    gathers others'). A story counts and lists such a page once, under the feed that
+    brought it first. Wire copy that outlets publish at addresses of their own stays one
+    report per outlet (see `models.own_reports`)."""
+    original, original_feed, own_feed = entries.alias("original"), feeds.alias(), feeds.alias()
     repeats = exists().where(
         original.c.id == entries.c.duplicate_of,
         original.c.story_id == entries.c.story_id,
         original.c.link_hash == entries.c.link_hash,
+        original_feed.c.id == original.c.feed_id,
+        original_feed.c.in_config.is_(True),
     )
-    return or_(entries.c.duplicate_of.is_(None), ~repeats)
+    listed = exists().where(own_feed.c.id == entries.c.feed_id, own_feed.c.in_config.is_(True))
+    return and_(listed, or_(entries.c.duplicate_of.is_(None), ~repeats))
+
+
+def recount_stories_of(conn: Connection, feed_ids: Sequence[int]) -> None:
+    """Recount the stories the feeds reported in: they left the config or came back."""
+    if not feed_ids:
+        return
+    story_ids = sorted(
+        conn.scalars(
+            select(entries.c.story_id)
+            .where(entries.c.feed_id.in_(list(feed_ids)), entries.c.story_id.is_not(None))
+            .distinct()
+        )
+    )
+    for start in range(0, len(story_ids), RECOUNT_BATCH):
+        _refresh(conn, set(story_ids[start : start + RECOUNT_BATCH]), {})
+
+
+RECOUNT_BATCH = 1000  # story ids per recount statement (SQLite binds each one)
 
 
 _COUNTS = ("entry_count", "source_count", "first_seen_at", "last_updated_at")
