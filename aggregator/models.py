@@ -181,6 +181,12 @@ class FeedState:
     created_at: datetime | None = None  # when the config first listed it
     backoff_count: int = 0  # consecutive errors not answered with Retry-After
     config_url: str = ""  # the URL as the config lists it (`url` follows redirects)
+    language: str | None = None  # as the document declares it
+
+    @property
+    def language_tag(self) -> str | None:
+        """The feed's language as feeds mark it (see `language_tag`)."""
+        return language_tag(self.language)
 
     @property
     def display_title(self) -> str:

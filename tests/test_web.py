@@ -610,6 +610,18 @@ def test_feed_paging_follows_rfc5005_links(client: FlaskClient, filled: Filled) 
     assert [i["id"] for i in newer["items"]] == ids[2:7]
 
 
+def test_a_source_feed_declares_the_source_language(store: Store, client: FlaskClient) -> None:
+    feed_id = add_feed(store, "https://lemonde.example/rss", "Le Monde", ["fr"])
+    save_entries(store, feed_id, [entry("m-1", "La une", 5)], language="fr")
+    atom = client.get(f"/sources/{feed_id}/feed.atom").get_data(as_text=True)
+    assert 'xml:lang="fr"' in atom.split("<entry", 1)[0]
+    assert "<language>fr</language>" in client.get(f"/sources/{feed_id}/feed.rss").get_data(
+        as_text=True
+    )
+    assert json.loads(client.get(f"/sources/{feed_id}/feed.json").data)["language"] == "fr"
+    assert 'xml:lang="en"' in client.get("/feed.atom").get_data(as_text=True)  # the site's
+
+
 def test_unknown_feeds_are_404(client: FlaskClient, filled: Filled) -> None:
     for path in (
         "/tags/nope/feed.atom",

@@ -315,6 +315,7 @@ def _to_state(row: Row[Any], tags: tuple[str, ...], per_day: float) -> FeedState
         title=row.title,
         feed_title=row.feed_title,
         site_link=row.site_link,
+        language=row.language,
         tags=tags,
         enabled=row.enabled,
         in_config=row.in_config,

@@ -72,6 +72,7 @@ class Scope:
     tag: str | None = None
     feed_id: int | None = None
     story_id: int | None = None
+    language: str = "en"  # of the feed's text: a source's own, else the site's
 
     @property
     def uri_path(self) -> str:
@@ -128,7 +129,8 @@ def _source_scope(feed_id: int) -> Scope:
     if feed is None:
         abort(404)
     title = f"{site_title()}: {feed.display_title}"
-    return Scope("source", title, f"/sources/{feed_id}", feed_id=feed_id)
+    language = feed.language_tag or "en"
+    return Scope("source", title, f"/sources/{feed_id}", feed_id=feed_id, language=language)
 
 
 def _story_scope(story_id: int) -> Scope:
@@ -136,7 +138,8 @@ def _story_scope(story_id: int) -> Scope:
     if story is None:
         abort(404)
     title = f"{site_title()}: {story.headline or 'story'}"
-    return Scope("story", title, f"/stories/{story_id}", story_id=story_id)
+    language = story.language_tag or "en"
+    return Scope("story", title, f"/stories/{story_id}", story_id=story_id, language=language)
 
 
 # One feed = a scope, a keyset page of its rows and their items, in one of three formats.
@@ -208,4 +211,5 @@ def _meta(
         prev_url=absolute(request.path, limit=limit, after=page.newer) if page.newer else None,
         feed_url=here,
         author=site_title(),
+        language=scope.language,
     )
