@@ -268,7 +268,9 @@ then reads a third of their prefix) and 327 of the 796 longer sanitised values."
 _TABLE_OR_TEMPLATE = re.compile("<(?:table|template)", re.IGNORECASE)
 """Start tags after which an HTML parser may place later text before earlier text."""
 _WHITESPACE = re.compile(r"\s+")
-_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1b\x7f]")  # \t \n \f \r \x1c-\x1f: \s
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1b\x7f\ufdd0-\ufdef\ufffe\uffff]")
+"""Removed from text: controls that are not whitespace (\\t \\n \\f \\r \\x1c-\\x1f are
+`\\s`) and the noncharacters of the Basic Multilingual Plane, which pages must not hold."""
 _NEEDS_CLEANER = re.compile("[<&\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 """Characters nh3 does more with than escape `>` and U+00A0: markup, references, CR
 (newlines are normalised) and controls. Over the real-world corpus 4,972 of 8,452
