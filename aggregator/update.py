@@ -12,7 +12,7 @@ what changed; the stages themselves know nothing of each other.
         200, new body      → parse + normalise (off the event loop: a thread, or
                              parser processes for a big batch)     parse.parse_feed
         save entries + feed state in one transaction,
-        fenced by the lease (a worker that lost it writes nothing)    store.save_update
+        fenced by the lease (a worker that lost it writes nothing)   Store.save_updates
     return one UpdateResult per feed; a failing feed never stops the others
 """
 

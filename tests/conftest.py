@@ -54,7 +54,7 @@ def _postgres_available() -> str | None:
 def postgres_server() -> str:
     problem = _postgres_available()
     if problem:
-        if os.environ.get("AGGREGATOR_REQUIRE_POSTGRES"):
+        if os.environ.get("AGGREGATOR_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unreachable: {problem}")
         pytest.skip(f"PostgreSQL unreachable: {problem}")
     return POSTGRES_URL

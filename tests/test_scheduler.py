@@ -95,6 +95,24 @@ def test_a_config_edit_applies_a_new_tick_interval_and_grouping_threshold(
         scheduler.shutdown(wait=False)
 
 
+def test_a_config_edit_applies_a_new_address_policy_at_the_next_tick(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """Taking back the loopback network an operator had allowed stops the next tick's
+    fetches there, before any connection (the README: the poll's settings reload)."""
+    path = write_config(tmp_path / "agg.toml", store.database_url, [feed_server.url("world.rss")])
+    worker = Worker(load_config(path), store)
+    assert [r.status for r in worker.tick().results] == ["ok"]
+    feed_server.reset()
+    urls = [feed_server.url("world.rss"), feed_server.url("world.atom")]
+    write_config(path, store.database_url, urls, extra="allowed_networks = []")
+    _touch_later(path)
+
+    (result,) = worker.tick().results  # the new feed is due, the other is not
+    assert result.status == "error" and "address" in (result.error or "")
+    assert feed_server.requests == []
+
+
 def test_the_worker_logs_each_feed_that_failed_and_why(
     tmp_path: Path, store: Store, feed_server: FeedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
