@@ -286,6 +286,11 @@ class EntryText:
     group_score: float | None = None  # the score of its grouping decision (if grouped)
 
 
+COVERED_SOURCES = 2
+"""Sources a story needs to show as coverage (pages, feeds, /metrics): one source's
+entries alone are single entries."""
+
+
 @dataclass(frozen=True)
 class Story:
     """Coverage of one event by several entries, as the store keeps it.

@@ -171,6 +171,22 @@ def test_digest_shows_stories_sections_and_each_headline_once(
         assert f'rel="alternate" type="{mime}"' in html
 
 
+def test_a_story_of_one_source_is_not_shown_as_a_story(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    """Two entries of one feed grouped together are that feed's entries, not coverage:
+    no story block on `/`, no row on /stories, no item in the stories feed."""
+    alpha = filled.entry_ids[filled.feed_ids[0]]
+    store.save_assignments(
+        [StoryAssignment(e, alpha[5], 0.8, ("podcast", "week")) for e in alpha[5:7]],
+        [StoryLabel(alpha[5], "Solo podcast story", alpha[5], ("podcast", "week"))],
+    )
+    assert "Solo podcast story" not in _html(client, "/")
+    assert "Solo podcast story" not in _html(client, "/stories")
+    assert "Solo podcast story" not in client.get("/stories/feed.atom").get_data(as_text=True)
+    assert "Solo podcast story" in _html(client, f"/stories/{alpha[5]}")  # its own page
+
+
 def _twelve_outlets(store: Store) -> int:
     """A story covered by twelve outlets, two entries each, reported in outlet order."""
     members: list[int] = []

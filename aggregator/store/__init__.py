@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.exceptions import StoreError
 from aggregator.models import (
+    COVERED_SOURCES,
     Entry,
     EntryData,
     EntryText,
@@ -363,7 +364,7 @@ class Store:
     def get_stories(
         self,
         limit: int = 20,
-        min_sources: int = 2,
+        min_sources: int = COVERED_SOURCES,
         tag: str | None = None,
         since: datetime | None = None,
     ) -> list[Story]:
@@ -467,7 +468,7 @@ class Store:
         limit: int,
         before: int | None = None,
         after: int | None = None,
-        min_sources: int = 2,
+        min_sources: int = COVERED_SOURCES,
         tag: str | None = None,
         since: datetime | None = None,
     ) -> list[Story]:

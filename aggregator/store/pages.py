@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, literal, or_, select
 
-from aggregator.models import Entry, Story
+from aggregator.models import COVERED_SOURCES, Entry, Story
 from aggregator.store import feeds as feed_rows
 from aggregator.store.entries import _latest_query, entries_from_rows, has_removed_sources
 from aggregator.store.schema import entries, feed_tags, feeds, stories
@@ -141,7 +141,7 @@ def get_stories(
     limit: int,
     before: int | None = None,
     after: int | None = None,
-    min_sources: int = 2,
+    min_sources: int = COVERED_SOURCES,
     tag: str | None = None,
     since: datetime | None = None,
 ) -> list[Story]:
@@ -184,7 +184,7 @@ def get_stories(
 def get_top_stories(
     conn: Connection,
     limit: int,
-    min_sources: int = 2,
+    min_sources: int = COVERED_SOURCES,
     tag: str | None = None,
     since: datetime | None = None,
 ) -> list[Story]:
@@ -351,11 +351,18 @@ def get_digest(conn: Connection, query: DigestQuery) -> DigestRows:
     sections: dict[str, Sequence[Row[Any]]] = {}
     entry_rows: dict[str, Sequence[Row[Any]]] = {}
     if first_page:
-        top = _top_story_rows(conn, query.top_stories, 2, query.tag, query.stories_since, ())
+        top = _top_story_rows(
+            conn, query.top_stories, COVERED_SOURCES, query.tag, query.stories_since, ()
+        )
         shown = {row.id for row in top}
         for name in tags if query.tag is None else []:
             rows = _top_story_rows(
-                conn, query.section_stories, 2, name, query.stories_since, sorted(shown)
+                conn,
+                query.section_stories,
+                COVERED_SOURCES,
+                name,
+                query.stories_since,
+                sorted(shown),
             )
             shown.update(row.id for row in rows)
             sections[name] = rows
@@ -426,7 +433,7 @@ def get_daily_counts(conn: Connection, since: datetime) -> dict[int, dict[date, 
 def count_covered_stories(conn: Connection) -> int:
     """Stories of two or more sources: those pages show as coverage (the others are
     single entries: old news, or an entry no other has matched yet)."""
-    statement = select(func.count()).where(stories.c.source_count >= 2)
+    statement = select(func.count()).where(stories.c.source_count >= COVERED_SOURCES)
     return int(conn.execute(statement).scalar_one())
 
 
