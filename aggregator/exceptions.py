@@ -7,7 +7,7 @@ AggregatorError
 │   │   └── BlockedAddressError         URL resolves to a refused address
 │   └── ParseError                      not a feed, or a refused document
 ├── StoreError                          database failure
-└── FeedNotFoundError / FeedExistsError
+└── FeedExistsError                     the config already lists the URL
 """
 
 from __future__ import annotations
@@ -56,10 +56,6 @@ class ParseError(FeedError):
 
 class StoreError(AggregatorError):
     """The database failed."""
-
-
-class FeedNotFoundError(AggregatorError):
-    """No such feed."""
 
 
 class FeedExistsError(AggregatorError):

@@ -9,7 +9,7 @@ and `FetchResult` around `fetch`, `ParsedFeed`/`EntryData` out of `parse`+`norma
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -429,6 +429,3 @@ def heartbeat_is_fresh(last_tick_at: datetime, tick_seconds: float, now: datetim
     """Whether a heartbeat at `last_tick_at` of a worker ticking every `tick_seconds` is
     at most `HEARTBEAT_TICKS` ticks old at `now`."""
     return now - last_tick_at <= timedelta(seconds=HEARTBEAT_TICKS * tick_seconds)
-
-
-ResponseHeaders = Mapping[str, str]
