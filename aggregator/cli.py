@@ -355,7 +355,7 @@ def import_(state: _State, opml_file: Path) -> None:
     from aggregator.sources import import_opml
 
     try:
-        added, skipped = import_opml(state.path, opml_file.read_bytes())
+        added, skipped = import_opml(state.path, opml_file.read_bytes(), str(opml_file))
     except AggregatorError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"imported {counted(len(added), 'source')}, skipped {len(skipped)} already present")

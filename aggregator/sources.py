@@ -144,7 +144,7 @@ def _write_checked(
     _write_atomically(path, new_text)
 
 
-def import_opml(path: Path, opml: bytes) -> tuple[list[str], list[str]]:
+def import_opml(path: Path, opml: bytes, name: str = OPML_PATH) -> tuple[list[str], list[str]]:
     """Add every feed of an OPML document to the config file.
 
     Outlines with an `xmlUrl` count at any depth. Tags come from the outline's `category`
@@ -154,6 +154,7 @@ def import_opml(path: Path, opml: bytes) -> tuple[list[str], list[str]]:
     Args:
         path: the config file; it must exist and load.
         opml: the OPML document.
+        name: what errors about the document call it (its file name).
 
     Returns:
         (URLs added, URLs skipped because the file, or the document, already had them).
@@ -167,7 +168,7 @@ def import_opml(path: Path, opml: bytes) -> tuple[list[str], list[str]]:
     added: list[str] = []
     skipped: list[str] = []
     entries: list[dict[str, object]] = []
-    for entry in _read_opml(opml):
+    for entry in _read_opml(opml, name):
         url = str(entry["url"])
         _check_entry(config, entry)
         key = cfg.normalise_url(url)
@@ -289,14 +290,17 @@ def _write_atomically(path: Path, text: str) -> None:
 # -- reading OPML -----------------------------------------------------------------------------
 
 
-def _read_opml(opml: bytes) -> Iterator[dict[str, object]]:
+def _read_opml(opml: bytes, name: str) -> Iterator[dict[str, object]]:
     try:
         root = SafeET.fromstring(opml)
-    except (ET.ParseError, DefusedXmlException) as e:
-        raise ConfigError(OPML_PATH, None, f"not an OPML document: {e}") from None
+    except ET.ParseError as e:
+        line = e.position[0] if e.position else None
+        raise ConfigError(name, line, f"not an OPML document: {e}") from None
+    except DefusedXmlException as e:
+        raise ConfigError(name, None, f"not an OPML document: {e}") from None
     body = root.find("body")
     if root.tag != "opml" or body is None:
-        raise ConfigError(OPML_PATH, None, "not an OPML document: no <opml><body>")
+        raise ConfigError(name, None, "not an OPML document: no <opml><body>")
     yield from _walk(body, ())
 
 

@@ -244,8 +244,8 @@ def test_import_twice_skips_everything(path: Path) -> None:
     [b"not xml", b"<html><body/></html>", b'<!DOCTYPE x [<!ENTITY a "b">]><opml><body/></opml>'],
 )
 def test_import_refuses_non_opml(path: Path, document: bytes) -> None:
-    with pytest.raises(ConfigError, match="not an OPML document"):
-        import_opml(path, document)
+    with pytest.raises(ConfigError, match="^subs.opml(:1)?: not an OPML document"):
+        import_opml(path, document, "subs.opml")
 
 
 def test_import_refuses_an_invalid_feed_and_writes_nothing(path: Path) -> None:
