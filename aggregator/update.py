@@ -456,6 +456,10 @@ async def _update_feed(
             feed.id, decision.state, decision.items, fetched.fetched_at, rekeys, options.retention
         )
         outcome = await writer.save(save)
+    except StoreError as e:  # the database failed: the feed is polled again when due
+        log.error("update: %s: %s", feed.url, e)
+        await loop.run_in_executor(read_pool, store.release_feeds, [feed.id], owner)
+        return UpdateResult(feed.id, feed.url, "error", error=str(e))
     except Exception as e:  # one feed's bug must never stop the batch
         log.exception("update: %s failed unexpectedly", feed.url)
         await loop.run_in_executor(read_pool, store.release_feeds, [feed.id], owner)

@@ -7,6 +7,7 @@ package. Write transactions start with `BEGIN IMMEDIATE` on SQLite.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +43,8 @@ from aggregator.store.engine import make_engine
 from aggregator.store.schema import workers
 
 __all__ = ["Store", "FeedUpdate", "PendingSave", "SaveOutcome"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -560,7 +563,8 @@ def _save_states(
             if feed_rows.fenced_updates(conn, owner, updates) != len(updates):
                 savepoint.rollback()
                 return False
-    except SQLAlchemyError:
+    except SQLAlchemyError as e:
+        log.debug("store: state saves in one batch failed (%s); saving them one by one", e)
         return False
     return True
 
