@@ -590,7 +590,7 @@ def decide(
         return _unchanged(feed, fetched, options, clock, "not_modified")
     body = fetched.body or b""
     body_hash = hashlib.sha256(body).hexdigest()
-    if False:
+    if body_hash == feed.body_hash:
         return _unchanged(feed, fetched, options, clock, "unchanged")
     try:
         parsed = parse(
