@@ -775,6 +775,30 @@ def test_every_response_carries_the_security_headers(client: FlaskClient, filled
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
 
 
+def test_conditional_requests_follow_rfc_9110_in_flask_and_in_the_fast_path(
+    make_app: Callable[..., Flask], filled: Filled
+) -> None:
+    """A weak or gzip-suffixed tag matches, "*" matches, If-None-Match wins over
+    If-Modified-Since, a garbled date is no match: answered alike by the view (first
+    request of each) and by the fast path (repeats)."""
+    client = make_app(VERSION_TTL=0).test_client()
+    first = client.get("/feed.atom?limit=7")
+    etag, since = first.headers["ETag"].strip('"'), first.headers["Last-Modified"]
+    cases = [
+        ({"If-None-Match": f'W/"{etag}"'}, 304),
+        ({"If-None-Match": f'"other", "{etag}-gzip"'}, 304),
+        ({"If-None-Match": "*"}, 304),
+        ({"If-None-Match": '"other"', "If-Modified-Since": since}, 200),
+        ({"If-Modified-Since": since}, 304),
+        ({"If-Modified-Since": "yesterday"}, 200),
+    ]
+    for n, (headers, status) in enumerate(cases, start=1):
+        path = f"/feed.atom?limit={'0' * n}7"  # a new raw URL: the view, then the fast path
+        for served in ("view", "fast path"):
+            assert client.get(path, headers=headers).status_code == status, (headers, served)
+    assert client.application.extensions["fast_path"].served == len(cases)
+
+
 def test_repeat_feed_requests_skip_flask_with_the_same_answer(
     make_app: Callable[..., Flask], filled: Filled
 ) -> None:
