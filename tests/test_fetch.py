@@ -11,9 +11,11 @@ import asyncio
 import gzip
 import socket
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aggregator.fetch import Fetcher, fetch_all, fetch_all_sync, run_loop
 from aggregator.models import FetchOptions, FetchRequest, FetchResult
 from aggregator.schedule import next_check_at
-from tests.feedserver import FeedServer, Response
+from tests.feedserver import FeedServer, RecordedRequest, Response
 
 OPTIONS = FetchOptions(user_agent="aggregator-test/1.0", allowed_networks=("127.0.0.1/32",))
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
@@ -461,6 +463,51 @@ def test_fetch_all_keeps_order_and_isolates_failures(server: FeedServer) -> None
     results = asyncio.run(fetch_all([FetchRequest(i, u) for i, u in enumerate(urls)], OPTIONS))
     assert [r.feed_id for r in results] == list(range(20))
     assert [r.ok for r in results] == [i != 7 for i in range(20)]
+
+
+class InFlight:
+    """Routes answering FEED after `delay` seconds, counting the requests answered at
+    once across every server they are on."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.most = 0
+        self._now = 0
+        self._lock = threading.Lock()
+
+    def route(self, server: FeedServer, path: str) -> str:
+        server.route(path, handler=self._answer)
+        return server.url(path)
+
+    def _answer(self, _request: RecordedRequest) -> Response:
+        with self._lock:
+            self._now += 1
+            self.most = max(self.most, self._now)
+        time.sleep(self.delay)
+        with self._lock:
+            self._now -= 1
+        return Response(200, {"Content-Type": "application/xml"}, FEED)
+
+
+@pytest.mark.parametrize("split", ["ports", "private-address settings"])
+def test_no_more_than_max_per_host_requests_in_flight_to_one_host(
+    server: FeedServer, split: str
+) -> None:
+    """Six slow feeds of one host, on two of its ports or with two private-address
+    settings (each setting has its own connection pool): the host never answers more
+    than `max_per_host` of them at once, though `max_connections` would allow all six."""
+    slow = InFlight(delay=0.2)
+    with FeedServer() as other_port:
+        requests = []
+        for n in range(6):
+            on = other_port if split == "ports" and n % 2 else server
+            private = True if split != "ports" and n % 2 else None
+            url = slow.route(on, f"/slow{n}.xml")
+            requests.append(FetchRequest(n, url, allow_private_addresses=private))
+        options = replace(OPTIONS, max_connections=8, max_per_host=2)
+        results = fetch_all_sync(requests, options)
+    assert [r.body for r in results] == [FEED] * 6, [r.error for r in results]
+    assert slow.most == 2
 
 
 def test_polls_run_on_uvloop_where_it_is_installed() -> None:

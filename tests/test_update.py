@@ -128,6 +128,112 @@ def test_second_poll_is_conditional_and_writes_nothing(
     assert feed.last_status == "not_modified" and feed.next_check_at > later
 
 
+def test_a_feed_interval_in_the_config_sets_its_own_next_check(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """`interval = "2h"` on one feed: it is checked next two hours after its fetch, the
+    other feed after the default half hour (each within the scheduler's +-10 % jitter)."""
+    path = write_config(
+        tmp_path / "aggregator.toml",
+        store.database_url,
+        [feed_server.url("world.rss"), feed_server.url("world.atom")],
+    )
+    listed = f'url = "{feed_server.url("world.rss")}"'
+    path.write_text(path.read_text().replace(listed, f'{listed}\ninterval = "2h"'))
+    config = load_config(path)
+    store.sync_sources(config.sources, datetime.now(UTC))
+    options = poll_options(config)
+
+    summary = poll_due(store, options, owner="test")
+
+    assert summary.count("ok") == 2
+    waits = {
+        f.url.rsplit("/", 1)[-1]: (f.next_check_at - f.last_fetch_at).total_seconds()
+        for f in store.get_feeds()
+    }
+    assert 7200 * 0.9 - 1 <= waits["world.rss"] <= 7200 * 1.1 + 1, waits
+    default = options.default_interval
+    assert default == 1800
+    assert default * 0.9 - 1 <= waits["world.atom"] <= default * 1.1 + 1, waits
+
+
+def test_a_failed_fetch_keeps_both_validators_for_the_next_request(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """A 500 between two fetches changes nothing in what the next request sends: the
+    ETag and the Last-Modified of the document last read, so an unchanged document
+    is a 304 again."""
+    body = (DATA / "world.rss").read_bytes()
+    validators = {"ETag": '"v1"', "Last-Modified": "Tue, 24 Nov 2026 12:00:00 GMT"}
+    feed_server.route(
+        "/flaky.rss",
+        handler=[Response(200, validators, body), Response(500), Response(304, validators)],
+    )
+    _, options = _setup(tmp_path, store, feed_server, ["flaky.rss"])
+    when = datetime.now(UTC)
+    statuses = []
+    for _ in range(3):
+        summary = poll_due(store, options, owner="test", now=when)
+        statuses += [r.status for r in summary.results]
+        when += timedelta(days=2)  # due again, whatever the backoff
+
+    assert statuses == ["ok", "error", "not_modified"]
+    after_error = feed_server.requests[2].headers
+    assert after_error.get("If-None-Match") == '"v1"'
+    assert after_error.get("If-Modified-Since") == "Tue, 24 Nov 2026 12:00:00 GMT"
+
+
+def test_a_304_with_a_new_etag_is_stored_and_sent_next_time(
+    tmp_path: Path, store: Store, feed_server: FeedServer
+) -> None:
+    """A server may answer 304 with a new ETag for the same document (a rebuilt cache):
+    the next request sends the new one, which is all that server answers 304 to."""
+    body = (DATA / "world.rss").read_bytes()
+    feed_server.route(
+        "/tagged.rss",
+        handler=[
+            Response(200, {"ETag": '"v1"'}, body),
+            Response(304, {"ETag": '"v2"'}),
+            Response(304, {"ETag": '"v2"'}),
+        ],
+    )
+    _, options = _setup(tmp_path, store, feed_server, ["tagged.rss"])
+    when = datetime.now(UTC)
+    for _ in range(3):
+        poll_due(store, options, owner="test", now=when)
+        when += timedelta(days=2)
+
+    sent = [r.headers.get("If-None-Match") for r in feed_server.requests]
+    assert sent == [None, '"v1"', '"v2"']
+    (feed,) = store.get_feeds()
+    assert (feed.etag, feed.last_status) == ('"v2"', "not_modified")
+
+
+def test_the_same_body_again_without_validators_is_unchanged_and_not_parsed(
+    tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
+) -> None:
+    """A server without ETag or Last-Modified sends the whole document every time: the
+    same bytes as last time are recorded as "unchanged", with nothing parsed or saved
+    (so the feed's title, taken from the document, stays as it was)."""
+    body = (DATA / "world.rss").read_bytes()
+    feed_server.route("/plain.rss", body=body, headers={"Content-Type": "application/rss+xml"})
+    _, options = _setup(tmp_path, store, feed_server, ["plain.rss"])
+    poll_due(store, options, owner="test")
+    (before,) = store.get_feeds()
+    first = store.get_latest()
+
+    later = datetime.now(UTC) + timedelta(days=2)
+    summary = poll_due(store, options, owner="test", now=later)
+
+    (result,) = summary.results
+    assert (result.status, result.new_entries, result.changed_entries) == ("unchanged", 0, 0)
+    assert "if-none-match" not in feed_server.requests[1].headers
+    (feed,) = store.get_feeds()
+    assert (feed.last_status, feed.http_status, feed.error_count) == ("unchanged", 200, 0)
+    assert feed.body_hash == before.body_hash and feed.next_check_at > later
+    assert store.get_latest() == first
+
+
 def test_changed_file_yields_only_new_entries(
     tmp_path: Path, store: Store, feed_server: FeedServer, feed_dir: Path
 ) -> None:
