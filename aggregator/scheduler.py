@@ -397,13 +397,3 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def main() -> None:
-    from aggregator.cli import main as cli_main
-
-    cli_main(["worker"])
-
-
-if __name__ == "__main__":
-    main()

@@ -64,6 +64,47 @@ def test_stages_do_not_import_entry_points() -> None:
         assert not (_imports(tree) & entry_points), name
 
 
+STAGES = [
+    {"exceptions", "wording", "dates", "schedule", "langid", "embed"},  # helpers, no imports
+    {"models", "netpolicy"},
+    {"config", "normalise"},
+    {"fetch", "jsonfeed", "fastparse", "identity", "sources"},
+    {"parse", "store", "render", "group"},
+    {"parsepool", "discover", "grouper"},
+    {"update"},
+    {"scheduler", "web"},
+    {"cli"},
+    {"__main__"},
+]
+"""The package's modules in the order of the data flow (config -> fetch -> parse and
+normalise -> store -> group -> render and serve), each stage above what it builds on."""
+
+
+def _stage(module: str) -> int | None:
+    """The stage of `aggregator.x[.y]` (None for the package itself or a non-module)."""
+    parts = module.split(".")
+    if parts[0] != "aggregator" or len(parts) < 2:
+        return None
+    return next((n for n, names in enumerate(STAGES) if parts[1] in names), None)
+
+
+def test_imports_point_one_way() -> None:
+    """A module imports only modules of earlier stages (or its own package's)."""
+    backwards = []
+    for name, tree in _modules().items():
+        module = name.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        own = _stage(module)
+        if module == "aggregator":
+            continue
+        assert own is not None, f"{name}: add it to STAGES"
+        for imported in _imports(tree):
+            stage = _stage(imported)
+            same_package = imported.split(".")[:2] == module.split(".")[:2]
+            if stage is not None and not same_package and stage >= own:
+                backwards.append(f"{module} imports {imported}")
+    assert backwards == []
+
+
 def test_feedparser_is_only_handed_bytes() -> None:
     """S4: every feedparser.parse call passes a parameter annotated `bytes`."""
     calls = []

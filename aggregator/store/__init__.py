@@ -40,9 +40,10 @@ from aggregator.store import locks as lock_rows
 from aggregator.store import pages as page_rows
 from aggregator.store import stories as story_rows
 from aggregator.store.engine import make_engine
+from aggregator.store.pages import DigestQuery, EntryQuery
 from aggregator.store.schema import workers
 
-__all__ = ["Store", "FeedUpdate", "PendingSave", "SaveOutcome"]
+__all__ = ["Store", "FeedUpdate", "PendingSave", "SaveOutcome", "DigestQuery", "EntryQuery"]
 
 log = logging.getLogger(__name__)
 

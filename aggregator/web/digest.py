@@ -19,8 +19,7 @@ from datetime import datetime
 
 from aggregator.models import Entry, Story, own_reports
 from aggregator.render import STORY_OUTLETS
-from aggregator.store import Store
-from aggregator.store.pages import DigestQuery, EntryQuery
+from aggregator.store import DigestQuery, EntryQuery, Store
 from aggregator.web.common import Page, Paging, paginate
 
 TOP_STORIES = 8

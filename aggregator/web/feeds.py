@@ -32,7 +32,7 @@ from aggregator.render import (
     render_rss,
     tag_uri,
 )
-from aggregator.store.pages import EntryQuery
+from aggregator.store import EntryQuery
 from aggregator.web.common import (
     ROW_ID,
     Page,

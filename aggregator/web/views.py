@@ -32,7 +32,7 @@ from flask import (
 )
 
 from aggregator.models import Entry, Story, backlog_age, heartbeat_is_fresh, own_reports
-from aggregator.store.pages import EntryQuery
+from aggregator.store import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
     ROW_ID,
