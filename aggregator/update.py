@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from aggregator import identity, schedule
+from aggregator.config import Settings
 from aggregator.exceptions import ParseError, StoreError
 from aggregator.fetch import Fetcher, run_loop
 from aggregator.models import (
@@ -67,16 +68,19 @@ Parse = Callable[..., ParsedFeed]
 Parsing = tuple[ThreadPoolExecutor, Parse]  # the threads a feed parses on, and with what
 
 
+DEFAULTS = Settings()
+
+
 @dataclass(frozen=True)
 class PollOptions:
     """What one poll needs from the settings."""
 
     fetch: FetchOptions
-    default_interval: int = 1800
-    min_interval: int = 300
-    max_interval: int = 86400
-    max_entries: int = 500
-    lease: timedelta = timedelta(minutes=5)
+    default_interval: int = DEFAULTS.default_interval
+    min_interval: int = DEFAULTS.min_interval
+    max_interval: int = DEFAULTS.max_interval
+    max_entries: int = DEFAULTS.max_entries_per_feed
+    lease: timedelta = timedelta(seconds=DEFAULTS.lease_seconds)
     parse_processes: int = 0  # parser processes for big batches (0: parse in a thread)
     retention: Retention | None = None  # new entries retention would delete are not saved
     resolver: Any = field(default=None, compare=False)  # DNS resolver override (tests)

@@ -42,10 +42,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             BASE_URL=settings.base_url,
             GROUP_WINDOW=timedelta(seconds=settings.group_window),
         )
-    app.config.setdefault("SITE_TITLE", "Aggregator")
+    defaults = Settings()
+    app.config.setdefault("SITE_TITLE", defaults.site_title)
     # tells old news apart on story pages (`views._old_news`)
-    app.config.setdefault("GROUP_WINDOW", timedelta(seconds=Settings().group_window))
-    app.config.setdefault("BASE_URL", "http://127.0.0.1:8080/")
+    app.config.setdefault("GROUP_WINDOW", timedelta(seconds=defaults.group_window))
+    app.config.setdefault("BASE_URL", defaults.base_url)
     app.config.update(overrides)
     app.extensions["store"] = Store(app.config["DATABASE_URL"])
     stale = app.config.get("STALE_SECONDS", 2 * float(app.config.get("VERSION_TTL", 1.0)))
