@@ -179,18 +179,10 @@ def test_upgrading_refreshes_text_read_the_old_way_without_an_edit(
     store.close()
 
 
-def test_upgrading_counts_a_page_two_feeds_carry_as_one_source(database_url: str) -> None:
-    """A story stored by the previous release (0009), which counted a page that a site's
-    two feeds carry (one link) as two sources beside another outlet's report: after the
-    upgrade (0010) it has two sources, not three."""
-    now = datetime(2026, 12, 8, tzinfo=UTC)
-    store = Store(database_url)
-    store.upgrade()
-    urls = ["https://site.example/all", "https://site.example/front", "https://other.example/f"]
-    store.sync_sources([SourceConfig(url=url) for url in urls], now)
+def _one_story(store: Store, links: list[str], now: datetime) -> list[int]:
+    """One entry per feed (in id order) at `links`, all grouped into one story."""
     claimed = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.id)
     ids: list[int] = []
-    links = ["https://site.example/a", "https://site.example/a", "https://other.example/b"]
     for feed, link in zip(claimed, links, strict=True):
         item = EntryData(
             key=link,
@@ -206,6 +198,20 @@ def test_upgrading_counts_a_page_two_feeds_carry_as_one_source(database_url: str
         [StoryAssignment(entry_id, ids[0], 1.0, ()) for entry_id in ids],
         [StoryLabel(ids[0], "Bridge reopens", ids[0], ())],
     )
+    return ids
+
+
+def test_upgrading_counts_a_page_two_feeds_carry_as_one_source(database_url: str) -> None:
+    """A story stored by the previous release (0009), which counted a page that a site's
+    two feeds carry (one link) as two sources beside another outlet's report: after the
+    upgrade (0010) it has two sources, not three."""
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    store = Store(database_url)
+    store.upgrade()
+    urls = ["https://site.example/all", "https://site.example/front", "https://other.example/f"]
+    store.sync_sources([SourceConfig(url=url) for url in urls], now)
+    links = ["https://site.example/a", "https://site.example/a", "https://other.example/b"]
+    ids = _one_story(store, links, now)
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     with store._engine.begin() as conn:  # back to what the previous release left
         conn.execute(text("UPDATE stories SET source_count = 3"))
@@ -226,25 +232,7 @@ def test_upgrading_leaves_removed_sources_out_of_story_counts(database_url: str)
     store.upgrade()
     sources = [SourceConfig(url=f"https://{name}.example/feed") for name in ("a", "b", "c")]
     store.sync_sources(sources, now)
-    ids: list[int] = []
-    for feed in sorted(
-        store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.id
-    ):
-        link = f"{feed.url}/bridge"
-        item = EntryData(
-            key=link,
-            title="Bridge reopens",
-            link=link,
-            published_at=now,
-            updated_at=None,
-            summary="",
-            content_hash=link,
-        )
-        ids += store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=now), [item], now).new_ids
-    store.save_assignments(
-        [StoryAssignment(entry_id, ids[0], 1.0, ()) for entry_id in ids],
-        [StoryLabel(ids[0], "Bridge reopens", ids[0], ())],
-    )
+    ids = _one_story(store, [f"{source.url}/bridge" for source in sources], now)
     store.sync_sources(sources[:2], now)
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     with store._engine.begin() as conn:  # back to what the previous release left
