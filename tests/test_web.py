@@ -640,6 +640,7 @@ def test_a_source_feed_declares_the_source_language(store: Store, client: FlaskC
 
 def test_unknown_feeds_are_404(client: FlaskClient, filled: Filled) -> None:
     for path in (
+        "/?tag=nope",
         "/tags/nope/feed.atom",
         "/sources/999/feed.rss",
         "/stories/999/feed.json",

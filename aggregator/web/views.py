@@ -84,6 +84,8 @@ def index() -> Response:
         # newest change, so the page depends on the store only and is cached as a feed is.
         stories_since = since or changed - timedelta(hours=TOP_STORIES_HOURS)
         digest, tags = build_digest(get_store(), paging, tag, since, stories_since)
+        if tag is not None and tag not in tags:
+            abort(404)  # as its feeds are
         feeds = feed_links(f"/tags/{tag}/", f"{site_title()}: {tag}") if tag else None
         body = _html(
             "index.html",
