@@ -68,6 +68,7 @@ class FeedMeta:
     prev_url: str | None = None  # RFC 5005: newer entries
     feed_url: str | None = None  # the unpaged feed
     author: str = ""  # who publishes the feed (Atom needs one); defaults to the title
+    icon_url: str | None = None  # the site's icon (square), which readers show by the feed
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,7 @@ def render_atom(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
         _element("updated", _rfc3339(_updated(meta, items))),
         f"<author>{_element('name', meta.author or meta.title)}</author>",
         _element("generator", GENERATOR),
+        *([_element("icon", meta.icon_url)] if meta.icon_url else []),
         _link("self", meta.self_url, "application/atom+xml"),
         _link("alternate", meta.site_url, "text/html"),
         *_paging_links(meta, "application/atom+xml"),
@@ -379,6 +381,8 @@ def render_json(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
         "authors": [{"name": _clean(meta.author or meta.title)}],
         "items": [_json_item(item) for item in items],
     }
+    if meta.icon_url:
+        document["icon"] = document["favicon"] = meta.icon_url
     if meta.next_url:
         document["next_url"] = meta.next_url
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

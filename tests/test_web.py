@@ -634,7 +634,12 @@ def test_a_source_feed_declares_the_source_language(store: Store, client: FlaskC
     assert "<language>fr</language>" in client.get(f"/sources/{feed_id}/feed.rss").get_data(
         as_text=True
     )
-    assert json.loads(client.get(f"/sources/{feed_id}/feed.json").data)["language"] == "fr"
+    document = json.loads(client.get(f"/sources/{feed_id}/feed.json").data)
+    assert document["language"] == "fr"
+    assert document["icon"] == document["favicon"] == "http://127.0.0.1:8080/static/favicon.svg"
+    assert "<icon>http://127.0.0.1:8080/static/favicon.svg</icon>" in atom  # the site's icon
+    with client.get("/static/favicon.svg") as icon:  # a file response: close it
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
     assert 'xml:lang="en"' in client.get("/feed.atom").get_data(as_text=True)  # the site's
 
 

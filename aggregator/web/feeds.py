@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, request, url_for
 
 from aggregator.models import Entry, Story
 from aggregator.render import (
@@ -212,4 +212,5 @@ def _meta(
         feed_url=here,
         author=site_title(),
         language=scope.language,
+        icon_url=absolute(url_for("static", filename="favicon.svg")),
     )
