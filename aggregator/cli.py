@@ -18,7 +18,7 @@ import click
 from aggregator import __version__
 from aggregator.config import Config, find_source, load_config, normalise_url, resolve_config_path
 from aggregator.exceptions import AggregatorError, ConfigError, FeedExistsError
-from aggregator.models import FeedState, UpdateResult
+from aggregator.models import FeedState, UpdateResult, error_advice
 from aggregator.wording import counted
 
 log = logging.getLogger("aggregator")
@@ -267,7 +267,8 @@ def _discovered(config: Config, url: str) -> str:
     try:
         found = find_feed(url, config.settings.fetch_options())
     except DiscoveryError as e:
-        raise click.ClickException(f"{e}\n(--no-check adds the URL as given)") from e
+        hint = error_advice(str(e)) or "--no-check adds the URL as given"
+        raise click.ClickException(f"{e}\n({hint})") from e
     what = f"{found.title or '(untitled)'}, {counted(found.entries, 'entry', 'entries')}"
     if found.moved:
         click.echo(f"{found.requested} moved permanently to {found.url}: {what}")
@@ -421,9 +422,13 @@ def feeds(state: _State, failing: bool) -> None:
             f"{_ago(feed.last_fetch_at, now):<11} {_ago(feed.last_success_at, now):<11} "
             f"{next_check:<10} {feed.display_title}"
         )
+        if feed.display_title != feed.url:
+            click.echo(f"{'':>4} {'':<14} url: {feed.url}")
         if feed.last_error:
             label = "note" if feed.last_error_is_note else "last error"
             click.echo(f"{'':>4} {'':<14} {label}: {feed.last_error}")
+        if feed.advice:
+            click.echo(f"{'':>4} {'':<14} to do: {feed.advice}")
 
 
 @cli.command()

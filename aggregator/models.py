@@ -213,6 +213,46 @@ class FeedState:
         worked = self.last_status in ("ok", "not_modified", "unchanged")
         return worked and not self.error_count and not self.disabled_reason
 
+    @property
+    def advice(self) -> str | None:
+        """What the operator can do about the feed's failure (see `error_advice`); none
+        for a feed disabled (its reason says it) or no longer listed."""
+        if self.disabled_reason or not self.error_count or not self.in_config:
+            return None
+        return error_advice(self.last_error)
+
+
+_ADVICE = (
+    (
+        "refused address",
+        "private, loopback and link-local addresses are refused: allow them with "
+        "allow_private_addresses = true (in [settings], or in this feed's table) or "
+        "allowed_networks",
+    ),
+    ("cannot resolve host", "check the host name for a typo"),
+    (
+        "HTTP 404",
+        "check the URL: `aggregator add` with the site's address finds the feed it advertises now",
+    ),
+    (
+        "parse: not a feed",
+        "a web page rather than a feed? `aggregator add` with its URL finds the feed the "
+        "page advertises",
+    ),
+    ("HTTP 401", "the feed needs a login: private feeds are not supported"),
+    ("HTTP 403", "the server refuses the service: it may block robots; try the URL in a browser"),
+    ("TLS error", "the server's certificate is not valid for this host"),
+)
+"""(a phrase of our own error messages, what to do about it), first match wins."""
+
+
+def error_advice(error: str | None) -> str | None:
+    """What an operator can do about a fetch or parse error the service recorded, when
+    there is something to do (a 5xx or a timeout only asks for patience: backoff)."""
+    if not error:
+        return None
+    return next((advice for phrase, advice in _ADVICE if phrase in error), None)
+
 
 HEADING_MAX_CHARS = 80
 """Longest heading made for an entry that has no title (a micro-post): the start of

@@ -98,6 +98,17 @@ def test_add_checks_its_options_before_fetching_anything(tmp_path: Path, sqlite_
     assert path.read_text() == before
 
 
+def test_add_of_a_refused_address_names_the_setting_that_allows_it(
+    tmp_path: Path, sqlite_url: str, feed_server: FeedServer
+) -> None:
+    path = write_config(tmp_path / "agg.toml", sqlite_url, [], extra="allowed_networks = []")
+    code, output = _run("--config", str(path), "add", feed_server.url("world.rss"))
+    assert code != 0 and "refused address 127.0.0.1 (loopback)" in output
+    assert "allow_private_addresses = true" in output and "--no-check" not in output
+    code, output = _run("--config", str(path), "add", "http://127.0.0.1:9/nothing-here")
+    assert code != 0 and "allow_private_addresses" in output
+
+
 def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) -> None:
     path = write_config(tmp_path / "agg.toml", sqlite_url, [])
     path.write_text("# my feeds, keep this comment\n" + path.read_text())
@@ -163,7 +174,8 @@ def test_poll_and_feeds_show_status(
     assert world[1:5] == ["ok", "3", "0.4", "0"] and world[5:9] == ["0s", "ago", "0s", "ago"]
     assert broken[1:5] == ["error", "0", "0.0", "1"]
     assert broken[5:8] == ["0s", "ago", "-"]  # fetched, never a success
-    assert "last error: fetch: HTTP 503" in table
+    assert "last error: fetch: HTTP 503" in table and "to do:" not in table  # only wait
+    assert f"url: {feed_server.url('world.rss')}" in table  # a titled source's address
     # a fetch that worked with a defect in the document: a note, not an error
     assert "note: whitespace before the XML declaration (ignored)" in table
     code, failing = _run("--config", str(path), "feeds", "--failing")

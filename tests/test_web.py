@@ -412,6 +412,25 @@ def test_sources_page_shows_health_and_sparklines(
     assert "<dd>12, 1.7 per day" in source and ">1.7</span>" in html
 
 
+def test_a_failing_source_says_what_to_do_and_a_removed_one_says_removed(
+    store: Store, client: FlaskClient, filled: Filled
+) -> None:
+    gone = add_feed(store, "https://moved.example/feed", "Moved", [])
+    save_entries(store, gone, [], last_status="error", last_error="fetch: HTTP 404", error_count=2)
+    advice = "To do: check the URL: `aggregator add` with the site&#39;s address finds the feed"
+    assert advice in _html(client, "/sources")
+    assert "<dt>To do</dt><dd>check the URL" in _html(client, f"/sources/{gone}")
+    _add_broken(store, "Broken")  # HTTP 500: nothing to do but wait (backoff)
+    assert _html(client, "/sources").count("To do:") == 1
+
+    listed = [SourceConfig(url=f.url, title=f.title, tags=f.tags) for f in store.get_feeds()]
+    store.sync_sources([s for s in listed if s.url != "https://moved.example/feed"], NOW)
+    html = _html(client, "/sources")
+    row = html[html.index(">Moved</a>") :]
+    assert '<span class="status ok">removed</span>' in row[: row.index("</tr>")]
+    assert "To do:" not in html
+
+
 def test_stories_page_and_tag_redirect(client: FlaskClient, filled: Filled) -> None:
     html = _html(client, "/stories")
     assert "Earthquake shakes the capital" in html and "Parliament votes on the budget" in html
