@@ -244,3 +244,37 @@ def test_upgrading_leaves_removed_sources_out_of_story_counts(database_url: str)
     store.upgrade()
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     store.close()
+
+
+def test_upgrading_deletes_stories_left_empty_and_relabels_pruned_headlines(
+    database_url: str,
+) -> None:
+    """What the previous release (0011) left: a story whose only entry moved away, and
+    one whose headline entry was pruned."""
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    store = Store(database_url)
+    store.upgrade()
+    store.sync_sources([SourceConfig(url=f"https://{n}.example/feed") for n in "ab"], now)
+    first, second = _one_story(store, ["https://a.example/1", "https://b.example/2"], now)
+    with store._engine.begin() as conn:  # back to what the previous release left
+        conn.execute(
+            text(
+                "INSERT INTO stories (id, headline, headline_entry_id, terms, entry_count, "
+                "source_count, first_seen_at, last_updated_at) "
+                "VALUES (99999, 'Ghost', 99999, '[]', 1, 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text("UPDATE stories SET headline_entry_id = 12345 WHERE id = :id"), {"id": first}
+        )
+        conn.execute(text("UPDATE alembic_version SET version_num = '0011'"))
+    store.close()
+
+    store = Store(database_url)
+    store.upgrade()
+    assert store.get_story(99999) is None
+    story = store.get_story(first)
+    assert story is not None and story.headline_entry_id in (first, second)
+    assert story.headline == "Bridge reopens"
+    store.close()

@@ -21,6 +21,8 @@ from aggregator.models import (
     EntryText,
     Retention,
     SourceConfig,
+    StoryAssignment,
+    StoryLabel,
     WorkerBeat,
 )
 from aggregator.store import FeedUpdate, Store
@@ -291,7 +293,6 @@ def test_a_link_that_several_items_of_a_feed_carry_makes_no_duplicates(store: St
 
 
 def test_stories_keep_assignments_counts_and_labels(store: Store) -> None:
-    from aggregator.models import StoryAssignment, StoryLabel
 
     store.sync_sources(
         [
@@ -400,6 +401,49 @@ def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
     remaining = {e.key for e in store.get_latest(limit=100)}
     assert remaining == {"b0", "b1", "b2", "b3", "b4", "q0", "q1"}  # b4 is 80 days old
     assert deleted == 6
+
+
+def test_a_story_whose_last_entry_moved_away_is_deleted(store: Store) -> None:
+    """Grouping's second look moves an entry to another story: the story it left, with
+    nothing in it any more, goes (it was left behind with its old counts, a page with a
+    headline and no coverage)."""
+    store.sync_sources(_sources("https://a.example/1"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    first, second = store.save_update(
+        feed.id, "w", FeedUpdate(last_fetch_at=NOW), [_entry("x"), _entry("y")]
+    ).new_ids
+    store.save_assignments(
+        [StoryAssignment(first, first, 1.0, ()), StoryAssignment(second, second, 1.0, ())],
+        [StoryLabel(first, "X", first, ()), StoryLabel(second, "Y", second, ())],
+    )
+    store.save_assignments([StoryAssignment(second, first, 0.5, ("moved",))])
+
+    assert store.get_story(second) is None
+    story = store.get_story(first)
+    assert story is not None and story.entry_count == 2
+    assert store.counts()["stories"] == 1
+
+
+def test_a_story_whose_headline_entry_is_pruned_takes_the_earliest_left(store: Store) -> None:
+    store.sync_sources(_sources("https://a.example/1"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    items = [
+        _entry("old", "Old headline", published_at=NOW - timedelta(days=100)),
+        _entry("mid", "Middle report", published_at=NOW - timedelta(days=2)),
+        _entry("new", "Newest report", published_at=NOW - timedelta(days=1)),
+    ]
+    saved = store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items).new_ids
+    ids = {entry.key: entry.id for entry in store.get_latest(10)}
+    old, mid = ids["old"], ids["mid"]
+    store.save_assignments(
+        [StoryAssignment(entry_id, old, 1.0, ()) for entry_id in saved],
+        [StoryLabel(old, "Old headline", old, ())],
+    )
+    assert store.prune(NOW, Retention(timedelta(days=90), keep_min=1)) == 1
+
+    story = store.get_story(old)
+    assert story is not None and story.entry_count == 2
+    assert (story.headline, story.headline_entry_id) == ("Middle report", mid)
 
 
 def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store) -> None:

@@ -38,7 +38,16 @@ def save_assignments(
     (``(survivor, absorbed)`` pairs, in order, after the assignments), then refresh
     the touched stories' labels and counts from their entries.
     """
+    left: set[int] = set()  # the stories the entries were in: a move leaves one
     if assignments:
+        moved = [a.entry_id for a in assignments]
+        left = set(
+            conn.scalars(
+                select(entries.c.story_id)
+                .where(entries.c.id.in_(moved), entries.c.story_id.is_not(None))
+                .distinct()
+            )
+        )
         conn.execute(
             update(entries)
             .where(entries.c.id == bindparam("entry_id"))
@@ -77,7 +86,7 @@ def save_assignments(
         merge_stories(conn, survivor, absorbed)
     gone = {absorbed for _, absorbed in merges}
     touched = {a.story_id for a in assignments} | {label.story_id for label in labels}
-    touched |= {survivor for survivor, _ in merges}
+    touched |= {survivor for survivor, _ in merges} | left
     _refresh(conn, touched - gone, {label.story_id: label for label in labels})
 
 
@@ -137,7 +146,8 @@ _LABEL = ("headline", "headline_entry_id", "terms", "language")
 def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel]) -> None:
     """Recount the stories' entries and sources (the feeds of their own reports, see
     `own_report`) and write their labels: one executemany per kind of write (an update
-    with or without a new label, an insert).
+    with or without a new label, an insert). A story left with no entry (its last one
+    moved to another story, or pruned) is deleted.
     """
     if not story_ids:
         return
@@ -153,6 +163,9 @@ def _refresh(conn: Connection, story_ids: set[int], labels: dict[int, StoryLabel
         .where(entries.c.story_id.in_(story_ids))
         .group_by(entries.c.story_id)
     ).all()
+    empty = story_ids - {row.story_id for row in stats}
+    if empty:
+        conn.execute(delete(stories).where(stories.c.id.in_(sorted(empty))))
     existing = set(conn.scalars(select(stories.c.id).where(stories.c.id.in_(story_ids))))
     writes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
     for row in stats:
@@ -195,12 +208,30 @@ def _story_values(row: Row[Any], label: StoryLabel | None) -> dict[str, Any]:
 
 
 def refresh_after_prune(conn: Connection, story_ids: Sequence[int]) -> None:
-    """Recount stories that lost entries; drop those left with none."""
+    """Recount stories that lost entries (drop those left with none); a story whose
+    headline entry went takes the title of its earliest published entry left as its
+    headline, until grouping labels it again."""
     if not story_ids:
         return
     _refresh(conn, set(story_ids), {})
-    alive = select(entries.c.story_id).where(entries.c.story_id.in_(story_ids))
-    conn.execute(delete(stories).where(stories.c.id.in_(story_ids), stories.c.id.not_in(alive)))
+    member = entries.alias("member")
+    oldest = (
+        select(member.c.id, member.c.title)
+        .where(member.c.story_id == stories.c.id)
+        .order_by(member.c.published_at, member.c.id)
+        .limit(1)
+    )
+    headline_gone = ~exists().where(
+        entries.c.id == stories.c.headline_entry_id, entries.c.story_id == stories.c.id
+    )
+    conn.execute(
+        update(stories)
+        .where(stories.c.id.in_(story_ids), headline_gone)
+        .values(
+            headline_entry_id=oldest.with_only_columns(member.c.id).scalar_subquery(),
+            headline=oldest.with_only_columns(member.c.title).scalar_subquery(),
+        )
+    )
 
 
 def clear(conn: Connection) -> None:
