@@ -105,6 +105,24 @@ def db_backup(state: _State, target: Path) -> None:
     click.echo(f"backed up {config.settings.database_url} to {target} ({size:,} bytes)")
 
 
+@db.command("vacuum")
+@pass_state
+def db_vacuum(state: _State) -> None:
+    """Give the room of pruned entries back to the disk (SQLite; on PostgreSQL autovacuum
+    does it). Pruning alone keeps the file's size, reused by new entries."""
+    from aggregator.exceptions import StoreError
+
+    config = state.config()
+    try:
+        sizes = state.store(config).vacuum()
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+    if sizes is None:
+        click.echo("PostgreSQL: autovacuum gives the room back (VACUUM FULL shrinks the files)")
+    else:
+        click.echo(f"vacuumed {config.settings.database_url}: {sizes[0]:,} -> {sizes[1]:,} bytes")
+
+
 @cli.command()
 @click.option("--all", "poll_all", is_flag=True, help="Poll every enabled feed, due or not.")
 @pass_state

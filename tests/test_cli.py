@@ -5,6 +5,7 @@ db upgrade, and `aggregator run` as a real process serving real HTTP.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -377,3 +378,7 @@ def test_db_backup_copies_the_store_into_a_new_file(tmp_path: Path, sqlite_url: 
     assert (tmp_path / "copy.db").stat().st_size > 0
     code, output = _run("--config", str(path), "db", "backup", str(tmp_path / "copy.db"))
     assert code != 0 and "exists" in output
+    code, output = _run("--config", str(path), "db", "backup", str(tmp_path / "no" / "c.db"))
+    assert code != 0 and f"folder {tmp_path / 'no'} does not exist" in output
+    code, output = _run("--config", str(path), "db", "vacuum")
+    assert code == 0 and re.search(r"vacuumed sqlite:///\S+: [\d,]+ -> [\d,]+ bytes", output)

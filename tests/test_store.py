@@ -26,6 +26,7 @@ from aggregator.models import (
     WorkerBeat,
 )
 from aggregator.store import FeedUpdate, Store
+from aggregator.store.engine import SQLITE_WAL_LIMIT_BYTES
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -444,6 +445,60 @@ def test_a_story_whose_headline_entry_is_pruned_takes_the_earliest_left(store: S
     story = store.get_story(old)
     assert story is not None and story.entry_count == 2
     assert (story.headline, story.headline_entry_id) == ("Middle report", mid)
+
+
+def test_prune_keeps_nothing_old_of_a_source_removed_from_the_config(store: Store) -> None:
+    """A listed feed keeps its newest entries however old; a removed one does not, or
+    its last entries would stay forever."""
+    store.sync_sources(_sources("https://kept.example/1", "https://gone.example/1"), NOW)
+    kept, gone = store.claim_due_feeds("w", NOW, LEASE, 10)
+    old = [NOW - timedelta(days=200 + i) for i in range(3)]
+    store.save_update(
+        kept.id,
+        "w",
+        FeedUpdate(last_fetch_at=NOW),
+        [_entry(f"k{i}", published_at=when) for i, when in enumerate(old)],
+    )
+    store.save_update(
+        gone.id,
+        "w",
+        FeedUpdate(last_fetch_at=NOW),
+        [_entry(f"g{i}", published_at=when) for i, when in enumerate(old)],
+    )
+    store.sync_sources(_sources("https://kept.example/1"), NOW)
+
+    assert store.prune(NOW, Retention(timedelta(days=90), keep_min=2)) == 4
+    assert {e.key for e in store.get_latest(limit=10, feed_id=kept.id)} == {"k0", "k1"}
+    assert store.get_latest(limit=10, feed_id=gone.id) == []
+
+
+def test_a_big_prune_leaves_a_small_sqlite_log_and_vacuum_shrinks_the_file(
+    sqlite_url: str,
+) -> None:
+    """Deleting many entries in batches, then a checkpoint: the write-ahead log does not
+    keep the size of what was deleted; `vacuum` gives the room back to the disk."""
+    store = Store(sqlite_url)
+    store.upgrade()
+    store.sync_sources(_sources("https://big.example/1"), NOW)
+    (feed,) = store.claim_due_feeds("w", NOW, LEASE, 10)
+    body = "<p>" + "words of an article " * 500 + "</p>"  # 10 KB each
+    items = [
+        _entry(f"e{i}", content_html=body, published_at=NOW - timedelta(days=100, minutes=i))
+        for i in range(2500)
+    ]
+    store.save_update(feed.id, "w", FeedUpdate(last_fetch_at=NOW), items)
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    wal = path.with_name(path.name + "-wal")
+    reader = store._engine.connect()  # a page being served meanwhile (the web's pool)
+    try:
+        assert store.prune(NOW, Retention(timedelta(days=90), keep_min=1)) == 2499
+    finally:
+        reader.close()
+    assert wal.stat().st_size <= SQLITE_WAL_LIMIT_BYTES  # 27 MB deleted
+    sizes = store.vacuum()
+    assert sizes is not None and sizes[1] < sizes[0] / 4
+    assert [e.key for e in store.get_latest(10)] == ["e0"]
+    store.close()
 
 
 def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store) -> None:

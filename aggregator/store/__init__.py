@@ -47,6 +47,8 @@ __all__ = ["Store", "FeedUpdate", "PendingSave", "SaveOutcome", "DigestQuery", "
 
 log = logging.getLogger(__name__)
 
+PRUNE_BATCH = 1000  # entries deleted per transaction
+
 
 @dataclass(frozen=True)
 class FeedUpdate:
@@ -181,6 +183,8 @@ class Store:
             raise StoreError("store: backup copies SQLite stores; on PostgreSQL use pg_dump")
         if target.exists():
             raise StoreError(f"store: {target} exists; give a new file")
+        if not target.parent.is_dir():
+            raise StoreError(f"store: folder {target.parent} does not exist; create it first")
         partial = target.with_name(f".{target.name}.partial")
         try:
             with (
@@ -312,11 +316,53 @@ class Store:
         Returns:
             How many entries were deleted.
         """
-        with self._write() as conn:
-            before = entry_rows.count_entries(conn)
-            touched = entry_rows.prune(conn, now - retention.max_age, retention.keep_min)
-            story_rows.refresh_after_prune(conn, touched)
-            return before - entry_rows.count_entries(conn)
+        with self._read() as conn:
+            doomed = entry_rows.prunable(conn, now - retention.max_age, retention.keep_min)
+        for start in range(0, len(doomed), PRUNE_BATCH):
+            # a transaction a batch: one delete of a year's entries (after retention_days
+            # was lowered) grew SQLite's write-ahead log by its whole size at once
+            with self._write() as conn:
+                touched = entry_rows.delete_entries(conn, doomed[start : start + PRUNE_BATCH])
+                story_rows.refresh_after_prune(conn, touched)
+        if doomed:
+            self.checkpoint()
+        return len(doomed)
+
+    def checkpoint(self) -> None:
+        """On SQLite, move the write-ahead log into the database and truncate it, when no
+        reader needs it (else at a later checkpoint): after a prune, the log held all it
+        deleted. Nothing on PostgreSQL."""
+        if self._engine.dialect.name != "sqlite":
+            return
+        self._sqlite_outside_transactions("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def vacuum(self) -> tuple[int, int] | None:
+        """Give the space of deleted rows back to the file system (SQLite's VACUUM: the
+        file is rewritten, writers wait until it is done). Returns the file's size before
+        and after; None on PostgreSQL, where autovacuum does this.
+
+        Raises:
+            StoreError: the database stayed busy (a long write) or the disk is full (the
+                rewrite needs room for a copy).
+        """
+        if self._engine.dialect.name != "sqlite":
+            return None
+        path = Path(self._engine.url.database or "")
+        before = path.stat().st_size
+        try:
+            self._sqlite_outside_transactions("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            raise StoreError(f"store: vacuum of {path} failed: {e}") from e
+        return before, path.stat().st_size
+
+    def _sqlite_outside_transactions(self, *statements: str) -> None:
+        """Run SQLite statements that a transaction must not enclose (the engine begins
+        one on every connection's first statement), on a pooled connection's driver."""
+        with closing(self._engine.raw_connection()) as raw:
+            driver = raw.driver_connection
+            assert isinstance(driver, sqlite3.Connection)  # the engine's SQLite driver
+            for statement in statements:
+                driver.execute(statement).close()
 
     def count_entries(self) -> int:
         with self._read() as conn:

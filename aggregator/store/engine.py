@@ -55,6 +55,9 @@ def _make_sqlite_engine(database: str | None) -> Engine:
     return engine
 
 
+SQLITE_WAL_LIMIT_BYTES = 16 * 1024 * 1024
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the sqlite3 module; we emit BEGIN ourselves.
     dbapi_connection.isolation_level = None
@@ -63,6 +66,9 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # the write-ahead log is cut back to this size when a checkpoint empties it (without
+    # a limit it kept the largest size it ever had: 130 MB after a long reader)
+    cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
     cursor.close()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Row,
+    and_,
     bindparam,
     delete,
     exists,
@@ -440,15 +441,10 @@ def get_grouped_since(conn: Connection, since: datetime, limit: int) -> list[Ent
     return newest_first[::-1]
 
 
-def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
-    """Delete entries published before `cutoff`, except each feed's `keep_min` newest.
-
-    A feed that stopped publishing keeps its newest entries however old they get.
-    Entries that repeated a deleted one become originals themselves.
-
-    Returns:
-        The story ids of deleted entries (their counts need refreshing).
-    """
+def prunable(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
+    """The entries published before `cutoff`, except each listed feed's `keep_min`
+    newest, oldest first. A feed that stopped publishing keeps its newest entries however
+    old they get; one removed from the config keeps none beyond the cutoff."""
     rank = (
         func.row_number()
         .over(
@@ -457,20 +453,37 @@ def prune(conn: Connection, cutoff: datetime, keep_min: int) -> list[int]:
         )
         .label("rank")
     )
-    ranked = select(entries.c.id, entries.c.published_at, entries.c.story_id, rank).subquery()
-    doomed = conn.execute(
-        select(ranked.c.id, ranked.c.story_id).where(
-            ranked.c.rank > keep_min, ranked.c.published_at < cutoff
-        )
-    ).all()
-    ids = [row.id for row in doomed]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        conn.execute(
-            update(entries).where(entries.c.duplicate_of.in_(chunk)).values(duplicate_of=None)
-        )
-        conn.execute(delete(entries).where(entries.c.id.in_(chunk)))
-    return sorted({row.story_id for row in doomed if row.story_id is not None})
+    ranked = (
+        select(entries.c.id, entries.c.published_at, feeds.c.in_config, rank)
+        .join(feeds, feeds.c.id == entries.c.feed_id)
+        .subquery()
+    )
+    kept = and_(ranked.c.rank <= keep_min, ranked.c.in_config.is_(True))
+    statement = (
+        select(ranked.c.id)
+        .where(ranked.c.published_at < cutoff, ~kept)
+        .order_by(ranked.c.published_at, ranked.c.id)
+    )
+    return list(conn.scalars(statement))
+
+
+def delete_entries(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Delete the entries (entries that repeated one become originals themselves).
+
+    Returns:
+        The stories they were in (their counts need refreshing).
+    """
+    if not ids:
+        return []
+    story_ids = conn.scalars(
+        select(entries.c.story_id)
+        .where(entries.c.id.in_(ids), entries.c.story_id.is_not(None))
+        .distinct()
+    )
+    touched = sorted(story_ids)
+    conn.execute(update(entries).where(entries.c.duplicate_of.in_(ids)).values(duplicate_of=None))
+    conn.execute(delete(entries).where(entries.c.id.in_(ids)))
+    return touched
 
 
 def count_entries(conn: Connection) -> int:
