@@ -53,6 +53,8 @@ from aggregator.update import Parsers, PollOptions, poll_due
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)  # retention runs this often, by one worker at a time
+CLOCK_CHECK_SECONDS = 5.0  # how often the worker looks for a step back of the wall clock
+CLOCK_STEP_SECONDS = 10.0  # a step back longer than this restarts the jobs' timing
 FORGET_WORKERS_AFTER = timedelta(days=1)  # a worker silent this long is gone: its row too
 
 
@@ -322,7 +324,32 @@ class Worker:
             name="prune",
             **common,
         )
+        every = min(CLOCK_CHECK_SECONDS, seconds)
+        threading.Thread(target=self._watch_clock, args=(every,), daemon=True).start()
         return scheduler
+
+    def _watch_clock(self, every: float) -> None:
+        """Until the worker stops, notice the wall clock stepping back (an NTP step, a
+        virtual machine's snapshot restored, a date set by hand) and restart the jobs'
+        timing from now: APScheduler 3 times its jobs on the wall clock, so the tick
+        would otherwise wait out the step (30 minutes back: no tick for 30 minutes)."""
+        wall, monotonic = time.time(), time.monotonic()
+        while not self._stop.wait(every):
+            now_wall, now_monotonic = time.time(), time.monotonic()
+            behind = wall + (now_monotonic - monotonic) - now_wall
+            if behind > CLOCK_STEP_SECONDS and self._scheduler is not None:
+                log.warning("worker: the clock went back %.0fs; ticking on from now", behind)
+                self._restart_jobs(self._scheduler)
+            wall, monotonic = now_wall, now_monotonic
+
+    def _restart_jobs(self, scheduler: BaseScheduler) -> None:
+        now = datetime.now(UTC)
+        for job_id, seconds in (
+            ("tick", self.config.settings.tick_interval),
+            ("prune", PRUNE_EVERY.total_seconds()),
+        ):
+            scheduler.reschedule_job(job_id, trigger="interval", seconds=seconds)
+            scheduler.modify_job(job_id, next_run_time=now)
 
     def run_forever(self) -> None:
         """Block, ticking until SIGTERM or Ctrl-C; then stop cleanly (see the module)."""

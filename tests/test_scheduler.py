@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -111,6 +113,41 @@ def test_a_config_edit_applies_a_new_address_policy_at_the_next_tick(
     (result,) = worker.tick().results  # the new feed is due, the other is not
     assert result.status == "error" and "address" in (result.error or "")
     assert feed_server.requests == []
+
+
+def test_the_worker_ticks_on_when_the_clock_steps_back(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """APScheduler times jobs on the wall clock: a step back of 30 minutes (an NTP step,
+    a virtual machine's snapshot restored) held the next tick for 30 minutes."""
+    import time_machine
+
+    worker = Worker(load_config(write_config(tmp_path / "agg.toml", store.database_url, [])), store)
+    scheduler = worker.schedule(BackgroundScheduler(timezone=UTC))
+    scheduler.start()
+    try:
+        assert _wait_for(lambda: worker._ticks >= 1)
+        with (
+            caplog.at_level(logging.WARNING, logger="aggregator.scheduler"),
+            time_machine.travel(datetime.now(UTC) - timedelta(minutes=30), tick=True),
+        ):
+            before = worker._ticks
+            assert _wait_for(lambda: worker._ticks >= before + 2, timeout=10)
+        assert any(
+            re.fullmatch(r"worker: the clock went back 1[78]\d\ds; ticking on from now", m)
+            for m in caplog.messages
+        )
+    finally:
+        worker.stop(scheduler)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_the_worker_logs_each_feed_that_failed_and_why(
