@@ -204,16 +204,28 @@ def worker(state: _State) -> None:
     worker.run_forever()
 
 
-def _serve(config: Config) -> None:
+def _listening(config: Config) -> Any:
+    """The web app's waitress server, bound to the configured address (so that a port
+    already taken fails here, before anything else starts)."""
     import waitress
 
     from aggregator.web import create_app
 
     settings = config.settings
     app = create_app({"CONFIG_PATH": str(config.path)})
-    click.echo(f"Serving on http://{settings.host}:{settings.port}/", err=False)
+    try:
+        return waitress.create_server(app, host=settings.host, port=settings.port, threads=8)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e} "
+            "(another aggregator running? set port in [settings], or AGGREGATOR_PORT)"
+        ) from e
+
+
+def _serve(server: Any, config: Config) -> None:
+    click.echo(f"Serving on http://{config.settings.host}:{config.settings.port}/", err=False)
     sys.stdout.flush()
-    waitress.serve(app, host=settings.host, port=settings.port, threads=8, _quiet=True)
+    server.run()
 
 
 @cli.command()
@@ -224,8 +236,9 @@ def web(state: _State) -> None:
 
     config = state.config()
     state.store(config)
+    server = _listening(config)
     with interrupted_by_signals():  # SIGTERM stops waitress cleanly, as Ctrl-C does
-        _serve(config)
+        _serve(server, config)
 
 
 @cli.command()
@@ -235,11 +248,13 @@ def run(state: _State) -> None:
     from aggregator.scheduler import Worker, interrupted_by_signals
 
     config = state.config()
-    worker = Worker(config, state.store(config))
+    store = state.store(config)
+    server = _listening(config)
+    worker = Worker(config, store)
     scheduler = worker.start_background()
     try:
         with interrupted_by_signals():  # waitress returns on SIGTERM as on Ctrl-C
-            _serve(config)
+            _serve(server, config)
     finally:
         worker.stop(scheduler)
 

@@ -267,6 +267,27 @@ def test_web_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert process.returncode == 0, output
 
 
+def test_run_on_a_port_in_use_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        path = write_config(tmp_path / "agg.toml", "sqlite:///data/agg.db", [])
+        env = {**os.environ, "AGGREGATOR_PORT": str(port), "AGGREGATOR_CONFIG": str(path)}
+        for command in ("run", "web"):
+            executable = shutil.which("aggregator") or str(
+                Path(sys.executable).with_name("aggregator")
+            )
+            done = subprocess.run(
+                [executable, command], cwd=tmp_path, env=env, capture_output=True, timeout=60
+            )
+            output = (done.stdout + done.stderr).decode()
+            assert done.returncode == 1, output
+            assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in output
+            assert "Traceback" not in output and "Serving on" not in output
+            assert "worker:" not in output  # the worker never started
+
+
 def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
