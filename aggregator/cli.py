@@ -5,6 +5,7 @@ config, store, worker and web; it holds no pipeline logic of its own.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import threading
 import uuid
@@ -19,7 +20,7 @@ from aggregator import __version__
 from aggregator.config import Config, find_source, load_config, normalise_url, resolve_config_path
 from aggregator.exceptions import AggregatorError, ConfigError, FeedExistsError
 from aggregator.models import FeedState, UpdateResult, error_advice
-from aggregator.wording import counted
+from aggregator.wording import counted, truncate_words
 
 log = logging.getLogger("aggregator")
 
@@ -449,12 +450,13 @@ def feeds(state: _State, failing: bool) -> None:
         if failing and not feed.failing:
             continue
         next_check = _ago(feed.next_check_at, now) if feed.polled else "-"
-        click.echo(
+        row = (
             f"{feed.id:>4} {_feed_status(feed):<14} {feed.entry_count:>7} "
             f"{_per_day(feed.entries_per_day):>7} {feed.error_count:>6} "
             f"{_ago(feed.last_fetch_at, now):<11} {_ago(feed.last_success_at, now):<11} "
-            f"{next_check:<10} {feed.display_title}"
+            f"{next_check:<10} "
         )
+        click.echo(row + _fit(feed.display_title, len(row)))
         if feed.display_title != feed.url:
             click.echo(f"{'':>4} {'':<14} url: {feed.url}")
         if feed.last_error:
@@ -497,11 +499,22 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
     if explain_id is not None:
         _explain(store, explain_id, timedelta(seconds=config.settings.group_window))
         return
-    click.echo(f"{'ID':>7} {'SOURCES':>7} {'ENTRIES':>7} {'UPDATED':<17} HEADLINE")
-    for story in store.get_stories(limit=limit):
+    found = store.get_stories(limit=limit)
+    if not found:
+        click.echo("no story has two sources yet")
+        return
+    click.echo(f"{'ID':>7} {'SOURCES':>7} {'ENTRIES':>7} {'UPDATED (UTC)':<16} HEADLINE")
+    for story in found:
         updated = story.last_updated_at.strftime("%Y-%m-%d %H:%M")
-        counts = f"{story.source_count:>7} {story.entry_count:>7}"
-        click.echo(f"{story.id:>7} {counts} {updated:<17} {story.headline}")
+        line = f"{story.id:>7} {story.source_count:>7} {story.entry_count:>7} {updated:<16} "
+        click.echo(line + _fit(story.headline, len(line)))
+
+
+def _fit(text: str, used: int) -> str:
+    """`text` cut to what is left of the terminal's width after `used` columns (at
+    least 30 characters: a narrow terminal wraps rather than loses the text)."""
+    width = shutil.get_terminal_size().columns
+    return truncate_words(text, max(30, width - used))
 
 
 def _explain(store: Any, story_id: int, window: timedelta) -> None:

@@ -187,6 +187,15 @@ def test_a_story_of_one_source_is_not_shown_as_a_story(
     assert "Solo podcast story" in _html(client, f"/stories/{alpha[5]}")  # its own page
 
 
+def test_an_empty_digest_says_what_to_do_next(store: Store, client: FlaskClient) -> None:
+    assert "No sources yet: add a feed with <code>aggregator add URL</code>" in _html(client, "/")
+    add_feed(store, "https://fine.example/feed", "Fine", [])
+    assert "The worker polls 1 source; entries show here as they arrive." in _html(client, "/")
+    _add_broken(store, "Broken")
+    html = _html(client, "/")
+    assert '1 of 2 sources failing: see <a href="/sources">Sources</a> for why.' in html
+
+
 def _twelve_outlets(store: Store) -> int:
     """A story covered by twelve outlets, two entries each, reported in outlet order."""
     members: list[int] = []

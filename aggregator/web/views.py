@@ -87,8 +87,10 @@ def index() -> Response:
         if tag is not None and tag not in tags:
             abort(404)  # as its feeds are
         feeds = feed_links(f"/tags/{tag}/", f"{site_title()}: {tag}") if tag else None
+        empty = not digest.latest.items and not digest.top
         body = _html(
             "index.html",
+            totals=get_store().counts() if empty else None,  # what to do next, when empty
             digest=digest,
             tag=tag,
             hours=hours,
