@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import feedparser
 import html5lib
@@ -26,6 +27,7 @@ from flask.testing import FlaskClient
 from aggregator.models import Enclosure, EntryData, SourceConfig, StoryAssignment, StoryLabel
 from aggregator.store import FeedUpdate, Store
 from aggregator.web import CONTENT_SECURITY_POLICY
+from tests.conftest import write_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 XSS_TITLE = "<script>alert(\"x\")</script> & 'quotes'"
@@ -766,6 +768,28 @@ def test_healthz_follows_the_worker_heartbeat(store: Store, client: FlaskClient)
     assert (ok.json["entries"], ok.json["ungrouped_entries"]) == (0, 0)
     store.record_tick("w", datetime.now(UTC) - timedelta(seconds=91), 30)
     assert client.get("/healthz").status_code == 503
+
+
+def test_a_broken_config_file_shows_on_healthz_and_sources(
+    store: Store, make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """The worker keeps its last good config and logs why; an operator who does not
+    read the log sees it on /healthz and /sources."""
+    path = write_config(tmp_path / "agg.toml", store.database_url, [])
+    client = make_app(CONFIG_PATH=str(path), VERSION_TTL=0).test_client()
+    store.record_tick("w", datetime.now(UTC), 30)
+    assert client.get("/healthz").json["config_problem"] is None  # type: ignore[index]
+    good = path.read_text()
+    path.write_text(good + '\n[[feeds]]\nurl = "https://x.example/f"\ninterval = "30 minutes"\n')
+
+    health = client.get("/healthz")
+    assert health.status_code == 200  # the service goes on
+    problem = health.json["config_problem"]  # type: ignore[index]
+    assert problem.startswith(f"{path}:") and "interval" in problem
+    assert "The config file has a problem" in _html(client, "/sources")
+    path.write_text(good)
+    assert client.get("/healthz").json["config_problem"] is None  # type: ignore[index]
+    assert "The config file has a problem" not in _html(client, "/sources")
 
 
 def test_metrics_in_prometheus_text(store: Store, client: FlaskClient, filled: Filled) -> None:

@@ -35,8 +35,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     overrides = dict(test_config or {})
     if "DATABASE_URL" not in overrides or "CONFIG_PATH" in overrides:
-        settings = load_config(resolve_config_path(overrides.get("CONFIG_PATH"))).settings
+        path = resolve_config_path(overrides.get("CONFIG_PATH"))
+        settings = load_config(path).settings
         app.config.update(
+            CONFIG_PATH=str(path),  # checked again by /healthz and /sources (`config_problem`)
             DATABASE_URL=settings.database_url,
             SITE_TITLE=settings.site_title,
             BASE_URL=settings.base_url,

@@ -4,15 +4,19 @@ and serving a cached rendering.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from flask import Flask, Response, abort, current_app, request
 
+from aggregator.config import load_config
+from aggregator.exceptions import ConfigError
 from aggregator.store import Store
 from aggregator.web.cache import REFRESH_KEY, FastPath, Rendered, ResponseCache, respond
 
@@ -183,3 +187,28 @@ def serve(
 
     claimed = request.environ.get(REFRESH_KEY) == key  # FastPath's refresh after a stale answer
     return respond(request, get_cache().get_or_render(key, version, build, claimed))
+
+
+def config_problem() -> str | None:
+    """What is wrong with the config file as it is now (`file:line: problem`), or None.
+    The worker keeps the last good config when the file breaks and logs why; pages and
+    /healthz say it too. Read again only when the file changed (size, time)."""
+    path = current_app.config.get("CONFIG_PATH")
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+        stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None
+    known = current_app.extensions.get("config_problem")
+    if known is not None and known[0] == stamp:
+        remembered: str | None = known[1]
+        return remembered
+    problem: str | None = None
+    try:
+        load_config(Path(path))
+    except ConfigError as e:
+        problem = str(e)
+    current_app.extensions["config_problem"] = (stamp, problem)
+    return problem

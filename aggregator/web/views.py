@@ -36,6 +36,7 @@ from aggregator.store import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
     ROW_ID,
+    config_problem,
     get_store,
     hours_arg,
     paginate,
@@ -165,9 +166,11 @@ def sources() -> Response:
         feeds = sorted(store.get_feeds(now), key=lambda f: (not f.failing, f.display_title.lower()))
         rows = [(f, charts.sparkline(daily.get(f.id, {}), today, SPARK_DAYS)) for f in feeds]
         broken = sum(1 for feed in feeds if feed.failing)
-        return _html("sources.html", rows=rows, broken=broken, days=SPARK_DAYS), "text/html"
+        problem = config_problem()  # in the page's cache key too
+        page = _html("sources.html", rows=rows, broken=broken, days=SPARK_DAYS, problem=problem)
+        return page, "text/html"
 
-    return serve(("sources", _minute(now)), render, PAGE_MAX_AGE)
+    return serve(("sources", _minute(now), config_problem()), render, PAGE_MAX_AGE)
 
 
 @bp.route(f"/sources/<{ROW_ID}:feed_id>")
@@ -205,6 +208,7 @@ def healthz() -> tuple[dict[str, Any], int]:
     now = _now()
     tick = store.last_tick()
     body: dict[str, Any] = {**store.counts(), "last_tick": tick[0].isoformat() if tick else None}
+    body["config_problem"] = config_problem()  # the worker goes on with its last good one
     if tick is None:
         body["status"] = "unhealthy: no worker has ticked yet"
     elif not heartbeat_is_fresh(tick[0], tick[1], now):
