@@ -483,6 +483,12 @@ class Config:
     sources: tuple[SourceConfig, ...]
 
 
+NOT_FOUND = (
+    "config file not found (give another with --config PATH or AGGREGATOR_CONFIG; the "
+    "default is config/aggregator.toml under the current folder)"
+)
+
+
 def resolve_config_path(cli_value: str | None, env: Mapping[str, str] = os.environ) -> Path:
     """Choose the config file: --config, else $AGGREGATOR_CONFIG, else the default.
 
@@ -516,7 +522,7 @@ def load_config(path: Path, env: Mapping[str, str] = os.environ) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(path, None, "config file not found") from None
+        raise ConfigError(path, None, NOT_FOUND) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(path, None, f"cannot read config file: {e}") from None
     return parse_config(Path(path), text, env)

@@ -189,7 +189,7 @@ class Worker:
     def request_stop(self) -> None:
         """Finish the tick in progress early and start no other (see the module)."""
         if not self._stop.is_set():
-            log.info("worker: stopping; saving the feeds in flight")
+            log.info("worker: stopping; saving the feeds in flight (again to stop at once)")
         self._stop.set()
 
     def close(self) -> None:

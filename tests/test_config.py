@@ -162,7 +162,8 @@ def test_normalise_url() -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     error = config_error(tmp_path / "nope.toml")
-    assert str(error) == f"{tmp_path / 'nope.toml'}: config file not found"
+    assert str(error).startswith(f"{tmp_path / 'nope.toml'}: config file not found (give")
+    assert "--config PATH or AGGREGATOR_CONFIG" in str(error)
 
 
 def test_invalid_toml_reports_the_line(tmp_path: Path) -> None:
