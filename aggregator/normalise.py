@@ -399,18 +399,36 @@ def normalise_entry(
     return EntryData(**fields, content_hash=_hash_fields(hashed))
 
 
-_CONTINUATION = (  # a byte 0x80-0xBF read as cp1252 or Latin-1, but 0xA0 (a no-break space)
-    "[\u0080-\u009f\u00a1-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192"
-    "\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e\u2020-\u2022\u2026\u2030"
-    "\u2039\u203a\u20ac\u2122]"
+CONTINUATION_CHARS = frozenset(
+    "".join(map(chr, range(0x80, 0xA0)))
+    + "".join(map(chr, range(0xA1, 0xC0)))
+    + "\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014"
+    + "\u2018\u2019\u201a\u201c\u201d\u201e\u2020\u2021\u2022\u2026\u2030\u2039\u203a"
+    + "\u20ac\u2122"
 )
-_MOJIBAKE = re.compile(
-    f"[\u00c2-\u00df]{_CONTINUATION}|[\u00c2\u00c3]\u00a0"
-    f"|[\u00e0-\u00ef]{_CONTINUATION}{{2}}|[\u00f0-\u00f4]{_CONTINUATION}{{3}}"
+"""A byte 0x80-0xBF (a UTF-8 continuation byte) read as cp1252 or Latin-1, but 0xA0 (a
+no-break space, which legitimate text is full of)."""
+_LEAD_PAIR = re.compile(
+    "[\u00c2-\u00f4][" + re.escape("\u00a0" + "".join(sorted(CONTINUATION_CHARS))) + "]"
 )
-"""UTF-8 read as cp1252 or Latin-1 ("â€™" for "’", "Ã©" for "é", "Ð¯Ð½" for "Ян"): the
-character of a lead byte followed by those of as many continuation bytes as it needs
-("café…" and "Klášterec" have one too few)."""
+
+
+def encoded_twice(text: str) -> bool:
+    """Whether `text` holds UTF-8 read as cp1252 or Latin-1 ("â€™" for "’", "Ã©" for "é",
+    "Ð¯Ð½" for "Ян"): the character of a lead byte followed by those of as many
+    continuation bytes as it needs ("café…" and "Klášterec" have one too few). The
+    pair is found by one character-class search; the rest is read only at a pair."""
+    for match in _LEAD_PAIR.finditer(text):
+        lead, first = match[0][0], match[0][1]
+        if first == "\xa0":  # "Â\xa0" (a no-break space), "Ã\xa0" ("à")
+            if lead in "\u00c2\u00c3":
+                return True
+            continue
+        more = 0 if lead <= "\u00df" else 1 if lead <= "\u00ef" else 2
+        rest = text[match.end() : match.end() + more]
+        if len(rest) == more and all(char in CONTINUATION_CHARS for char in rest):
+            return True
+    return False
 
 
 def _c1_as_bytes(error: UnicodeError) -> tuple[bytes, int]:
@@ -457,7 +475,7 @@ def repaired_text(text: str) -> str:
     character followed by a continuation one. A text that is mojibake through and
     through is undone by encoding it back (what ftfy gives, for all of the corpus's
     such texts, 120 times faster); the rest goes to ftfy, imported on first use."""
-    if text.isascii() or not _MOJIBAKE.search(text):
+    if text.isascii() or not encoded_twice(text):
         return text
     # the whole text encoded twice (but the ellipsis of a cut summary, and the part of a
     # character before the cut): undone in C

@@ -199,14 +199,14 @@ def test_dates_read_wherever_the_source_gives_one(outcomes: list[Outcome]) -> No
 def test_no_text_is_left_encoded_twice(outcomes: list[Outcome]) -> None:
     """The FeedReader project's snapshots (The Verge, Le Monde, Spiegel...) hold UTF-8
     encoded twice: "Razerâ€™s" for "Razer’s" in 182 entries' titles or summaries."""
-    from aggregator.normalise import _MOJIBAKE
+    from aggregator.normalise import encoded_twice
 
     garbled = [
         (o.row.file, text[:60])
         for o in outcomes
         for e in o.feed.entries
         for text in (e.title, e.summary, e.author or "")
-        if _MOJIBAKE.search(text)
+        if encoded_twice(text)
     ]
     assert garbled == []
 
