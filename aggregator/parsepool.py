@@ -42,7 +42,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from aggregator.exceptions import ParseError
 from aggregator.models import Enclosure, EntryData, ParsedFeed
@@ -168,8 +168,21 @@ def child_main() -> None:
     from aggregator.parse import parse_feed
 
     parse_feed(_WARM_UP, url="https://example.org/", fetched_at=datetime.now(UTC))
-    replies.write(_frame(_READY))
+    try:
+        _answer(replies, _READY)
+        _serve_requests(requests, replies)
+    except BrokenPipeError:  # the parent is gone (killed): nobody to answer
+        os._exit(0)  # not flushing the replies at exit, which would only fail again
+
+
+def _answer(replies: BinaryIO, reply: Any) -> None:
+    replies.write(_frame(reply))
     replies.flush()
+
+
+def _serve_requests(requests: BinaryIO, replies: BinaryIO) -> None:
+    from aggregator.parse import parse_feed
+
     while (request := _read_frame(requests)) is not None:
         (url, content_type, fetched_at, max_entries), data = request
         try:
@@ -185,11 +198,7 @@ def child_main() -> None:
             reply = ["error", exc.url, exc.message or str(exc)]
         except Exception as exc:  # a parser bug: this document fails, the child goes on
             reply = ["error", url, f"parse: the parser failed ({type(exc).__name__}: {exc})"]
-        try:
-            replies.write(_frame(reply))
-            replies.flush()
-        except BrokenPipeError:  # the parent is gone (killed): nobody to answer
-            return
+        _answer(replies, reply)
 
 
 # --- the parent -----------------------------------------------------------------------

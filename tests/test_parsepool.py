@@ -165,3 +165,34 @@ def test_messages_are_plain_json_and_raw_bytes() -> None:
     message = _frame(["k\udc80", None, 3, ["a"]], body)
     assert _read_frame(io.BytesIO(message)) == (["k\udc80", None, 3, ["a"]], body)
     assert _read_frame(io.BytesIO(message[:-1])) is None  # cut short: the child died
+
+
+@pytest.mark.parametrize("when", ["starting", "answering"])
+def test_a_child_whose_parent_is_gone_exits_quietly(when: str) -> None:
+    """A worker killed with SIGKILL leaves its parser processes a closed pipe, while they
+    start or while they parse: each exits when its answer fails, without a
+    BrokenPipeError traceback in the log."""
+    import subprocess
+    import sys
+
+    from aggregator.parsepool import _CHILD_CODE, _frame
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD_CODE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    if when == "answering":
+        child.stdout.read(1)  # the child is ready (its ready message has begun)
+    child.stdout.close()  # the parent is gone: nobody reads the answers
+    document = (Path(__file__).parent / "data" / "world.rss").read_bytes()
+    request = ["https://example.org/feed", None, "2026-12-08T00:00:00+00:00", 500]
+    child.stdin.write(_frame(request, document))
+    child.stdin.flush()
+    assert child.wait(timeout=30) == 0
+    errors = child.stderr.read().decode()
+    child.stdin.close()
+    child.stderr.close()
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors
