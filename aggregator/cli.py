@@ -518,7 +518,7 @@ def _fit(text: str, used: int) -> str:
 
 
 def _explain(store: Any, story_id: int, window: timedelta) -> None:
-    from aggregator.models import backlog_age
+    from aggregator.models import backlog_reason
 
     story = store.get_story(story_id)
     if story is None:
@@ -529,9 +529,9 @@ def _explain(store: Any, story_id: int, window: timedelta) -> None:
         f"{counted(story.source_count, 'source')}, {counted(story.entry_count, 'entry', 'entries')}"
     )
     for entry in store.get_story_entries(story_id):
-        age = backlog_age(entry, window) if entry.id == story.id else None
-        if age is not None:
-            why = f"not grouped: published {age} before it was first seen (old news)"
+        reason = backlog_reason(entry, window) if entry.id == story.id else None
+        if reason is not None:
+            why = f"not grouped: {reason} (old news)"
         elif entry.id == story.id:
             why = "founded the story"
         else:

@@ -288,6 +288,7 @@ class Entry:
     group_score: float | None = None  # similarity with its story when it joined
     group_terms: tuple[str, ...] = ()  # key terms it shared with its story
     duplicate_of: int | None = None  # the entry (of another feed) this one repeats
+    catalogue: bool = False  # undated back catalogue of a new source (`is_backlog`)
 
     @property
     def language_tag(self) -> str | None:
@@ -324,6 +325,7 @@ class EntryText:
     language: str | None
     story_id: int | None = None
     group_score: float | None = None  # the score of its grouping decision (if grouped)
+    catalogue: bool = False  # undated back catalogue of a new source (`is_backlog`)
 
 
 COVERED_SOURCES = 2
@@ -439,17 +441,21 @@ def is_backlog(entry: EntryText | Entry, window: timedelta) -> bool:
     the same subject, and a new feed's whole archive would pile into the current
     stories. It is kept out of the index instead, a story of its own (shown as a
     single entry, never as coverage), which also spares grouping the bulk of a first
-    poll's work.
+    poll's work. So is an undated entry of a new source's first poll beyond its newest
+    few (`catalogue`: its date is only when it was first seen).
     """
-    return entry.published_at < entry.first_seen_at - window
+    return entry.catalogue or entry.published_at < entry.first_seen_at - window
 
 
-def backlog_age(entry: Entry, window: timedelta) -> str | None:
-    """How long before it was first seen `entry` was published ("40 days"), when that
-    kept it out of grouping as old news (`is_backlog`); else None."""
+def backlog_reason(entry: Entry, window: timedelta) -> str | None:
+    """Why `entry` was kept out of grouping as old news (`is_backlog`), in words ("published
+    40 days before it was first seen"); None when it was not."""
+    if entry.catalogue:
+        return "undated, from its source's first poll (back catalogue)"
     if not is_backlog(entry, window):
         return None
-    return counted((entry.first_seen_at - entry.published_at).days, "day")
+    days = counted((entry.first_seen_at - entry.published_at).days, "day")
+    return f"published {days} before it was first seen"
 
 
 def own_reports(entries: Sequence[Entry]) -> list[Entry]:

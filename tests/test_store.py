@@ -385,6 +385,38 @@ def test_a_fenced_write_extends_the_lock_and_never_shortens_it(store: Store) -> 
     assert not store.save_assignments([], fence=("grouper", "w2", NOW + 20 * ttl))  # not its
 
 
+def test_a_new_sources_undated_back_catalogue_stays_out_of_merged_outputs(
+    store: Store,
+) -> None:
+    """A feed added with a hundred undated items: they all take the time of its first
+    poll, and would fill the merged feeds as news of that minute. The merged lists show
+    the document's first three; the source's own list shows them all; undated items it
+    publishes later are news; grouping keeps the rest apart as old news."""
+    from aggregator.models import is_backlog
+
+    store.sync_sources(_sources("https://undated.example/1", "https://dated.example/1"), NOW)
+    undated, dated = store.claim_due_feeds("w", NOW, LEASE, 10)
+    archive = [_entry(f"u{i}", f"Archive {i}", published_at=None) for i in range(100)]
+    store.save_update(undated.id, "w", FeedUpdate(last_fetch_at=NOW), archive)
+    recent = [_entry(f"d{i}", f"Dated {i}") for i in range(5)]
+    store.save_update(dated.id, "w", FeedUpdate(last_fetch_at=NOW), recent)
+
+    merged = {e.title for e in store.get_latest(limit=200)}
+    assert {t for t in merged if t.startswith("Archive")} == {"Archive 0", "Archive 1", "Archive 2"}
+    assert len([t for t in merged if t.startswith("Dated")]) == 5
+    assert len(store.get_latest(limit=200, feed_id=undated.id)) == 100
+    assert len(store.get_latest(limit=200, tag="world")) == 8
+    kept_apart = [e for e in store.get_ungrouped(200) if is_backlog(e, timedelta(days=3))]
+    assert len(kept_apart) == 97
+
+    later = NOW + timedelta(hours=1)
+    store.claim_due_feeds("w", later, LEASE, 10, force=True)
+    fresh = [_entry(f"n{i}", f"Fresh {i}", published_at=None) for i in range(5)]
+    store.save_update(undated.id, "w", FeedUpdate(last_fetch_at=later), [*fresh, *archive], later)
+    merged = {e.title for e in store.get_latest(limit=200)}
+    assert {f"Fresh {i}" for i in range(5)} <= merged  # news now: not its first poll
+
+
 def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
     store.sync_sources(
         [SourceConfig(url="https://busy.example/1"), SourceConfig(url="https://quiet.example/1")],

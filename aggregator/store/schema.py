@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -125,6 +126,9 @@ entries = Table(
     # Why the entry joined its story: similarity score and shared key terms (JSON list).
     Column("group_score", Float),
     Column("group_terms", Text),
+    # An undated entry of its feed's first poll beyond the newest few: back catalogue
+    # that would read as news of that minute; merged outputs and grouping leave it out.
+    Column("catalogue", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("feed_id", "key_hash", name="uq_entries_feed_key"),
     Index("ix_entries_published", "published_at", "id"),
     Index("ix_entries_feed_published", "feed_id", "published_at"),

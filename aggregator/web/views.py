@@ -31,7 +31,7 @@ from flask import (
     url_for,
 )
 
-from aggregator.models import Entry, Story, backlog_age, heartbeat_is_fresh, own_reports
+from aggregator.models import Entry, Story, backlog_reason, heartbeat_is_fresh, own_reports
 from aggregator.store import EntryQuery
 from aggregator.web import charts
 from aggregator.web.common import (
@@ -147,11 +147,11 @@ def story(story_id: int) -> Response:
 
 
 def _old_news(story: Story, coverage: Sequence[Entry]) -> str | None:
-    """How long before it was first seen the story's only entry was published, when
-    that kept it out of grouping as old news (`is_backlog`); else None."""
+    """Why the story's only entry was kept out of grouping as old news (`is_backlog`),
+    in words; else None."""
     if len(coverage) != 1 or coverage[0].id != story.id:
         return None
-    return backlog_age(coverage[0], current_app.config["GROUP_WINDOW"])
+    return backlog_reason(coverage[0], current_app.config["GROUP_WINDOW"])
 
 
 @bp.route("/sources")
