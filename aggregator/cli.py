@@ -301,7 +301,10 @@ def _discovered(config: Config, url: str) -> str:
     try:
         found = find_feed(url, config.settings.fetch_options())
     except DiscoveryError as e:
-        hint = error_advice(str(e)) or "--no-check adds the URL as given"
+        hint = "--no-check adds the URL as given"
+        advice = error_advice(str(e))
+        if advice is not None:  # a refused address: added as given, it would only fail
+            hint = advice if "refused address" in str(e) else f"{advice}; {hint}"
         raise click.ClickException(f"{e}\n({hint})") from e
     what = f"{found.title or '(untitled)'}, {counted(found.entries, 'entry', 'entries')}"
     if found.moved:

@@ -53,8 +53,8 @@ from aggregator.update import Parsers, PollOptions, poll_due
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)  # retention runs this often, by one worker at a time
-CLOCK_CHECK_SECONDS = 5.0  # how often the worker looks for a step back of the wall clock
-CLOCK_STEP_SECONDS = 10.0  # a step back longer than this restarts the jobs' timing
+CLOCK_CHECK_SECONDS = 5.0  # how often the worker checks that its jobs are due in time
+CLOCK_STEP_SECONDS = 10.0  # a job due this much beyond its interval restarts the timing
 FORGET_WORKERS_AFTER = timedelta(days=1)  # a worker silent this long is gone: its row too
 
 
@@ -329,25 +329,37 @@ class Worker:
         return scheduler
 
     def _watch_clock(self, every: float) -> None:
-        """Until the worker stops, notice the wall clock stepping back (an NTP step, a
-        virtual machine's snapshot restored, a date set by hand) and restart the jobs'
-        timing from now: APScheduler 3 times its jobs on the wall clock, so the tick
-        would otherwise wait out the step (30 minutes back: no tick for 30 minutes)."""
-        wall, monotonic = time.time(), time.monotonic()
-        while not self._stop.wait(every):
-            now_wall, now_monotonic = time.time(), time.monotonic()
-            behind = wall + (now_monotonic - monotonic) - now_wall
-            if behind > CLOCK_STEP_SECONDS and self._scheduler is not None:
-                log.warning("worker: the clock went back %.0fs; ticking on from now", behind)
+        """Until the worker stops, check that each job is due within its interval and
+        restart the jobs' timing from now when one is not: APScheduler 3 times its jobs
+        on the wall clock, so after a step back of the clock (an NTP step, a virtual
+        machine's snapshot restored, a date set by hand) the tick waited out the step
+        (30 minutes back: no tick for 30 minutes). Reading the jobs' due times, not the
+        step itself, also catches a due time the scheduler wrote from the old timing."""
+        while not self._stop.wait(every) and self._scheduler is not None:
+            late = self._beyond_interval(self._scheduler)
+            if late > CLOCK_STEP_SECONDS:
+                log.warning("worker: the clock went back %.0fs; ticking on from now", late)
                 self._restart_jobs(self._scheduler)
-            wall, monotonic = now_wall, now_monotonic
+
+    def _beyond_interval(self, scheduler: BaseScheduler) -> float:
+        """How many seconds the furthest job is due beyond its interval from now."""
+        now = datetime.now(UTC)
+        late = 0.0
+        for job_id, seconds in self._jobs():
+            job = scheduler.get_job(job_id)
+            if job is not None and job.next_run_time is not None:
+                late = max(late, (job.next_run_time - now).total_seconds() - seconds)
+        return late
+
+    def _jobs(self) -> tuple[tuple[str, float], ...]:
+        return (
+            ("tick", float(self.config.settings.tick_interval)),
+            ("prune", PRUNE_EVERY.total_seconds()),
+        )
 
     def _restart_jobs(self, scheduler: BaseScheduler) -> None:
         now = datetime.now(UTC)
-        for job_id, seconds in (
-            ("tick", self.config.settings.tick_interval),
-            ("prune", PRUNE_EVERY.total_seconds()),
-        ):
+        for job_id, seconds in self._jobs():
             scheduler.reschedule_job(job_id, trigger="interval", seconds=seconds)
             scheduler.modify_job(job_id, next_run_time=now)
 
