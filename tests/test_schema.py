@@ -179,6 +179,19 @@ def test_upgrading_refreshes_text_read_the_old_way_without_an_edit(
     store.close()
 
 
+def _upgraded_from(store: Store, version: str, *statements: str, **params: object) -> Store:
+    """The store as the release at `version` left it (`statements` undo this release's
+    work), closed and opened again: the upgrade runs the migrations after `version`."""
+    with store._engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement), params)
+        conn.execute(text(f"UPDATE alembic_version SET version_num = '{version}'"))
+    store.close()
+    store = Store(store.database_url)
+    store.upgrade()
+    return store
+
+
 def _one_story(store: Store, links: list[str], now: datetime) -> list[int]:
     """One entry per feed (in id order) at `links`, all grouped into one story."""
     claimed = sorted(store.claim_due_feeds("w", now, timedelta(minutes=5), 10), key=lambda f: f.id)
@@ -213,13 +226,7 @@ def test_upgrading_counts_a_page_two_feeds_carry_as_one_source(database_url: str
     links = ["https://site.example/a", "https://site.example/a", "https://other.example/b"]
     ids = _one_story(store, links, now)
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
-    with store._engine.begin() as conn:  # back to what the previous release left
-        conn.execute(text("UPDATE stories SET source_count = 3"))
-        conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
-    store.close()
-
-    store = Store(database_url)
-    store.upgrade()
+    store = _upgraded_from(store, "0009", "UPDATE stories SET source_count = 3")
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     store.close()
 
@@ -235,13 +242,7 @@ def test_upgrading_leaves_removed_sources_out_of_story_counts(database_url: str)
     ids = _one_story(store, [f"{source.url}/bridge" for source in sources], now)
     store.sync_sources(sources[:2], now)
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
-    with store._engine.begin() as conn:  # back to what the previous release left
-        conn.execute(text("UPDATE stories SET source_count = 3"))
-        conn.execute(text("UPDATE alembic_version SET version_num = '0010'"))
-    store.close()
-
-    store = Store(database_url)
-    store.upgrade()
+    store = _upgraded_from(store, "0010", "UPDATE stories SET source_count = 3")
     assert store.get_story(ids[0]).source_count == 2  # type: ignore[union-attr]
     store.close()
 
@@ -256,23 +257,15 @@ def test_upgrading_deletes_stories_left_empty_and_relabels_pruned_headlines(
     store.upgrade()
     store.sync_sources([SourceConfig(url=f"https://{n}.example/feed") for n in "ab"], now)
     first, second = _one_story(store, ["https://a.example/1", "https://b.example/2"], now)
-    with store._engine.begin() as conn:  # back to what the previous release left
-        conn.execute(
-            text(
-                "INSERT INTO stories (id, headline, headline_entry_id, terms, entry_count, "
-                "source_count, first_seen_at, last_updated_at) "
-                "VALUES (99999, 'Ghost', 99999, '[]', 1, 1, :now, :now)"
-            ),
-            {"now": now},
-        )
-        conn.execute(
-            text("UPDATE stories SET headline_entry_id = 12345 WHERE id = :id"), {"id": first}
-        )
-        conn.execute(text("UPDATE alembic_version SET version_num = '0011'"))
-    store.close()
-
-    store = Store(database_url)
-    store.upgrade()
+    store = _upgraded_from(
+        store,
+        "0011",
+        "INSERT INTO stories (id, headline, headline_entry_id, terms, entry_count, "
+        "source_count, first_seen_at, last_updated_at) "
+        "VALUES (99999, 'Ghost', 99999, '[]', 1, 1, :now, :now)",
+        f"UPDATE stories SET headline_entry_id = 12345 WHERE id = {first}",
+        now=now,
+    )
     assert store.get_story(99999) is None
     story = store.get_story(first)
     assert story is not None and story.headline_entry_id in (first, second)
