@@ -218,8 +218,8 @@ def _contact_url(value: object) -> str:
 
 def _database_url(value: object) -> str:
     url = _text(value)
-    if not re.match(r"^[a-z][a-z0-9+.-]*://", url):
-        raise ValueError(f"{url!r} is not a database URL (e.g. sqlite:///data/aggregator.db)")
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", url):  # not echoed: it may hold a password
+        raise ValueError("not a database URL (e.g. sqlite:///data/aggregator.db)")
     return url
 
 

@@ -325,7 +325,7 @@ def test_database_url_precedence(tmp_path: Path) -> None:
         ({"AGGREGATOR_PORT": "eighty"}, "AGGREGATOR_PORT: 'eighty' is not an integer"),
         ({"AGGREGATOR_TICK_INTERVAL": "soon"}, "AGGREGATOR_TICK_INTERVAL: 'soon' is not a"),
         ({"AGGREGATOR_ALLOW_PRIVATE_ADDRESSES": "maybe"}, "AGGREGATOR_ALLOW_PRIVATE_ADDRESSES:"),
-        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL: 'nonsense' is not a database URL"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL: not a database URL"),
     ],
 )
 def test_bad_env_value_names_the_variable(tmp_path: Path, env: dict[str, str], start: str) -> None:
@@ -334,6 +334,15 @@ def test_bad_env_value_names_the_variable(tmp_path: Path, env: dict[str, str], s
     assert error.line is None
     assert error.message.startswith(start)
     assert str(error) == f"environment: {error.message}"
+
+
+def test_a_bad_database_url_is_not_echoed(tmp_path: Path) -> None:
+    """The message shows on /healthz and /sources (`config_problem`): a database URL
+    with a typo must not put its password there."""
+    for env in ({}, {"DATABASE_URL": "postgresql//u:s3cret@db/agg"}):
+        path = write(tmp_path, '[settings]\ndatabase_url = "postgresql//u:s3cret@db/agg"\n')
+        error = config_error(path, env=env)
+        assert "not a database URL" in str(error) and "s3cret" not in str(error)
 
 
 def test_resolve_config_path() -> None:
