@@ -755,6 +755,7 @@ def _load_sources(
         raise ConfigError(path, lines.top_level("feeds"), "feeds must be [[feeds]] tables")
     sources: list[SourceConfig] = []
     seen: dict[str, SourceConfig] = {}
+    problems: list[ConfigError] = []  # every invalid feed, not only the first
     for index, entry in enumerate(feeds):
         if not isinstance(entry, dict):
             raise ConfigError(path, lines.top_level("feeds"), "feeds must be [[feeds]] tables")
@@ -762,13 +763,19 @@ def _load_sources(
             source = parse_source(entry, settings)
         except InvalidValue as e:
             line = lines.in_feed(index, e.key)
-            raise ConfigError(path, line, f"feed #{index + 1}: {e}") from None
+            problems.append(ConfigError(path, line, f"feed #{index + 1}: {e}"))
+            continue
         source = dataclasses.replace(source, line=lines.in_feed(index))
         first = seen.setdefault(normalise_url(source.url), source)
         if first is not source:
             message = f"duplicate feed {source.url!r} (first listed on line {first.line})"
-            raise ConfigError(path, lines.in_feed(index, "url"), message)
+            problems.append(ConfigError(path, lines.in_feed(index, "url"), message))
+            continue
         sources.append(source)
+    if problems:
+        first_problem = problems[0]
+        line, message = first_problem.line, first_problem.message
+        raise ConfigError(path, line, message, tuple(problems[1:]))
     return tuple(sources)
 
 

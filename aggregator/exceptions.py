@@ -22,15 +22,24 @@ class AggregatorError(Exception):
 class ConfigError(AggregatorError):
     """A config file or environment override is invalid.
 
-    The message reads `path:line: problem` so editors and terminals can jump to it.
+    The message reads `path:line: problem` so editors and terminals can jump to it;
+    `more` holds the file's other problems found in the same reading (its other
+    invalid feeds), each on a line of its own after the first.
     """
 
-    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        line: int | None,
+        message: str,
+        more: tuple[ConfigError, ...] = (),
+    ) -> None:
         self.path = str(path)
         self.line = line
         self.message = message
+        self.more = more
         where = f"{self.path}:{line}" if line else self.path
-        super().__init__(f"{where}: {message}")
+        super().__init__("\n".join([f"{where}: {message}", *map(str, more)]))
 
 
 class FeedError(AggregatorError):

@@ -42,6 +42,22 @@ def test_check_reports_file_line_and_problem(tmp_path: Path) -> None:
     assert f"{path}:6:" in output and "intervl" in output and "did you mean 'interval'" in output
 
 
+def test_check_reports_every_invalid_feed(tmp_path: Path) -> None:
+    path = tmp_path / "agg.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://a.example/f"\ntags = ["Bad Tag"]\n\n'
+        '[[feeds]]\nurl = "https://b.example/f"\n\n'
+        '[[feeds]]\nurl = "https://c.example/f"\ninterval = "30 minutes"\n\n'
+        '[[feeds]]\nurl = "https://B.example/f"\n'
+    )
+    code, output = _run("--config", str(path), "check")
+    assert code != 0
+    lines = output.removeprefix("Error: ").splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{path}:3", f"{path}:10", f"{path}:13"]
+    assert "feed #1: tags" in lines[0] and "feed #3: interval" in lines[1]
+    assert "duplicate feed 'https://B.example/f' (first listed on line 5)" in lines[2]
+
+
 def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
     path = tmp_path / "agg.toml"
     path.write_text("[settings]\nport = 'eighty'\n")
