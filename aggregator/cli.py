@@ -329,7 +329,13 @@ def remove(state: _State, url: str) -> None:
     from aggregator.sources import remove_source
 
     try:
-        source = remove_source(state.path, _config_url(state, url))
+        config_url = _config_url(state, url)
+    except click.ClickException:
+        if url.isdigit():
+            raise
+        config_url = url  # the config does not load: the source to remove may be why
+    try:
+        source = remove_source(state.path, config_url)
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"removed {source.url} from {state.path}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import tomllib
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
@@ -79,7 +80,8 @@ OPTIONS_PROBE_URL = "https://options.invalid/"
 
 def remove_source(path: Path, url: str) -> SourceConfig:
     """Take a source out of the config file: its `[[feeds]]` table and the comment lines
-    right above it; everything else is kept as written.
+    right above it; everything else is kept as written. A file that does not load can
+    lose the table that made it invalid (the file must load without it).
 
     Its stored entries stay (the feed is no longer polled, and its entries leave the
     merged outputs; retention prunes them as it prunes any feed's). The new text is
@@ -92,10 +94,38 @@ def remove_source(path: Path, url: str) -> SourceConfig:
         ConfigError: the file does not load, does not list `url`, or could not be
             edited safely (it is then left as it was).
     """
-    config, source, index, text = _listed(path, url)
+    try:
+        config, source, index, text = _listed(path, url)
+    except ConfigError as invalid:
+        return _remove_invalid(path, url, invalid)
     others = [s for s in config.sources if s is not source]
     _write_checked(config, source, cfg.without_feed_table(text, index), others)
     return source
+
+
+def _remove_invalid(path: Path, url: str, invalid: ConfigError) -> SourceConfig:
+    """Remove the table of `url` from a config file that does not load, when that table
+    is what made it invalid: the file without it must load. Else `invalid` stands."""
+    text = path.read_bytes().decode("utf-8")
+    try:
+        tables = tomllib.loads(text).get("feeds", [])
+    except tomllib.TOMLDecodeError:
+        raise invalid from None  # not TOML: the tables cannot be told apart
+    key = cfg.normalise_url(url)
+    found = [
+        index
+        for index, table in enumerate(tables if isinstance(tables, list) else [])
+        if isinstance(table, dict) and cfg.normalise_url(str(table.get("url", ""))) == key
+    ]
+    if len(found) != 1:
+        raise invalid
+    new_text = cfg.without_feed_table(text, found[0])
+    try:
+        cfg.parse_config(path, new_text)
+    except ConfigError:
+        raise invalid from None  # the rest of the file has problems too
+    _write_atomically(path, new_text)
+    return SourceConfig(url=str(tables[found[0]]["url"]), line=invalid.line)
 
 
 def set_enabled(path: Path, url: str, enabled: bool) -> SourceConfig:

@@ -58,6 +58,18 @@ def test_check_reports_every_invalid_feed(tmp_path: Path) -> None:
     assert "duplicate feed 'https://B.example/f' (first listed on line 5)" in lines[2]
 
 
+def test_remove_takes_out_the_feed_that_broke_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "agg.toml"
+    path.write_text(
+        '[[feeds]]\nurl = "https://a.example/f"\n\n'
+        '[[feeds]]\nurl = "https://b.example/f"\ninterval = "30 minutes"\n'
+    )
+    code, output = _run("--config", str(path), "remove", "https://b.example/f")
+    assert code == 0 and "removed https://b.example/f" in output, output
+    code, output = _run("--config", str(path), "check")
+    assert code == 0 and "ok, 1 source" in output
+
+
 def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
     path = tmp_path / "agg.toml"
     path.write_text("[settings]\nport = 'eighty'\n")

@@ -159,6 +159,28 @@ url = "https://gamma.example/feed"
 """
 
 
+def test_remove_mends_a_file_that_only_the_removed_table_broke(tmp_path: Path) -> None:
+    """An edit left one feed invalid (the file no longer loads); removing that feed
+    works and leaves a file that loads. A file with other problems is left alone."""
+    path = tmp_path / "aggregator.toml"
+    broken = THREE.replace(
+        'url = "https://beta.example/feed"',
+        'url = "https://beta.example/feed"\ninterval = "30 minutes"',
+    )
+    path.write_text(broken, encoding="utf-8")
+    with pytest.raises(ConfigError, match="interval"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match="interval"):  # not the culprit: nothing changes
+        remove_source(path, "https://gamma.example/feed")
+    assert path.read_text(encoding="utf-8") == broken
+    removed = remove_source(path, "https://BETA.example/feed")
+    assert removed.url == "https://beta.example/feed"
+    assert [s.url for s in load_config(path, env={}).sources] == [
+        "https://alpha.example/feed",
+        "https://gamma.example/feed",
+    ]
+
+
 def test_remove_takes_out_the_table_and_its_own_comments(tmp_path: Path) -> None:
     path = tmp_path / "aggregator.toml"
     path.write_text(THREE, encoding="utf-8")
