@@ -419,7 +419,14 @@ def _ago(when: datetime | None, now: datetime) -> str:
         return "-"
     seconds = int((when - now).total_seconds())
     span = abs(seconds)
-    text = f"{span}s" if span < 120 else f"{span // 60}m" if span < 7200 else f"{span // 3600}h"
+    if span < 120:
+        text = f"{span}s"
+    elif span < 7200:
+        text = f"{span // 60}m"
+    elif span < 172800:
+        text = f"{span // 3600}h"
+    else:  # a feed backed off for days, one that last worked weeks ago
+        text = f"{span // 86400}d"
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 

@@ -435,3 +435,14 @@ def test_db_backup_copies_the_store_into_a_new_file(tmp_path: Path, sqlite_url: 
     assert code != 0 and f"folder {tmp_path / 'no'} does not exist" in output
     code, output = _run("--config", str(path), "db", "vacuum")
     assert code == 0 and re.search(r"vacuumed sqlite:///\S+: [\d,]+ -> [\d,]+ bytes", output)
+
+
+def test_feeds_times_read_in_the_unit_that_fits() -> None:
+    from aggregator.cli import _ago
+
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    spans = [5, 119, 120, 7199, 7200, 172799, 172800, 30 * 86400]
+    assert [_ago(now - timedelta(seconds=s), now) for s in spans] == [
+        "5s ago", "119s ago", "2m ago", "119m ago", "2h ago", "47h ago", "2d ago", "30d ago"
+    ]  # fmt: skip
+    assert _ago(now + timedelta(days=3), now) == "in 3d" and _ago(None, now) == "-"
