@@ -420,6 +420,8 @@ def encoded_twice(text: str) -> bool:
     pair is found by one character-class search; the rest is read only at a pair."""
     for match in _LEAD_PAIR.finditer(text):
         lead, first = match[0][0], match[0][1]
+        if first == ELLIPSIS and match.end() == len(text):
+            continue  # the mark of a cut text: "groß…" is German
         if first == "\xa0":  # "Â\xa0" (a no-break space), "Ã\xa0" ("à")
             if lead in "\u00c2\u00c3":
                 return True
@@ -442,13 +444,14 @@ def _c1_as_bytes(error: UnicodeError) -> tuple[bytes, int]:
     return chunk.encode("latin-1"), error.end
 
 
-_LEAD_SPACE = re.compile("([\u00c2-\u00df]) ")
+_LEAD_SPACE = re.compile("([\u00c2\u00c3\u00ce\u00d0]) ")
 
 
 def _with_no_break_spaces(text: str) -> str:
     """Mojibake whose no-break spaces collapsing whitespace made spaces: "Â\xa0" (a
-    no-break space, C2 A0), "Ð\xa0" ("Р", D0 A0) and the like had become "Â ", "Ð ";
-    "Ã\xa0" ("à") has, and was mostly followed by a space that it merged with."""
+    no-break space, C2 A0), "Î\xa0" ("Π", CE A0) and "Ð\xa0" ("Р", D0 A0) had become
+    "Â ", "Î ", "Ð "; "Ã\xa0" ("à") too, mostly followed by a space it merged with.
+    Only these leads: "É " ends French words in capitals ("CAFÉ OK")."""
     return _LEAD_SPACE.sub(lambda m: m[1] + ("\xa0 " if m[1] == "\u00c3" else "\xa0"), text)
 
 
@@ -481,13 +484,37 @@ def repaired_text(text: str) -> str:
     # character before the cut): undone in C
     cut = text.endswith(ELLIPSIS)
     body, tail = (text[:-1], ELLIPSIS) if cut else (text, "")
-    try:
-        data = _with_no_break_spaces(body).encode("cp1252", C1_AS_BYTES)
-        return codecs.getincrementaldecoder("utf-8")().decode(data, final=not cut) + tail
-    except UnicodeError:  # mixed with clean text, or bytes cp1252 lacks: ftfy decides
-        from ftfy import fix_encoding
+    for candidate in (body, _with_no_break_spaces(body)):  # no-break spaces only if needed
+        repaired = _undone(candidate, cut)
+        if repaired is not None:
+            return repaired + tail
+    from ftfy import fix_encoding  # mixed with clean text: ftfy decides
 
-        return fix_encoding(text)
+    return fix_encoding(text)
+
+
+CUT_EVIDENCE = 3
+"""Characters a cut text must have repaired before the cut for the part of a character
+at the cut to be dropped: "Ð" at the end of a cut Russian text is half of a letter;
+"é" at the end of "Ã© café" is a letter."""
+
+
+def _undone(text: str, cut: bool) -> str | None:
+    """`text` encoded as cp1252 (C1 controls as their bytes) and decoded as UTF-8; of a
+    `cut` text, the part of a character at its end dropped when what comes before is
+    clearly text encoded twice; None when it does not decode."""
+    try:
+        data = text.encode("cp1252", C1_AS_BYTES)
+    except UnicodeError:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if not cut or error.reason != "unexpected end of data":
+            return None
+        head = data[: error.start].decode("utf-8")
+        repaired = sum(1 for char in head if not char.isascii())
+        return head if repaired >= CUT_EVIDENCE else None
 
 
 SYNDICATION_FOOTER = "appeared first on"

@@ -373,6 +373,12 @@ def _twice(text: str) -> str:
         ),
         ("Pão de Açúcar, à côté", "Pão de Açúcar, à côté"),
         ("Déjà vu… «café» É", "Déjà vu… «café» É"),
+        # a lead-like letter before the ellipsis of a cut text, or before a space
+        ("Die Freude war groß…", "Die Freude war groß…"),
+        ("Neuer Chef bei der SPÖ…", "Neuer Chef bei der SPÖ…"),
+        ("CAFÉ OLÉ…", "CAFÉ OLÉ…"),
+        ("CAFÉ OK Ã©", "CAFÉ OK é"),  # mixed: ftfy's repair, not a "ɠ"
+        ("Ã© café…", "é café…"),  # one repaired character: "é" at the cut stays
         # other scripts: the bytes cp1252 lacks were kept as C1 controls
         (_twice("Яндекс.Новости: Москва"), "Яндекс.Новости: Москва"),
         (_twice("Ξέρω τι είναι το Παρίσι"), "Ξέρω τι είναι το Παρίσι"),
