@@ -781,12 +781,26 @@ def plain_title(value: str | None, limit: int) -> str:
     the text as written. A title is plain text in Atom (`type="text"`, the default),
     JSON Feed and most RSS, where "Vec<T> in Rust" or "Using the <details> element"
     mean what they say; feeds that do send HTML titles close their elements
-    ("<i>Legend</i>", "1930ft<sup>2</sup>"). Entities are decoded either way: titles
-    escaped twice ("AT&amp;amp;T") are common."""
-    if value and "<" in value and not looks_like_markup(value):
+    ("<i>Legend</i>", "1930ft<sup>2</sup>"). Entities are decoded (titles escaped twice,
+    "AT&amp;amp;T", are common); what they decode to is text ("&lt;pre&gt;" shows
+    "<pre>"), unless it would run or load something (`runs_or_loads`): then its tags go,
+    as no stored title holds such markup."""
+    if not value:
+        return ""
+    if "<" in value and looks_like_markup(value):
+        text = _text_of_html(value)
+        if "<" in text and runs_or_loads(text):  # an escaped "&lt;script&gt;" in it
+            text = _text_of_html(text)
+    else:
         text = html.unescape(value) if "&" in value else value
-        return collapse_and_truncate(text, limit)
-    return plain_text(value, limit)
+        if "<" in text and runs_or_loads(text):  # "&lt;script&gt;": never stored as is
+            text = _text_of_html(text)
+    return collapse_and_truncate(text, limit)
+
+
+def _text_of_html(value: str) -> str:
+    """The text of HTML, entities decoded (what `plain_text` reads of markup)."""
+    return html.unescape(text_of_markup(_TEXT_CLEANER.clean(value)))
 
 
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)")
@@ -801,8 +815,9 @@ HTML_ELEMENTS = (
 )
 """Element names that make a title HTML when closed, self-closed or given attributes."""
 ACTIVE_ELEMENTS = frozenset(
-    "audio base button embed form frame iframe img input link math meta noscript object "
-    "script select source style svg template textarea video".split()
+    "applet audio base button dialog embed form frame frameset iframe image img input "
+    "isindex keygen link math meta noembed noscript object plaintext script select "
+    "source style svg template textarea video xmp".split()
 )
 """Element names that make a title HTML wherever they appear: a title is never stored
 with them (a reader that renders titles as HTML would run or load them)."""
@@ -811,17 +826,29 @@ VOID_ELEMENTS = frozenset({"br", "hr", "wbr"})
 
 def looks_like_markup(text: str) -> bool:
     """Whether text holding "<" is HTML: it names an active element (script, img, svg,
-    ...), or has a tag of an HTML element that is closed, self-closed, void or given
-    attributes ("<i>Legend</i>", "30ft<sup>2</sup>", "<br/>", "<p class=x>"). A start
-    tag alone is text ("Using the <details> element"), as is an unknown name ("<T>")."""
-    names = {name.lower() for name in _TAG_NAME.findall(text)}
-    if names & ACTIVE_ELEMENTS:
+    ...), opens a comment or declaration ("<!"), has a tag of any name with an
+    attribute value ("<x onfocus=...>"), or a tag of an HTML element that is closed,
+    self-closed, void or given attributes ("<i>Legend</i>", "30ft<sup>2</sup>", "<br/>",
+    "<p class>"). A start tag alone is text ("Using the <details> element"), as is an
+    unknown name ("<T>", "<T extends Base>")."""
+    if runs_or_loads(text):
         return True
     for closing, name, rest in _TITLE_TAG.findall(text):
         name = name.lower()
         if name in HTML_ELEMENTS and (closing or rest.strip() or name in VOID_ELEMENTS):
             return True
     return False
+
+
+def runs_or_loads(text: str) -> bool:
+    """Whether text holding "<" has markup a reader rendering it as HTML would run, load
+    or be disturbed by: an active element, a comment or declaration, a tag of any name
+    with an attribute value (an event handler). No stored title holds any."""
+    if "<!" in text:
+        return True
+    if not ACTIVE_ELEMENTS.isdisjoint(name.lower() for name in _TAG_NAME.findall(text)):
+        return True
+    return any("=" in rest for _, _, rest in _TITLE_TAG.findall(text))
 
 
 def collapse_and_truncate(text: str, limit: int) -> str:

@@ -15,7 +15,7 @@ import pytest
 from aggregator.exceptions import ParseError
 from aggregator.fastparse import BARE_AMPERSAND_WARNING, parse_fast, refusal
 from aggregator.models import Enclosure, ParsedFeed
-from aggregator.normalise import MAX_FUTURE_SKEW
+from aggregator.normalise import MAX_FUTURE_SKEW, runs_or_loads
 from aggregator.parse import CUT_SHORT_WARNING, parse_feed
 from tests.test_normalise import XSS_PAYLOADS, html_problems, text_problems
 
@@ -760,6 +760,39 @@ def test_titles_in_plain_text_keep_what_looks_like_a_tag(fast: bool) -> None:
     )
     parsed = parse_bytes(_rss(channel_extra=rss), fast=fast)
     assert [entry.title for entry in parsed.entries][:-1] == [*HTML_TITLES.values(), *TEXT_TITLES]
+
+
+HOSTILE_TITLES = {
+    "<x autofocus tabindex=1 onfocus=alert(1)>": "",
+    "<image src=x onerror=alert(document.domain)>": "",
+    "<dialog open onclose=alert(1)>text": "text",
+    "Vec<T> &lt;script&gt;alert(2)&lt;/script&gt;": "Vec",
+    "<b>x</b> &lt;img src=x onerror=y&gt;": "x",
+    "before <!-- the rest": "before",
+    "<plaintext>after": "after",
+}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_no_title_keeps_markup_that_would_run_or_load(fast: bool) -> None:
+    """Titles kept as text must not carry what a reader rendering titles as HTML would
+    run: event handlers on any tag, active elements, comments, nor markup an entity
+    escaped once more."""
+    items = "".join(
+        f"<item><title>{escape(title)}</title><guid>g{n}</guid></item>"
+        for n, title in enumerate(HOSTILE_TITLES)
+    )
+    channel = f"<title>{escape('<image src=x onerror=alert(1)>Feed')}</title>{items}"
+    data = (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{channel}'
+        "</channel></rss>"
+    ).encode()
+    parsed = parse_bytes(data, fast=fast)
+    assert parsed.title == "Feed"
+    assert [e.title for e in parsed.entries] == [
+        t or e.title for t, e in zip(HOSTILE_TITLES.values(), parsed.entries, strict=True)
+    ]
+    assert not any(runs_or_loads(e.title) for e in parsed.entries)
 
 
 def test_json_feed_titles_in_plain_text_keep_what_looks_like_a_tag() -> None:
