@@ -416,6 +416,12 @@ def test_a_new_sources_undated_back_catalogue_stays_out_of_merged_outputs(
     merged = {e.title for e in store.get_latest(limit=200)}
     assert {f"Fresh {i}" for i in range(5)} <= merged  # news now: not its first poll
 
+    # another source publishes an article of that back catalogue: it is news, shown
+    store.claim_due_feeds("w", later, LEASE, 10, force=True)
+    reprint = _entry("r", "Fresh news on the u7 article", link="https://example.org/u7")
+    store.save_update(dated.id, "w", FeedUpdate(last_fetch_at=later), [reprint], later)
+    assert "Fresh news on the u7 article" in {e.title for e in store.get_latest(limit=200)}
+
 
 def test_prune_keeps_recent_and_the_newest_per_feed(store: Store) -> None:
     store.sync_sources(

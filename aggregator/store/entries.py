@@ -99,7 +99,8 @@ def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]])
     feed's original entry, so merged outputs show the article once.
 
     A link that several items of one feed carry (a podcast's episodes all pointing at
-    the show's home page) does not name an article: it makes no duplicates.
+    the show's home page) does not name an article: it makes no duplicates. Nor is a
+    `catalogue` entry an original: merged outputs leave it out, and its copy with it.
     """
     counts = Counter(row["link_hash"] for row in rows if row["link_hash"])
     unique = {link_hash for link_hash, count in counts.items() if count == 1}
@@ -107,16 +108,17 @@ def _mark_duplicates(conn: Connection, feed_id: int, rows: list[dict[str, Any]])
         return
     # Filter on the link hash only, so the planner uses its index; originals are picked
     # in Python (an index on the mostly-NULL duplicate_of would be scanned instead).
+    columns = (entries.c.id, entries.c.feed_id, entries.c.link_hash, entries.c.duplicate_of)
     candidates = conn.execute(
-        select(entries.c.id, entries.c.feed_id, entries.c.link_hash, entries.c.duplicate_of).where(
+        select(*columns, entries.c.catalogue).where(
             entries.c.link_hash.in_(unique), entries.c.feed_id != feed_id
         )
     ).all()
-    shared = Counter((other, link_hash) for _, other, link_hash, _ in candidates)
+    shared = Counter((other, link_hash) for _, other, link_hash, _, _ in candidates)
     originals: dict[str, int] = {}
-    for entry_id, other, link_hash, duplicate_of in candidates:
-        if shared[other, link_hash] > 1:
-            continue  # that feed's items share the link
+    for entry_id, other, link_hash, duplicate_of, catalogue in candidates:
+        if shared[other, link_hash] > 1 or catalogue:
+            continue  # that feed's items share the link; a back catalogue is not shown
         if duplicate_of is None and entry_id < originals.get(link_hash, entry_id + 1):
             originals[link_hash] = entry_id
     for row in rows:
