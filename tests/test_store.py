@@ -539,6 +539,27 @@ def test_a_big_prune_leaves_a_small_sqlite_log_and_vacuum_shrinks_the_file(
     store.close()
 
 
+def test_the_checkpoint_after_a_prune_never_holds_writers_behind_a_reader(
+    sqlite_url: str,
+) -> None:
+    """A page being read keeps its snapshot: the checkpoint gives up at once rather
+    than wait for it, holding off the worker's writes meanwhile."""
+    store = Store(sqlite_url)
+    store.upgrade()
+    store.record_tick("w", NOW, 30)
+    reader = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM workers").fetchall()  # holds a snapshot
+        started = time.monotonic()
+        store.checkpoint()
+        store.record_tick("w", NOW + timedelta(seconds=1), 30)
+        assert time.monotonic() - started < 2  # waited 30 s (the busy timeout) before
+    finally:
+        reader.close()
+        store.close()
+
+
 def test_saving_leaves_out_new_entries_that_retention_would_delete(store: Store) -> None:
     """A feed's document keeps items that retention deletes (a weekly blog listing a
     year of posts): they are not stored, and a later change of the document does not

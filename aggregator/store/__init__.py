@@ -39,7 +39,7 @@ from aggregator.store import feeds as feed_rows
 from aggregator.store import locks as lock_rows
 from aggregator.store import pages as page_rows
 from aggregator.store import stories as story_rows
-from aggregator.store.engine import make_engine
+from aggregator.store.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine
 from aggregator.store.pages import DigestQuery, EntryQuery
 from aggregator.store.schema import workers
 
@@ -330,11 +330,17 @@ class Store:
 
     def checkpoint(self) -> None:
         """On SQLite, move the write-ahead log into the database and truncate it, when no
-        reader needs it (else at a later checkpoint): after a prune, the log held all it
-        deleted. Nothing on PostgreSQL."""
+        reader needs it (else a later checkpoint that empties the log cuts it back to
+        `journal_size_limit`): after a prune, the log held all it deleted. Without
+        waiting: a TRUNCATE checkpoint that waits for readers holds off every writer
+        meanwhile (a heartbeat waited 7.5 s behind an 8 s read). Nothing on PostgreSQL."""
         if self._engine.dialect.name != "sqlite":
             return
-        self._sqlite_outside_transactions("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._sqlite_outside_transactions(
+            "PRAGMA busy_timeout=0",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        )
 
     def vacuum(self) -> tuple[int, int] | None:
         """Give the space of deleted rows back to the file system (SQLite's VACUUM: the
@@ -361,8 +367,12 @@ class Store:
         with closing(self._engine.raw_connection()) as raw:
             driver = raw.driver_connection
             assert isinstance(driver, sqlite3.Connection)  # the engine's SQLite driver
-            for statement in statements:
-                driver.execute(statement).close()
+            try:
+                for statement in statements:
+                    driver.execute(statement).close()
+            except sqlite3.Error:
+                raw.invalidate()  # not back to the pool with a setting changed midway
+                raise
 
     def count_entries(self) -> int:
         with self._read() as conn:
