@@ -14,8 +14,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import feedparser
@@ -833,6 +834,12 @@ def test_every_response_carries_the_security_headers(client: FlaskClient, filled
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
 
 
+def _asctime(http_date: str) -> str:
+    """An HTTP date as C's asctime writes it ("Tue Dec  8 06:16:04 2026")."""
+    when = parsedate_to_datetime(http_date)
+    return f"{when:%a %b} {when.day:2d} {when:%H:%M:%S %Y}"
+
+
 def test_conditional_requests_follow_rfc_9110_in_flask_and_in_the_fast_path(
     make_app: Callable[..., Flask], filled: Filled
 ) -> None:
@@ -849,6 +856,7 @@ def test_conditional_requests_follow_rfc_9110_in_flask_and_in_the_fast_path(
         ({"If-None-Match": '"other"', "If-Modified-Since": since}, 200),
         ({"If-Modified-Since": since}, 304),
         ({"If-Modified-Since": "yesterday"}, 200),
+        ({"If-Modified-Since": _asctime(since)}, 304),  # RFC 9110 asks for it too
     ]
     for n, (headers, status) in enumerate(cases, start=1):
         path = f"/feed.atom?limit={'0' * n}7"  # a new raw URL: the view, then the fast path
@@ -941,6 +949,14 @@ def test_a_source_removed_from_the_config_leaves_its_stories(
     story = store.get_story(filled.big_story)
     assert story is not None and story.source_count == 3
     assert "Gamma Wire" in _html(client, f"/stories/{filled.big_story}")
+
+    # moved permanently, removed, then listed again at the URL it moved to
+    moved = "https://gamma.example/new.xml"
+    save_entries(store, filled.feed_ids[2], [], url=moved)
+    store.sync_sources([s for s in configured if s is not gamma], NOW)
+    store.sync_sources([*(s for s in configured if s is not gamma), replace(gamma, url=moved)], NOW)
+    story = store.get_story(filled.big_story)
+    assert story is not None and story.source_count == 3 and "Gamma Wire" in story.sources
 
 
 def test_a_failing_source_removed_from_the_config_no_longer_counts_as_failing(

@@ -83,6 +83,8 @@ def sync_sources(conn: Connection, sources: Sequence[SourceConfig], now: datetim
             conn.execute(update(feeds).where(feeds.c.id == row.id).values(config_url=source.url))
             del existing[row.config_url]
             existing[source.url] = row
+            if not row.in_config:  # listed again, at its new URL: its stories count it
+                relisted.append(row.id)
         if row is None:
             feed_id = conn.execute(
                 insert(feeds)

@@ -353,6 +353,9 @@ def _matches(environ: Mapping[str, Any], rendered: Rendered) -> bool:
     if not since:
         return False
     try:
-        return rendered.last_modified <= parsedate_to_datetime(since)
+        when = parsedate_to_datetime(since)
     except (TypeError, ValueError):
         return False
+    if when.tzinfo is None:  # asctime ("Tue Dec  8 06:16:04 2026") and "-0000": UTC
+        when = when.replace(tzinfo=UTC)
+    return rendered.last_modified <= when
