@@ -5,6 +5,7 @@ config, store, worker and web; it holds no pipeline logic of its own.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -528,7 +529,11 @@ def stories(state: _State, explain_id: int | None, limit: int) -> None:
 
 def _fit(text: str, used: int) -> str:
     """`text` cut to what is left of the terminal's width after `used` columns (at
-    least 30 characters: a narrow terminal wraps rather than loses the text)."""
+    least 30 characters: a narrow terminal wraps rather than loses the text); whole when
+    the output goes to a pipe or a file (`feeds | grep` finds the full name), unless
+    COLUMNS sets a width."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return text
     width = shutil.get_terminal_size().columns
     return truncate_words(text, max(30, width - used))
 

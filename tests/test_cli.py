@@ -331,7 +331,10 @@ def _wait_for_entries(url: str, count: int, timeout: float = 30) -> list:
 
 
 def test_poll_groups_the_same_story_from_two_feeds(
-    tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer
+    tmp_path: Path,
+    sqlite_url: str,
+    recent_feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`poll` groups as the worker does: the same articles published by a second outlet
     at its own addresses (wire copy) become stories with two sources, listed by
@@ -348,8 +351,10 @@ def test_poll_groups_the_same_story_from_two_feeds(
     code, output = _run("--config", str(path), "poll")
     assert code == 0, output
     assert "6 new entries; 6 grouped into stories" in output
+    monkeypatch.delenv("COLUMNS", raising=False)
     code, listing = _run("--config", str(path), "stories")
     assert code == 0
+    assert not any(line.endswith("…") for line in listing.splitlines())  # to a pipe: whole
     assert listing.splitlines()[0].split()[:5] == ["ID", "SOURCES", "ENTRIES", "UPDATED", "(UTC)"]
     rows = [line.split() for line in listing.splitlines()[1:]]
     assert len(rows) == 3, listing
