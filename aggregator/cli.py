@@ -367,11 +367,16 @@ def _set_enabled(state: _State, url: str, enabled: bool) -> str:
     """Pause or resume the source `url` names (see `_config_url`); its config URL."""
     from aggregator.sources import set_enabled
 
+    config_url = _config_url(state, url)
+    listed = find_source(state.config(), config_url)
     try:
-        source = set_enabled(state.path, _config_url(state, url), enabled)
+        source = set_enabled(state.path, config_url, enabled)
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"{'resumed' if enabled else 'paused'} {source.url} in {state.path}")
+    if listed is not None and listed.enabled == enabled:
+        click.echo(f"{source.url} is {'not paused' if enabled else 'already paused'}")
+    else:
+        click.echo(f"{'resumed' if enabled else 'paused'} {source.url} in {state.path}")
     return source.url
 
 

@@ -223,6 +223,8 @@ def test_poll_and_feeds_show_status(
     # the failing source, paused and resumed, then removed, by the ID the table shows
     code, output = _run("--config", str(path), "pause", broken[0])
     assert code == 0 and f"paused {feed_server.url('broken')}" in output
+    code, output = _run("--config", str(path), "pause", broken[0])
+    assert code == 0 and f"{feed_server.url('broken')} is already paused" in output
     code, table = _run("--config", str(path), "feeds")
     assert any(row.split()[:2] == [broken[0], "off"] for row in table.splitlines())
     code, output = _run("--config", str(path), "resume", broken[0])
