@@ -336,10 +336,13 @@ class Worker:
         (30 minutes back: no tick for 30 minutes). Reading the jobs' due times, not the
         step itself, also catches a due time the scheduler wrote from the old timing."""
         while not self._stop.wait(every) and self._scheduler is not None:
-            late = self._beyond_interval(self._scheduler)
-            if late > CLOCK_STEP_SECONDS:
-                log.warning("worker: the clock went back %.0fs; ticking on from now", late)
-                self._restart_jobs(self._scheduler)
+            try:
+                late = self._beyond_interval(self._scheduler)
+                if late > CLOCK_STEP_SECONDS:
+                    log.warning("worker: the clock went back %.0fs; ticking on from now", late)
+                    self._restart_jobs(self._scheduler)
+            except Exception as e:  # e.g. the scheduler shut down meanwhile: the next look
+                log.debug("worker: clock check failed: %s", e)
 
     def _beyond_interval(self, scheduler: BaseScheduler) -> float:
         """How many seconds the furthest job is due beyond its interval from now."""
