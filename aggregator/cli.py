@@ -139,6 +139,7 @@ def poll(state: _State, poll_all: bool) -> None:
     worker = Worker(config, store)
     stop = threading.Event()
     bar: Any = None
+    failed: list[UpdateResult] = []  # logged once the bar's line is done, not into it
 
     def on_claim(count: int) -> None:  # batches overlap: one bar that grows with each
         nonlocal bar
@@ -150,7 +151,7 @@ def poll(state: _State, poll_all: bool) -> None:
 
     def progress(result: UpdateResult) -> None:
         if result.error:
-            log.warning("%s: %s", result.url, result.error)
+            failed.append(result)
         if bar is not None:
             bar.update(1)
 
@@ -168,6 +169,8 @@ def poll(state: _State, poll_all: bool) -> None:
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
+            for result in failed:
+                log.warning("%s: %s", result.url, result.error)
         grouping = "" if stop.is_set() else _group_now(worker.grouper, stop.is_set)
     if stop.is_set():
         click.echo(f"{summary.line()}; interrupted: the rest is left to the next poll")

@@ -4,6 +4,7 @@ db upgrade, and `aggregator run` as a real process serving real HTTP.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -178,7 +179,10 @@ def test_add_then_export_and_import_round_trip(tmp_path: Path, sqlite_url: str) 
 
 
 def test_poll_and_feeds_show_status(
-    tmp_path: Path, sqlite_url: str, recent_feed_server: FeedServer
+    tmp_path: Path,
+    sqlite_url: str,
+    recent_feed_server: FeedServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     feed_server = recent_feed_server  # world.rss published within the last day
     feed_server.route("/broken", status=503)
@@ -186,8 +190,11 @@ def test_poll_and_feeds_show_status(
     feed_server.route("/spaced", body=spaced, headers={"Content-Type": "application/rss+xml"})
     urls = [feed_server.url("world.rss"), feed_server.url("broken"), feed_server.url("spaced")]
     path = write_config(tmp_path / "agg.toml", sqlite_url, urls)
-    code, output = _run("--config", str(path), "poll")
+    with caplog.at_level(logging.WARNING, logger="aggregator"):
+        code, output = _run("--config", str(path), "poll")
     assert code == 0
+    # each failure logged once the progress bar is done (not into its line)
+    assert caplog.messages == [f"{feed_server.url('broken')}: fetch: HTTP 503"]
     # tests/data's dated entries are older than the grouping window: not news
     assert (
         "3 feeds: 2 ok, 0 not modified, 1 failed; 6 new entries; 3 grouped into stories, "
