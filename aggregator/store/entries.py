@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Row,
     and_,
@@ -501,15 +502,16 @@ def delete_entries(conn: Connection, ids: Sequence[int]) -> list[int]:
     """
     if not ids:
         return []
-    story_ids = conn.scalars(
-        select(entries.c.story_id)
-        .where(entries.c.id.in_(ids), entries.c.story_id.is_not(None))
-        .distinct()
-    )
-    touched = sorted(story_ids)
+    touched = stories_of(conn, entries.c.id.in_(ids))
     conn.execute(update(entries).where(entries.c.duplicate_of.in_(ids)).values(duplicate_of=None))
     conn.execute(delete(entries).where(entries.c.id.in_(ids)))
     return touched
+
+
+def stories_of(conn: Connection, which: ColumnElement[bool]) -> list[int]:
+    """The stories (ids, ascending) that the entries `which` selects are in."""
+    statement = select(entries.c.story_id).where(which, entries.c.story_id.is_not(None)).distinct()
+    return sorted(conn.scalars(statement))
 
 
 def count_entries(conn: Connection) -> int:

@@ -19,7 +19,12 @@ from sqlalchemy import Connection, Row, and_, func, literal, or_, select
 
 from aggregator.models import COVERED_SOURCES, Entry, Story
 from aggregator.store import feeds as feed_rows
-from aggregator.store.entries import _latest_query, entries_from_rows, has_removed_sources
+from aggregator.store.entries import (
+    _latest_query,
+    count_entries,
+    entries_from_rows,
+    has_removed_sources,
+)
 from aggregator.store.schema import entries, feed_tags, feeds, stories
 from aggregator.store.stories import _sources, _to_story, own_report
 
@@ -97,9 +102,7 @@ def _entry_rows(
     """`removed`: whether some source left the config (`has_removed_sources`), when the
     caller already knows; else asked here, for merged lists only."""
     if query.story_id is not None:
-        statement = _latest_query(None, None, originals_only=False).where(
-            entries.c.story_id == query.story_id, feeds.c.in_config.is_(True)
-        )
+        statement = _listed_members().where(entries.c.story_id == query.story_id)
     else:
         if query.feed_id is not None:
             removed = False  # a source's own list shows all its entries
@@ -228,6 +231,12 @@ def _has_tag(tag: str) -> Any:
     )
 
 
+def _listed_members() -> Any:
+    """Entries with their feed's titles, copies included, of the sources the config
+    lists: what a story shows of its coverage (a removed source leaves its stories)."""
+    return _latest_query(None, None, originals_only=False).where(feeds.c.in_config.is_(True))
+
+
 def get_story_coverage(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[Entry]]:
     """Every entry of each story (duplicates included) from a source the config lists,
     oldest first."""
@@ -238,8 +247,8 @@ def _coverage_rows(conn: Connection, story_ids: Sequence[int]) -> Sequence[Row[A
     if not story_ids:
         return []
     statement = (
-        _latest_query(None, None, originals_only=False)
-        .where(entries.c.story_id.in_(list(story_ids)), feeds.c.in_config.is_(True))
+        _listed_members()
+        .where(entries.c.story_id.in_(list(story_ids)))
         .order_by(entries.c.published_at, entries.c.id)
     )
     return conn.execute(statement).all()
@@ -299,8 +308,8 @@ def _outlet_rows(
     shown = set(conn.execute(firsts_shown).scalars())
     shown.update(entry_id for _, entry_id in stories if entry_id is not None)
     statement = (
-        _latest_query(None, None, originals_only=False)
-        .where(entries.c.id.in_(sorted(shown)), feeds.c.in_config.is_(True))
+        _listed_members()
+        .where(entries.c.id.in_(sorted(shown)))
         .order_by(entries.c.published_at, entries.c.id)
     )
     return conn.execute(_without_content(statement)).all()
@@ -445,7 +454,7 @@ def get_totals(conn: Connection) -> dict[str, int]:
     return {
         "feeds": conn.execute(count.select_from(feeds)).scalar_one(),
         "broken_feeds": conn.execute(count.where(feed_rows.broken())).scalar_one(),
-        "entries": conn.execute(count.select_from(entries)).scalar_one(),
+        "entries": count_entries(conn),
         "ungrouped_entries": conn.execute(count.where(entries.c.story_id.is_(None))).scalar_one(),
         "stories": conn.execute(count.select_from(stories)).scalar_one(),
         "covered_stories": count_covered_stories(conn),

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from aggregator.models import Entry, Story, StoryAssignment, StoryLabel
-from aggregator.store.entries import _latest_query, entries_from_rows
+from aggregator.store.entries import _latest_query, entries_from_rows, stories_of
 from aggregator.store.schema import entries, feeds, stories
 
 
@@ -38,16 +38,9 @@ def save_assignments(
     (``(survivor, absorbed)`` pairs, in order, after the assignments), then refresh
     the touched stories' labels and counts from their entries.
     """
-    left: set[int] = set()  # the stories the entries were in: a move leaves one
+    left: list[int] = []  # the stories the entries were in: a move leaves one
     if assignments:
-        moved = [a.entry_id for a in assignments]
-        left = set(
-            conn.scalars(
-                select(entries.c.story_id)
-                .where(entries.c.id.in_(moved), entries.c.story_id.is_not(None))
-                .distinct()
-            )
-        )
+        left = stories_of(conn, entries.c.id.in_([a.entry_id for a in assignments]))
         conn.execute(
             update(entries)
             .where(entries.c.id == bindparam("entry_id"))
@@ -86,7 +79,7 @@ def save_assignments(
         merge_stories(conn, survivor, absorbed)
     gone = {absorbed for _, absorbed in merges}
     touched = {a.story_id for a in assignments} | {label.story_id for label in labels}
-    touched |= {survivor for survivor, _ in merges} | left
+    touched |= {survivor for survivor, _ in merges} | set(left)
     _refresh(conn, touched - gone, {label.story_id: label for label in labels})
 
 
@@ -125,13 +118,7 @@ def recount_stories_of(conn: Connection, feed_ids: Sequence[int]) -> None:
     """Recount the stories the feeds reported in: they left the config or came back."""
     if not feed_ids:
         return
-    story_ids = sorted(
-        conn.scalars(
-            select(entries.c.story_id)
-            .where(entries.c.feed_id.in_(list(feed_ids)), entries.c.story_id.is_not(None))
-            .distinct()
-        )
-    )
+    story_ids = stories_of(conn, entries.c.feed_id.in_(list(feed_ids)))
     for start in range(0, len(story_ids), RECOUNT_BATCH):
         _refresh(conn, set(story_ids[start : start + RECOUNT_BATCH]), {})
 
