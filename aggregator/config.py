@@ -483,6 +483,16 @@ class Config:
     sources: tuple[SourceConfig, ...]
 
 
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """The config file's identity on disk (modification time, size), to notice edits;
+    None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 NOT_FOUND = (
     "config file not found (give another with --config PATH or AGGREGATOR_CONFIG; the "
     "default is config/aggregator.toml under the current folder)"

@@ -764,13 +764,18 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def _text_of_html(value: str) -> str:
+    """The text of HTML, entities decoded (what `plain_text` reads of markup)."""
+    return html.unescape(text_of_markup(_TEXT_CLEANER.clean(value)))
+
+
 def plain_text(value: str | None, limit: int | None = None) -> str:
     """Plain text of an HTML-ish string: entities decoded, tags stripped, whitespace
     collapsed; cut to `limit` characters at a word boundary when given."""
     if not value:
         return ""
     if "<" in value:
-        value = html.unescape(text_of_markup(_TEXT_CLEANER.clean(value)))
+        value = _text_of_html(value)
     elif "&" in value:
         value = html.unescape(value)  # entities only: what nh3 would decode
     return collapse_and_truncate(value, limit) if limit else collapse_whitespace(value)
@@ -796,11 +801,6 @@ def plain_title(value: str | None, limit: int) -> str:
         if "<" in text and runs_or_loads(text):  # "&lt;script&gt;": never stored as is
             text = _text_of_html(text)
     return collapse_and_truncate(text, limit)
-
-
-def _text_of_html(value: str) -> str:
-    """The text of HTML, entities decoded (what `plain_text` reads of markup)."""
-    return html.unescape(text_of_markup(_TEXT_CLEANER.clean(value)))
 
 
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9]*)")
@@ -900,7 +900,7 @@ def _summary_of_head(value: str, is_text: bool) -> str | None:
     elif "<" in value:
         if _TABLE_OR_TEMPLATE.search(head):
             return None
-        text = html.unescape(text_of_markup(_TEXT_CLEANER.clean(head)))
+        text = _text_of_html(head)
     else:
         text = html.unescape(head) if "&" in head else head
     return _summary_if_decided(collapse_whitespace(text))

@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,7 +42,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from aggregator.config import Config, Settings, load_config
+from aggregator.config import Config, Settings, file_stamp, load_config
 from aggregator.exceptions import ConfigError, StoreError
 from aggregator.grouper import Grouper
 from aggregator.models import PollSummary
@@ -71,22 +70,6 @@ def poll_options(config: Config, resolver: Any = None) -> PollOptions:
         retention=settings.retention(),
         resolver=resolver,
     )
-
-
-@dataclass
-class _ConfigFile:
-    """The config file's identity on disk, to notice edits."""
-
-    mtime_ns: int
-    size: int
-
-    @classmethod
-    def of(cls, config: Config) -> _ConfigFile | None:
-        try:
-            stat = config.path.stat()
-        except OSError:
-            return None
-        return cls(stat.st_mtime_ns, stat.st_size)
 
 
 def lower_priority(increment: int) -> None:
@@ -172,7 +155,7 @@ class Worker:
         self._resolver = resolver
         self._clock = clock
         self._beat_at = -math.inf  # `clock` at the last heartbeat written
-        self._seen = _ConfigFile.of(config)
+        self._seen = file_stamp(config.path)
         self._ticks = 0
         self._embedded = False
         self.grouper = Grouper.from_settings(store, self.name, config.settings)
@@ -198,7 +181,7 @@ class Worker:
 
     def reload_config(self) -> bool:
         """Reload the config when its file changed; keep the old one if the new is invalid."""
-        current = _ConfigFile.of(self.config)
+        current = file_stamp(self.config.path)
         if current == self._seen:
             return False
         self._seen = current

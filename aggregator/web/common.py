@@ -4,7 +4,6 @@ and serving a cached rendering.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from flask import Flask, Response, abort, current_app, request
 
-from aggregator.config import load_config
+from aggregator.config import file_stamp, load_config
 from aggregator.exceptions import ConfigError
 from aggregator.store import Store
 from aggregator.web.cache import REFRESH_KEY, FastPath, Rendered, ResponseCache, respond
@@ -196,11 +195,7 @@ def config_problem() -> str | None:
     path = current_app.config.get("CONFIG_PATH")
     if not path:
         return None
-    try:
-        stat = os.stat(path)
-        stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        stamp = None
+    stamp = file_stamp(Path(path))
     known = current_app.extensions.get("config_problem")
     if known is not None and known[0] == stamp:
         remembered: str | None = known[1]
