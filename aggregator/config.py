@@ -783,9 +783,8 @@ def _load_sources(
             continue
         sources.append(source)
     if problems:
-        first_problem = problems[0]
-        line, message = first_problem.line, first_problem.message
-        raise ConfigError(path, line, message, tuple(problems[1:]))
+        problem, *more = problems
+        raise ConfigError(path, problem.line, problem.message, tuple(more))
     return tuple(sources)
 
 

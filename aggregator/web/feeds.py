@@ -72,7 +72,7 @@ class Scope:
     tag: str | None = None
     feed_id: int | None = None
     story_id: int | None = None
-    language: str = "en"  # of the feed's text: a source's own, else the site's
+    language: str | None = None  # a source's or a story's own (None: the site's, English)
 
     @property
     def uri_path(self) -> str:
@@ -129,8 +129,9 @@ def _source_scope(feed_id: int) -> Scope:
     if feed is None:
         abort(404)
     title = f"{site_title()}: {feed.display_title}"
-    language = feed.language_tag or "en"
-    return Scope("source", title, f"/sources/{feed_id}", feed_id=feed_id, language=language)
+    return Scope(
+        "source", title, f"/sources/{feed_id}", feed_id=feed_id, language=feed.language_tag
+    )
 
 
 def _story_scope(story_id: int) -> Scope:
@@ -138,8 +139,9 @@ def _story_scope(story_id: int) -> Scope:
     if story is None:
         abort(404)
     title = f"{site_title()}: {story.headline or 'story'}"
-    language = story.language_tag or "en"
-    return Scope("story", title, f"/stories/{story_id}", story_id=story_id, language=language)
+    return Scope(
+        "story", title, f"/stories/{story_id}", story_id=story_id, language=story.language_tag
+    )
 
 
 # One feed = a scope, a keyset page of its rows and their items, in one of three formats.
@@ -211,6 +213,6 @@ def _meta(
         prev_url=absolute(request.path, limit=limit, after=page.newer) if page.newer else None,
         feed_url=here,
         author=site_title(),
-        language=scope.language,
+        language=scope.language or "en",
         icon_url=absolute(url_for("static", filename="favicon.svg")),
     )
