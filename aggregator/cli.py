@@ -20,7 +20,7 @@ import click
 from aggregator import __version__
 from aggregator.config import Config, find_source, load_config, normalise_url, resolve_config_path
 from aggregator.exceptions import AggregatorError, ConfigError, FeedExistsError
-from aggregator.models import FeedState, UpdateResult, error_advice
+from aggregator.models import REFUSED_ADDRESS, FeedState, UpdateResult, error_advice
 from aggregator.wording import counted, truncate_words
 
 log = logging.getLogger("aggregator")
@@ -308,7 +308,7 @@ def _discovered(config: Config, url: str) -> str:
         hint = "--no-check adds the URL as given"
         advice = error_advice(str(e))
         if advice is not None:  # a refused address: added as given, it would only fail
-            hint = advice if "refused address" in str(e) else f"{advice}; {hint}"
+            hint = advice if REFUSED_ADDRESS in str(e) else f"{advice}; {hint}"
         raise click.ClickException(f"{e}\n({hint})") from e
     what = f"{found.title or '(untitled)'}, {counted(found.entries, 'entry', 'entries')}"
     if found.moved:

@@ -222,9 +222,13 @@ class FeedState:
         return error_advice(self.last_error)
 
 
+REFUSED_ADDRESS = "refused address"
+"""The phrase of the address policy's refusals (`netpolicy`, `fetch`): a feed added as
+given at such an address would only fail, so `add` advises the setting, not --no-check."""
+
 _ADVICE = (
     (
-        "refused address",
+        REFUSED_ADDRESS,
         "private, loopback and link-local addresses are refused: allow them with "
         "allow_private_addresses = true (in [settings], or in this feed's table) or "
         "allowed_networks",
