@@ -195,6 +195,14 @@ def slow_feeds(server: FeedServer, count: int, delay: float = 1.0) -> list[str]:
     return [server.url(f"slow{n}.rss") for n in range(count)]
 
 
+def wait_until(condition: Callable[[], object], seconds: float = 30.0) -> None:
+    """Wait until `condition()` holds; fail when `seconds` run out."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
 def wait_while_running(
     process: subprocess.Popen[bytes], condition: Callable[[], object], timeout: float = 60.0
 ) -> None:

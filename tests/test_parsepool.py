@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import pytest
 from aggregator.exceptions import ParseError
 from aggregator.parse import parse_feed
 from aggregator.parsepool import ParsePool, _frame, _read_frame
+from tests.conftest import wait_until
 
 DATA = Path(__file__).parent / "data"
 FETCHED = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
@@ -79,13 +80,6 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def _wait_until(condition: Callable[[], object], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
 def _parse_in_thread(pool: ParsePool, data: bytes) -> tuple[threading.Thread, list[object]]:
     outcome: list[object] = []
     thread = threading.Thread(target=lambda: outcome.append(_pooled(pool, data)))
@@ -119,7 +113,7 @@ def test_a_child_killed_while_parsing_fails_that_document_only() -> None:
         (pid,) = pool.pids
         os.kill(pid, signal.SIGSTOP)  # the document will wait in the pipe
         thread, outcome = _parse_in_thread(pool, BIG)
-        _wait_until(lambda: pool.busy_pids == (pid,))
+        wait_until(lambda: pool.busy_pids == (pid,))
         os.kill(pid, signal.SIGKILL)
         thread.join(30)
         assert outcome == [
@@ -154,7 +148,7 @@ def test_a_child_that_died_between_documents_is_replaced_silently() -> None:
     with ParsePool(workers=1, inline_max_bytes=0).start() as pool:
         (pid,) = pool.pids
         os.kill(pid, signal.SIGKILL)
-        _wait_until(lambda: pool.pids == ())
+        wait_until(lambda: pool.pids == ())
         assert pool.parse(BIG, FEED_URL, None, FETCHED) == _expected(BIG)
 
 

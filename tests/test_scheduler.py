@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,7 +24,13 @@ from aggregator.parse import CUT_SHORT_WARNING
 from aggregator.scheduler import Worker
 from aggregator.store import Store
 from aggregator.update import POOL_MIN_FEEDS
-from tests.conftest import killed_on_exit, slow_feeds, wait_while_running, write_config
+from tests.conftest import (
+    killed_on_exit,
+    slow_feeds,
+    wait_until,
+    wait_while_running,
+    write_config,
+)
 from tests.feedserver import FeedServer, RecordedRequest, Response
 
 
@@ -126,28 +131,19 @@ def test_the_worker_ticks_on_when_the_clock_steps_back(
     scheduler = worker.schedule(BackgroundScheduler(timezone=UTC))
     scheduler.start()
     try:
-        assert _wait_for(lambda: worker._ticks >= 1)
+        wait_until(lambda: worker._ticks >= 1, 5)
         with (
             caplog.at_level(logging.WARNING, logger="aggregator.scheduler"),
             time_machine.travel(datetime.now(UTC) - timedelta(minutes=30), tick=True),
         ):
             before = worker._ticks
-            assert _wait_for(lambda: worker._ticks >= before + 2, timeout=10)
+            wait_until(lambda: worker._ticks >= before + 2, 10)
         assert any(
             re.fullmatch(r"worker: the clock went back 1[78]\d\ds; ticking on from now", m)
             for m in caplog.messages
         )
     finally:
         worker.stop(scheduler)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_the_worker_logs_each_feed_that_failed_and_why(
